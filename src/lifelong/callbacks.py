@@ -1,0 +1,93 @@
+"""Callbacks observe a run through frozen events; they cannot change its results.
+
+Owns the event types and the `Callback` base, plus the tqdm progress bar. The results store
+callback lives in `lifelong.runner` next to the store it writes. If a callback raises, the run
+stops; rows already stored stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """Before training: the untrained model's accuracies are row 0 of R."""
+
+    strategy: str
+    stream: str
+    task_keys: tuple[str, ...]
+    epochs: int
+    seed: int
+    initial_accuracies: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EpochEnd:
+    task_index: int
+    epoch: int
+    steps: int
+    mean_loss: float
+
+
+@dataclass(frozen=True, slots=True)
+class CurvePoint:
+    """Accuracies measured within a task every `eval_every` steps (learning curves)."""
+
+    task_index: int
+    step: int  # global step count since the run started
+    accuracies: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEnd:
+    """After training on task `task_index` (row `task_index + 1` of R)."""
+
+    task_index: int
+    task_key: str
+    accuracies: tuple[float, ...]
+    train_seconds: float
+    eval_seconds: float
+    peak_memory_bytes: int
+    parameters: int
+    curve: tuple[CurvePoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    matrix: tuple[tuple[float, ...], ...]
+
+
+class Callback:
+    """Receives events; every method is a no-op by default."""
+
+    def on_run_start(self, event: RunStart) -> None: ...
+    def on_epoch_end(self, event: EpochEnd) -> None: ...
+    def on_curve_point(self, event: CurvePoint) -> None: ...
+    def on_task_end(self, event: TaskEnd) -> None: ...
+    def on_run_end(self, event: RunEnd) -> None: ...
+
+
+class ProgressBar(Callback):
+    """A tqdm bar on stderr with one tick per epoch of each task."""
+
+    def __init__(self, *, desc: str = "", leave: bool = False, disable: bool | None = None):
+        self.desc, self.leave, self.disable = desc, leave, disable
+        self._bar: tqdm[None] | None = None
+
+    def on_run_start(self, event: RunStart) -> None:
+        self._bar = tqdm(total=len(event.task_keys) * event.epochs, unit="epoch",
+                         desc=self.desc or event.strategy, leave=self.leave,
+                         disable=self.disable, dynamic_ncols=True)
+
+    def on_epoch_end(self, event: EpochEnd) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(task=event.task_index + 1, loss=f"{event.mean_loss:.3f}")
+            self._bar.update(1)
+
+    def on_run_end(self, event: RunEnd) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,175 @@
+"""The `lifelong` command line.
+
+Owns argument parsing, human and JSON output, and turning user errors into one message with
+exit code 2 (no traceback). The contract used by users' scripts and every later feature:
+
+    lifelong run NAME_OR_CONFIG.yaml [--set key=value ...] [--seed N[,N...]] [--quick]
+                 [--json] [--store PATH] [--out DIR] [--strategies a,b]
+    lifelong list [--json]
+    lifelong runs [--store PATH] [--experiment NAME] [--json]
+    lifelong show RUN_ID [--store PATH] [--json]
+
+With `--json`, stdout holds exactly one JSON object; progress bars and warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lifelong.errors import ConfigError, LifelongError
+
+DEFAULT_STORE = "runs/lifelong.sqlite"
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed {text!r}: expected N or N,N,...") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lifelong", description="Continual learning on PyTorch.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment (a registered name or a YAML file)")
+    run.add_argument("target", help="experiment name (see `lifelong list`) or config.yaml")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set train.epochs=2 (repeatable)")
+    run.add_argument("--seed", type=_seeds, default=None, help="seed, or seeds: 0,1,2")
+    run.add_argument("--quick", action="store_true", help="a small version (< 1 min on 2 cores)")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    run.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
+    run.add_argument("--out", default="runs", help="folder for run files and figures")
+    run.add_argument("--strategies", default=None, help="comma-separated strategies to run")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ls = sub.add_parser("list", help="experiments, streams, models, strategies and options")
+    ls.add_argument("--json", action="store_true")
+    runs = sub.add_parser("runs", help="a table of stored runs")
+    runs.add_argument("--store", default=DEFAULT_STORE)
+    runs.add_argument("--experiment", default=None)
+    runs.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="one stored run: matrix, metrics, costs")
+    show.add_argument("run_id")
+    show.add_argument("--store", default=DEFAULT_STORE)
+    show.add_argument("--json", action="store_true")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "list":
+            return cmd_list(args)
+        if args.command == "runs":
+            return cmd_runs(args)
+        return cmd_show(args)
+    except LifelongError as e:
+        msg = str(e).replace("\n", "\n  ")
+        print(f"lifelong: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lifelong: interrupted; finished tasks are kept in the store", file=sys.stderr)
+        return 130
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=None, default=str) + "\n")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lifelong.runner import execute, plan
+
+    chosen = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+    p = plan(args.target, sets=args.sets, seeds=args.seed, quick=args.quick, strategies=chosen)
+    res = execute(p, store_path=args.store, out_dir=args.out,
+                  progress=False if args.no_progress else None)
+    runs = []
+    for o in res.outcomes:
+        m = o.result.metrics
+        runs.append({
+            "run_id": o.run_id, "strategy": o.strategy, "stream": o.result.stream,
+            "seed": o.seed, "matrix": [list(r) for r in o.result.matrix], **m,
+            "train_seconds": sum(o.result.train_seconds),
+            "eval_seconds": sum(o.result.eval_seconds), "run_dir": str(o.run_dir)})
+    refs = [{"label": r.label, "published": r.value, "ours": ours, "source": r.source}
+            for r, ours in res.references]
+    if args.json:
+        _emit({"experiment": res.experiment, "runs": runs,
+               "figures": [str(f) for f in res.figures], "table": res.table,
+               "references": refs, "protocol_note": res.protocol_note})
+        return 0
+    for o in res.outcomes:
+        print(f"== {o.strategy} on {o.result.stream}, seed {o.seed} (run {o.run_id})")
+        print(format_matrix(o.result.matrix), end="\n\n")
+    if res.table:
+        print(res.table, end="\n\n")
+    if refs:
+        print(f"{'reference':44s} {'published':>9s} {'ours':>7s}  source")
+        for r in refs:
+            ours = "-" if r["ours"] is None else f"{r['ours']:.3f}"
+            print(f"{r['label']:44s} {r['published']:9.3f} {ours:>7s}  {r['source']}")
+    if res.protocol_note:
+        print(f"note: {res.protocol_note}")
+    for f in res.figures:
+        print(f"figure: {f}")
+    return 0
+
+
+def format_matrix(matrix: Sequence[Sequence[float]]) -> str:
+    from lifelong.metrics import summary
+
+    T = len(matrix[0])
+    lines = ["R        " + " ".join(f"{'task ' + str(j + 1):>8s}" for j in range(T))]
+    for i, row in enumerate(matrix):
+        lines.append(f"{'init' if i == 0 else 'after ' + str(i):8s} "
+                     + " ".join(f"{v:8.3f}" for v in row))
+    lines.append("  ".join(f"{k}={v:+.3f}" for k, v in summary(matrix).items()))
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from lifelong.catalog import catalog, format_catalog
+
+    cat = catalog()
+    if args.json:
+        _emit(cat)
+    else:
+        print(format_catalog(cat))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from lifelong.store import Store, format_runs_table
+
+    with Store(args.store) as store:
+        rows = store.list_runs(experiment=args.experiment)
+    if args.json:
+        _emit({"runs": [dataclasses.asdict(r) for r in rows]})
+    else:
+        print(format_runs_table(rows) if rows else f"no runs in {args.store}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from lifelong.store import Store, format_run
+
+    with Store(args.store) as store:
+        record = store.get_run(args.run_id)
+    if args.json:
+        _emit(dataclasses.asdict(record))
+    else:
+        print(format_run(record))
+    return 0
+
+
+__all__ = ["main", "parser", "ConfigError"]
+
+if __name__ == "__main__":
+    sys.exit(main())

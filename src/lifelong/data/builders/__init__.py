@@ -1,0 +1,28 @@
+"""Stream builders: registered functions that turn a source into a `Stream`.
+
+Owns the `STREAMS` registry and `build_stream`. Every builder takes the run's seed first
+(supplied by the library) and keyword options: `source`, `num_tasks`, `train_per_task`,
+`test_per_task`, `scenario`, `data_dir`, plus its own. Each task is seeded by its key, so
+`Stream.reorder()` never changes a task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lifelong.data.task import Stream
+from lifelong.registry import Registry
+
+STREAMS: Registry[Callable[..., Stream]] = Registry("stream", skip=("seed",))
+
+
+def register_all() -> None:
+    from lifelong.data.builders import noisy, permuted, rotated, split  # noqa: F401
+
+
+def build_stream(name: str, *, seed: int = 0, **options: Any) -> Stream:
+    """Build the registered stream `name` (options are checked first)."""
+    register_all()
+    stream: Stream = STREAMS.build(name, seed, where="stream", **options)
+    return stream

@@ -1,0 +1,109 @@
+"""Shared pieces of the stream builders: option checks, key-seeded subsets, label mapping.
+
+Owns turning per-task raw images and global labels into `Task` values for a scenario. Does not
+own any particular transformation (permutation, rotation, split, noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lifelong.data.sources import SourceData, load_source
+from lifelong.data.task import SCENARIOS, Scenario, Stream, Task, TensorData
+from lifelong.errors import ConfigError
+from lifelong.seeding import generator
+
+
+def check_common(
+    builder: str,
+    *,
+    num_tasks: int,
+    train_per_task: int | None,
+    test_per_task: int | None,
+    scenario: str,
+    allowed: Sequence[str] = SCENARIOS,
+) -> list[str]:
+    """Problems with the options every builder shares (empty list if none)."""
+    problems = []
+    if not isinstance(num_tasks, int) or num_tasks < 1:
+        problems.append(f"stream '{builder}': num_tasks={num_tasks!r} must be an integer >= 1")
+    for key, value in (("train_per_task", train_per_task), ("test_per_task", test_per_task)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            problems.append(
+                f"stream '{builder}': {key}={value!r} must be a positive integer or null (all)"
+            )
+    if scenario not in allowed:
+        problems.append(
+            f"stream '{builder}': scenario={scenario!r} is not one of {', '.join(allowed)}"
+        )
+    return problems
+
+
+def load(source: str, data_dir: str | None) -> SourceData:
+    return load_source(source, Path(data_dir) if data_dir else None)
+
+
+def subset(n_available: int, n: int | None, *parts: object) -> Tensor:
+    """`n` indices out of `n_available`, drawn by a generator seeded from `parts` (all if None)."""
+    if n is None or n >= n_available:
+        return torch.arange(n_available)
+    perm = torch.randperm(n_available, generator=generator("subset", *parts))
+    return perm[:n].sort().values
+
+
+def too_few(builder: str, part: str, want: int | None, have: int) -> str | None:
+    if want is not None and want > have:
+        return (
+            f"stream '{builder}': {part}_per_task={want} but the source has only {have} "
+            f"{part} examples; lower {part}_per_task or choose a larger source"
+        )
+    return None
+
+
+def make_task(
+    *,
+    key: str,
+    index: int,
+    scenario: Scenario,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    classes: Sequence[int],
+    offset: int = 0,
+) -> Task:
+    """A `Task` from images and global labels.
+
+    In task- and domain-IL labels become task-local (the position of the class in `classes`);
+    in class-IL they stay global, shifted by `offset` (used when every task re-uses the same
+    ten labels, e.g. permuted digits: task i's classes become 10i..10i+9).
+    """
+    lookup = torch.full((max(classes) + 1,), -1, dtype=torch.int64)
+    lookup[torch.tensor(list(classes))] = torch.arange(len(classes))
+
+    def label(y: Tensor) -> Tensor:
+        return lookup[y] if scenario != "class" else y + offset
+
+    def data(x: Tensor, y: Tensor) -> TensorData:
+        return TensorData(x.contiguous(), label(y), torch.full_like(y, index))
+
+    global_classes = tuple(c + offset for c in classes) if scenario == "class" else tuple(classes)
+    return Task(key, index, data(*train), data(*test), global_classes)
+
+
+def make_stream(
+    name: str, scenario: Scenario, tasks: Sequence[Task], input_shape: tuple[int, ...]
+) -> Stream:
+    """A `Stream` whose head sizes follow from the scenario."""
+    all_classes = sorted({c for t in tasks for c in t.classes})
+    per_task = max(len(t.classes) for t in tasks)
+    num_outputs = all_classes[-1] + 1 if scenario == "class" else per_task
+    return Stream(name, scenario, tuple(tasks), len(all_classes), num_outputs, input_shape)
+
+
+def raise_if(problems: Sequence[str | None]) -> None:
+    real = [p for p in problems if p]
+    if real:
+        raise ConfigError(real)

@@ -1,0 +1,71 @@
+"""The `permuted` stream: every task is the source with its pixels shuffled by a fixed
+permutation (Goodfellow et al. 2013; Kirkpatrick et al. 2017; Lopez-Paz & Ranzato 2017).
+
+Owns drawing each task's permutation and its example subsets from the task key. Default
+scenario `domain`: one shared 10-way head; `task` gives a head per task; `class` makes each
+task's ten labels new classes (10i..10i+9).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lifelong.data.builders import STREAMS
+from lifelong.data.builders._common import (
+    check_common,
+    load,
+    make_stream,
+    make_task,
+    raise_if,
+    subset,
+    too_few,
+)
+from lifelong.data.task import Scenario, Stream
+from lifelong.seeding import generator
+
+
+@STREAMS.register("permuted")
+def build_permuted(
+    seed: int,
+    *,
+    source: str = "digits",
+    num_tasks: int = 5,
+    train_per_task: int | None = None,
+    test_per_task: int | None = None,
+    scenario: Scenario = "domain",
+    identity_first: bool = False,
+    data_dir: str | None = None,
+) -> Stream:
+    """Permuted-pixel tasks.
+
+    Args:
+        identity_first: keep task 0 unpermuted (the original images), as in the EWC paper.
+        data_dir: folder holding the source's files (default: the usual search path).
+    """
+    raise_if(check_common("permuted", num_tasks=num_tasks, train_per_task=train_per_task,
+                          test_per_task=test_per_task, scenario=scenario))
+    src = load(source, data_dir)
+    raise_if([too_few("permuted", "train", train_per_task, len(src.train_y)),
+              too_few("permuted", "test", test_per_task, len(src.test_y))])
+    shape = src.image_shape
+    pixels = int(torch.tensor(shape).prod())
+    tasks = []
+    for i in range(num_tasks):
+        key = f"permuted/{source}/{i}"
+        if identity_first and i == 0:
+            perm = torch.arange(pixels)
+        else:
+            perm = torch.randperm(pixels, generator=generator(seed, "permutation", key))
+        tr = subset(len(src.train_y), train_per_task, seed, key, "train")
+        te = subset(len(src.test_y), test_per_task, seed, key, "test")
+
+        def permute(x: torch.Tensor, perm: torch.Tensor = perm) -> torch.Tensor:
+            return x.reshape(len(x), -1)[:, perm].reshape(len(x), *shape)
+
+        tasks.append(make_task(
+            key=key, index=i, scenario=scenario,
+            train=(permute(src.train_x[tr]), src.train_y[tr]),
+            test=(permute(src.test_x[te]), src.test_y[te]),
+            classes=range(src.num_classes), offset=src.num_classes * i,
+        ))
+    return make_stream(f"permuted/{source}", scenario, tasks, shape)

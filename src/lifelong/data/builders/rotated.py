@@ -1,0 +1,82 @@
+"""The `rotated` stream: every task is the source rotated by a fixed angle (Lopez-Paz &
+Ranzato 2017 use rotations in [0°, 180°)).
+
+Owns rotating images (bilinear, zero fill, with `torch.nn.functional.grid_sample`, no
+torchvision) and the angle list. A task's key names its angle, so reordering keeps tasks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from lifelong.data.builders import STREAMS
+from lifelong.data.builders._common import (
+    check_common,
+    load,
+    make_stream,
+    make_task,
+    raise_if,
+    subset,
+    too_few,
+)
+from lifelong.data.task import Scenario, Stream
+
+
+def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate a batch of images (N, C, H, W) counter-clockwise about the centre."""
+    a = math.radians(degrees)
+    theta = torch.tensor([[math.cos(a), math.sin(a), 0.0], [-math.sin(a), math.cos(a), 0.0]],
+                         dtype=x.dtype).expand(len(x), 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@STREAMS.register("rotated")
+def build_rotated(
+    seed: int,
+    *,
+    source: str = "digits",
+    num_tasks: int = 5,
+    train_per_task: int | None = None,
+    test_per_task: int | None = None,
+    scenario: Scenario = "domain",
+    angles: list[float] | None = None,
+    max_angle: float = 180.0,
+    data_dir: str | None = None,
+) -> Stream:
+    """Rotated tasks.
+
+    Args:
+        angles: one angle in degrees per task; default `num_tasks` angles evenly spaced in
+            [0, max_angle).
+        max_angle: upper end of the default angles.
+    """
+    problems = check_common("rotated", num_tasks=num_tasks, train_per_task=train_per_task,
+                            test_per_task=test_per_task, scenario=scenario)
+    if angles is not None and len(angles) != num_tasks:
+        if num_tasks == 5:  # the default: follow the angles given
+            num_tasks = len(angles)
+        else:
+            problems.append(f"stream 'rotated': {len(angles)} angles given but num_tasks="
+                            f"{num_tasks}; give one angle per task or drop num_tasks")
+    raise_if(problems)
+    chosen = [float(a) for a in angles] if angles is not None else [
+        max_angle * i / num_tasks for i in range(num_tasks)]
+    src = load(source, data_dir)
+    raise_if([too_few("rotated", "train", train_per_task, len(src.train_y)),
+              too_few("rotated", "test", test_per_task, len(src.test_y))])
+    tasks = []
+    for i, angle in enumerate(chosen):
+        key = f"rotated/{source}/{angle:g}"
+        tr = subset(len(src.train_y), train_per_task, seed, key, "train")
+        te = subset(len(src.test_y), test_per_task, seed, key, "test")
+        tasks.append(make_task(
+            key=key, index=i, scenario=scenario,
+            train=(rotate(src.train_x[tr], angle), src.train_y[tr]),
+            test=(rotate(src.test_x[te], angle), src.test_y[te]),
+            classes=range(src.num_classes), offset=src.num_classes * i,
+        ))
+    return make_stream(f"rotated/{source}", scenario, tasks, src.image_shape)

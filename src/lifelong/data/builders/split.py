@@ -1,0 +1,70 @@
+"""The `split` stream: the source's classes divided into disjoint groups, one per task
+(Zenke et al. 2017 split MNIST; van de Ven & Tolias 2019 define its three scenarios).
+
+Owns grouping classes into tasks. Default scenario `task` (a head per task); `domain` asks
+"first or second class of the pair?" with one head; `class` asks for the global digit.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lifelong.data.builders import STREAMS
+from lifelong.data.builders._common import (
+    check_common,
+    load,
+    make_stream,
+    make_task,
+    raise_if,
+    subset,
+)
+from lifelong.data.task import Scenario, Stream
+
+
+@STREAMS.register("split")
+def build_split(
+    seed: int,
+    *,
+    source: str = "digits",
+    num_tasks: int | None = None,
+    classes_per_task: int = 2,
+    class_order: list[int] | None = None,
+    train_per_task: int | None = None,
+    test_per_task: int | None = None,
+    scenario: Scenario = "task",
+    data_dir: str | None = None,
+) -> Stream:
+    """Split-class tasks.
+
+    Args:
+        num_tasks: default all classes / classes_per_task.
+        classes_per_task: classes in each task.
+        class_order: the order classes are dealt into tasks (default 0, 1, 2, ...).
+    """
+    src = load(source, data_dir)
+    order = list(class_order) if class_order is not None else list(range(src.num_classes))
+    n_tasks = num_tasks if num_tasks is not None else len(order) // max(classes_per_task, 1)
+    problems = check_common("split", num_tasks=n_tasks, train_per_task=train_per_task,
+                            test_per_task=test_per_task, scenario=scenario)
+    if sorted(set(order)) != sorted(order) or not set(order) <= set(range(src.num_classes)):
+        problems.append(f"stream 'split': class_order={order} must list distinct classes of "
+                        f"0..{src.num_classes - 1}")
+    if classes_per_task < 1 or n_tasks * classes_per_task > len(order):
+        problems.append(f"stream 'split': {n_tasks} tasks x {classes_per_task} classes need "
+                        f"{n_tasks * classes_per_task} classes but {source} has {len(order)}")
+    raise_if(problems)
+    tasks = []
+    for i in range(n_tasks):
+        classes = order[i * classes_per_task:(i + 1) * classes_per_task]
+        key = f"split/{source}/{'-'.join(map(str, classes))}"
+        wanted = torch.tensor(classes)
+        tr_all = torch.isin(src.train_y, wanted).nonzero().squeeze(1)
+        te_all = torch.isin(src.test_y, wanted).nonzero().squeeze(1)
+        tr = tr_all[subset(len(tr_all), train_per_task, seed, key, "train")]
+        te = te_all[subset(len(te_all), test_per_task, seed, key, "test")]
+        tasks.append(make_task(
+            key=key, index=i, scenario=scenario,
+            train=(src.train_x[tr], src.train_y[tr]), test=(src.test_x[te], src.test_y[te]),
+            classes=classes,
+        ))
+    return make_stream(f"split/{source}", scenario, tasks, src.image_shape)

@@ -1,0 +1,78 @@
+"""The experiment base: defaults, `--quick`, the strategies compared, published numbers and the
+report (tables and figures).
+
+Owns `Experiment`, `Reference` and `Outcome`. An experiment only describes what to run and how
+to present it; `lifelong.runner` does the running, storing and printing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lifelong.train import RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A published (or reference) number our result is compared with.
+
+    Attributes:
+        label: what is measured, e.g. ``"GEM ACC, MNIST permutations"``.
+        value: the number.
+        source: paper, table or figure, and protocol.
+        ours: a key into our results that matches it (see `Experiment.ours`), or None.
+    """
+
+    label: str
+    value: float
+    source: str
+    ours: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One finished run of an experiment."""
+
+    run_id: str
+    strategy: str
+    label: str  # how the strategy is named in tables (may carry options)
+    seed: int
+    config: dict[str, Any]
+    result: RunResult
+    run_dir: Path
+
+
+class Experiment:
+    """Base of registered experiments.
+
+    Subclasses set `name`, `summary`, `strategies` (compared by default; empty means the
+    config's ``strategy.name``), `references`, `protocol_note`, and override `defaults`,
+    `quick`, `report` and, if they have their own options, `options`.
+    """
+
+    name: ClassVar[str] = "base"
+    summary: ClassVar[str] = ""
+    strategies: ClassVar[tuple[str, ...]] = ()
+    references: ClassVar[tuple[Reference, ...]] = ()
+    protocol_note: ClassVar[str] = ""
+    options: ClassVar[dict[str, Any]] = {}
+
+    def defaults(self) -> dict[str, Any]:
+        """The full default config (sections stream, model, strategy(ies), train, seed)."""
+        raise NotImplementedError
+
+    def quick(self) -> dict[str, Any]:
+        """Overrides applied by `--quick` (must run in well under a minute on 2 cores)."""
+        return {}
+
+    def ours(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
+        """Our numbers keyed like `Reference.ours`, to print beside the published ones."""
+        return {}
+
+    def report(self, outcomes: Sequence[Outcome], out_dir: Path,
+               options: dict[str, Any]) -> tuple[str, list[Path]]:
+        """A text table and the figures (written atomically under `out_dir`)."""
+        return "", []

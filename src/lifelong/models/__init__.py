@@ -1,0 +1,42 @@
+"""Models: the `MODELS` registry and `build_model`.
+
+Every model takes `(input_shape, num_outputs, num_heads)` from the stream and keyword options
+from the config, and is called as `model(x, t)` where `t` (task labels) picks the head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from lifelong.data.task import Stream
+from lifelong.registry import Registry
+
+MODELS: Registry[Callable[..., nn.Module]] = Registry(
+    "model", skip=("input_shape", "num_outputs", "num_heads"))
+
+
+def register_all() -> None:
+    from lifelong.models import cnn, mlp  # noqa: F401
+
+
+def build_model(name: str, stream: Stream, *, seed: int = 0, **options: Any) -> nn.Module:
+    """Build model `name` shaped for `stream`, initialised from `seed` (not the global RNG)."""
+    from lifelong.seeding import derive_seed
+
+    register_all()
+    problems = MODELS.check(name, options, "model")
+    if problems:
+        from lifelong.errors import ConfigError
+
+        raise ConfigError(problems)
+    # Parameter initialisation draws from torch's default generator; fork it so the global
+    # RNG state the caller sees is untouched, and seed it from the run seed.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "model-init", name))
+        model: nn.Module = MODELS.build(
+            name, stream.input_shape, stream.num_outputs, stream.num_heads, **options)
+    return model

@@ -1,0 +1,84 @@
+"""Figures with matplotlib (Agg backend, no screen), saved atomically as PNG.
+
+Owns the shared figure helpers: saving, the accuracy-matrix heatmap, grouped bars and learning
+curves. Experiment-specific figures live in their experiment module and use these helpers.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lifelong.io import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from lifelong.callbacks import CurvePoint
+
+
+def new_figure(ncols: int = 1, *, width: float = 5.0, height: float = 4.0,
+               nrows: int = 1) -> tuple[Figure, list[Axes]]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                             squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Save `fig` as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def matrix_heatmap(matrix: Sequence[Sequence[float]], title: str, path: Path) -> Path:
+    """R as a heatmap: rows init, after 1..T; columns tasks 1..T; values printed."""
+    fig, (ax,) = new_figure(width=1.0 + 0.9 * len(matrix[0]), height=1.0 + 0.6 * len(matrix))
+    im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    T = len(matrix[0])
+    ax.set_xticks(range(T), [f"task {j + 1}" for j in range(T)])
+    ax.set_yticks(range(T + 1), ["init"] + [f"after {i}" for i in range(1, T + 1)])
+    if T <= 12:
+        for i, row in enumerate(matrix):
+            for j, v in enumerate(row):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center",
+                        color="white" if v < 0.6 else "black", fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="test accuracy")
+    return save(fig, path)
+
+
+def grouped_bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[float]],
+                 *, errors: Mapping[str, Sequence[float]] | None = None,
+                 ylabel: str = "accuracy") -> None:
+    """Bars of each series side by side within each group, with their values on top."""
+    n = len(series)
+    width = 0.8 / max(n, 1)
+    for k, (name, values) in enumerate(series.items()):
+        xs = [g + (k - (n - 1) / 2) * width for g in range(len(groups))]
+        err = errors.get(name) if errors else None
+        bars = ax.bar(xs, values, width, label=name, yerr=err, capsize=3 if err else 0)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+
+
+def learning_curves(ax: Axes, curve: Sequence[CurvePoint], task: int, label: str,
+                    boundaries: Sequence[int] = ()) -> None:
+    """Accuracy on `task` against the global step, with task boundaries as dotted lines."""
+    ax.plot([p.step for p in curve], [p.accuracies[task] for p in curve], label=label)
+    for b in boundaries:
+        ax.axvline(b, color="grey", linestyle=":", linewidth=0.8)

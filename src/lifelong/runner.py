@@ -1,0 +1,265 @@
+"""Running experiments: config layers → validated plan → runs → store, files and report.
+
+Owns `plan` (merge defaults, `--quick`, a YAML file and `--set`; check everything at once,
+before any data loads) and `execute` (build streams, models and strategies, train, record each
+task's row in the store as it finishes, write `runs/<run_id>/` atomically, then let the
+experiment draw its figures). Does not own the CLI's argument parsing or printing (`cli.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lifelong import config as cfgmod
+from lifelong.callbacks import Callback, ProgressBar, RunStart, TaskEnd
+from lifelong.data.builders import STREAMS, build_stream, register_all as register_streams
+from lifelong.data.task import Stream
+from lifelong.errors import ConfigError
+from lifelong.experiments import EXPERIMENTS, get_experiment
+from lifelong.experiments.base import Experiment, Outcome, Reference
+from lifelong.io import atomic_write_json, atomic_write_text
+from lifelong.models import MODELS, build_model, register_all as register_models
+from lifelong.registry import Registry, suggest
+from lifelong.store import Store
+from lifelong.strategies import STRATEGIES, build_strategy, register_all as register_strategies
+from lifelong.train import TrainConfig, fit_stream
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    strategy: str
+    seed: int
+    config: dict[str, Any]  # the canonical run config: stream, model, strategy, train
+
+    @property
+    def run_id(self) -> str:
+        return cfgmod.run_id(self.config, self.seed)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    experiment: Experiment
+    config: dict[str, Any]
+    options: dict[str, Any]
+    runs: tuple[RunSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentResult:
+    experiment: str
+    outcomes: tuple[Outcome, ...]
+    figures: tuple[Path, ...]
+    table: str
+    references: tuple[tuple[Reference, float | None], ...]
+    protocol_note: str
+
+
+def _with_defaults(registry: Registry[Any], name: str, opts: dict[str, Any]) -> dict[str, Any]:
+    full = {o.name: o.default for o in registry.options(name) if not o.required}
+    full.update(opts)
+    return {"name": name, **full}
+
+
+def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None = None,
+         quick: bool = False, strategies: Sequence[str] | None = None) -> Plan:
+    """Resolve `target` (an experiment name or a YAML file) and every override into runs.
+
+    Raises:
+        ConfigError: every problem found, at once.
+    """
+    register_streams(), register_models(), register_strategies()
+    file_cfg: dict[str, Any] = {}
+    if target.endswith((".yaml", ".yml")):
+        file_cfg = cfgmod.load_yaml(target)
+        target = str(file_cfg.pop("experiment", "single"))
+    experiment = get_experiment(target)
+    config = experiment.defaults()
+    if quick:
+        config = cfgmod.merge(config, experiment.quick())
+    config = cfgmod.merge(config, file_cfg)
+    for path, value in cfgmod.parse_sets(sets):
+        cfgmod.set_path(config, path, value)
+    problems = cfgmod.check_sections(config, experiment.name)
+    if problems:
+        raise ConfigError(problems)
+
+    stream = dict(config.get("stream", {}))
+    stream_name = str(stream.pop("name", ""))
+    problems += STREAMS.check(stream_name, stream, "stream.name")
+    model = dict(config.get("model", {}))
+    model_name = str(model.pop("name", "mlp"))
+    problems += MODELS.check(model_name, model, "model.name")
+    train = dict(config.get("train", {}))
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in train:
+        if key not in fields:
+            problems.append(f"train has no option '{key}'{suggest(key, fields)} valid: "
+                            f"{', '.join(fields)}")
+    if not problems:
+        problems += TrainConfig(**train).problems()
+    options = dict(experiment.options)
+    for key, value in config.get("options", {}).items():
+        if key not in options:
+            problems.append(f"experiment '{experiment.name}' has no option '{key}'"
+                            f"{suggest(key, options)} valid: {', '.join(options) or '(none)'}")
+        options[key] = value
+
+    shared = dict(config.get("strategy", {}))
+    chosen = list(strategies) if strategies else (
+        [str(shared["name"])] if "name" in shared else list(experiment.strategies))
+    shared.pop("name", None)
+    if not chosen:
+        problems.append(f"experiment '{experiment.name}' needs a strategy: --set strategy.name="
+                        f"NAME (one of {', '.join(STRATEGIES.names())})")
+    per = config.get("strategies", {})
+    for name in per:
+        if name not in STRATEGIES:
+            problems.append(f"strategies.{name}: {STRATEGIES.unknown(name)}")
+    strategy_opts: dict[str, dict[str, Any]] = {}
+    for name in chosen:
+        if name not in STRATEGIES:
+            problems.append(f"strategy: {STRATEGIES.unknown(name)}")
+            continue
+        accepted = {o.name for o in STRATEGIES.options(name)}
+        own = dict(per.get(name) or {})
+        if len(chosen) == 1:
+            own.update(shared)  # one strategy: every shared option must be its own
+        else:
+            own.update({k: v for k, v in shared.items() if k in accepted})
+        problems += STRATEGIES.check(name, own, f"strategies.{name}")
+        strategy_opts[name] = own
+    if len(chosen) > 1:
+        union = {o.name for n in chosen if n in STRATEGIES for o in STRATEGIES.options(n)}
+        for key in shared:
+            if key not in union:
+                problems.append(f"no strategy of {', '.join(chosen)} has option '{key}'"
+                                f"{suggest(key, union)}")
+    if problems:
+        raise ConfigError(problems)
+
+    run_seeds = list(seeds) if seeds else [int(config.get("seed", 0))]
+    base = {
+        "experiment": experiment.name,
+        "stream": _with_defaults(STREAMS, stream_name, stream),
+        "model": _with_defaults(MODELS, model_name, model),
+        "train": dataclasses.asdict(TrainConfig(**train)),
+    }
+    runs = tuple(
+        RunSpec(name, seed, {**base, "strategy": _with_defaults(STRATEGIES, name,
+                                                                   strategy_opts[name])})
+        for seed in run_seeds for name in chosen)
+    return Plan(experiment, config, options, runs)
+
+
+class StoreRecorder(Callback):
+    """Writes row 0 at the start and each task's row (with costs and curve) as it ends."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+
+    def on_run_start(self, event: RunStart) -> None:
+        self.store.record_row(self.run_id, row=0, accuracies=event.initial_accuracies)
+
+    def on_task_end(self, event: TaskEnd) -> None:
+        self.store.record_row(
+            self.run_id, row=event.task_index + 1, accuracies=event.accuracies,
+            costs={"train_seconds": event.train_seconds, "eval_seconds": event.eval_seconds,
+                   "peak_memory_bytes": float(event.peak_memory_bytes),
+                   "parameters": float(event.parameters)},
+            curve=[(p.step, j, a) for p in event.curve for j, a in enumerate(p.accuracies)])
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    from lifelong import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "lifelong": __version__}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def execute(p: Plan, *, store_path: str | Path = "runs/lifelong.sqlite",
+            out_dir: str | Path = "runs", progress: bool | None = None) -> ExperimentResult:
+    """Run every `RunSpec` of the plan, store and write its results, and report."""
+    out = Path(out_dir)
+    streams: dict[int, Stream] = {}
+    outcomes = []
+    meta = {"versions": versions(), "git_commit": git_commit()}
+    with Store(store_path) as store:
+        for spec in p.runs:
+            if spec.seed not in streams:
+                s = dict(spec.config["stream"])
+                streams[spec.seed] = build_stream(s.pop("name"), seed=spec.seed, **s)
+            outcomes.append(_one_run(p, spec, streams[spec.seed], store, out, progress, meta))
+    fig_dir = out / f"{p.experiment.name}-{cfgmod.run_id([o.run_id for o in outcomes], 0)[:8]}"
+    table, figures = p.experiment.report(outcomes, fig_dir, p.options)
+    ours = p.experiment.ours(outcomes)
+    refs = tuple((r, ours.get(r.ours) if r.ours else None) for r in p.experiment.references)
+    all_figures = [f for o in outcomes for f in sorted(o.run_dir.glob("*.png"))] + figures
+    return ExperimentResult(p.experiment.name, tuple(outcomes), tuple(all_figures), table,
+                            refs, p.experiment.protocol_note)
+
+
+def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
+             progress: bool | None, meta: dict[str, Any]) -> Outcome:
+    from lifelong.metrics import summary
+    from lifelong.plots import matrix_heatmap
+
+    cfg = spec.config
+    model_opts = {k: v for k, v in cfg["model"].items() if k != "name"}
+    model = build_model(cfg["model"]["name"], stream, seed=spec.seed, **model_opts)
+    strategy = build_strategy(spec.strategy, model,
+                              **{k: v for k, v in cfg["strategy"].items() if k != "name"})
+    run_id = spec.run_id
+    store.begin_run(run_id, experiment=p.experiment.name, strategy=spec.strategy,
+                    stream=stream.name, seed=spec.seed, config=cfg, num_tasks=len(stream),
+                    versions=meta["versions"], git_commit=meta["git_commit"])
+    callbacks = [ProgressBar(desc=f"{spec.strategy} seed {spec.seed}",
+                             disable=None if progress is None else not progress),
+                 StoreRecorder(store, run_id)]
+    try:
+        result = fit_stream(strategy, stream, TrainConfig(**cfg["train"]), seed=spec.seed,
+                            callbacks=callbacks)
+    except BaseException as e:
+        store.fail_run(run_id, error=f"{type(e).__name__}: {e}")
+        raise
+    metrics = summary(result.matrix)
+    store.finish_run(run_id, metrics=metrics)
+    run_dir = out / run_id
+    atomic_write_text(run_dir / "config.yaml",
+                      yaml.safe_dump({**cfg, "seed": spec.seed}, sort_keys=False))
+    atomic_write_json(run_dir / "matrix.json", {
+        "run_id": run_id, "matrix": [list(r) for r in result.matrix], **metrics,
+        "train_seconds": list(result.train_seconds), "eval_seconds": list(result.eval_seconds),
+        "peak_memory_bytes": list(result.peak_memory_bytes),
+        "parameters": list(result.parameters),
+        "curves": [{"task": c.task_index, "step": c.step, "accuracies": list(c.accuracies)}
+                   for c in result.curves]})
+    matrix_heatmap(result.matrix, f"{spec.strategy} on {stream.name} (seed {spec.seed})",
+                   run_dir / "matrix.png")
+    return Outcome(run_id, spec.strategy, spec.strategy, spec.seed, cfg, result, run_dir)
+
+
+def describe_experiments() -> list[tuple[str, str]]:
+    from lifelong.experiments import register_all
+
+    register_all()
+    return [(n, EXPERIMENTS.get(n).summary) for n in EXPERIMENTS.names()]

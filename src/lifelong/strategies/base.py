@@ -1,0 +1,203 @@
+"""The strategy base: the six hooks a continual-learning method may override.
+
+Owns `Strategy`, `Batch`, `StrategyState` and the state_dict format. A strategy owns the
+learning rule; the loop (`lifelong.train`) owns the mechanics: batching, optimizer, NaN checks,
+timing and evaluation. Hooks *return* values; the only in-place change allowed is to gradients
+in `after_backward`.
+
+Hooks, in the order the loop calls them:
+    before_task(task) → task_data(task) → per batch: [forward, loss(batch, logits), backward,
+    after_backward(), optimizer step, after_step()] → after_task(task).
+Escape hatches: `train_batch` (a different step, e.g. generative replay) and `train_task`
+(a different epoch loop, e.g. Net2Net growth on demand). `predict(x, t)` decides inference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lifelong.data.task import SCENARIOS, Scenario, Task, TensorData
+from lifelong.errors import StateError
+from lifelong.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from lifelong.train import TaskLoop
+
+
+class Batch(NamedTuple):
+    """One training batch (a plain tuple: built every step, so no validation)."""
+
+    x: Tensor
+    y: Tensor
+    t: Tensor
+
+
+@dataclass
+class StrategyState:
+    """Learned state of a strategy (subclasses add fields). Values: tensors, numbers, lists
+    and dicts of them — what `torch.load(weights_only=True)` can read back."""
+
+
+class Strategy:
+    """Base of every method: plain fine-tuning with cross-entropy.
+
+    Subclasses set `name`, optionally `supports` (scenarios they can run in), declare their
+    hyperparameters as keyword-only `__init__` arguments stored under the same names, and keep
+    learned state in `self.state`.
+    """
+
+    name: ClassVar[str] = "base"
+    supports: ClassVar[frozenset[Scenario]] = frozenset(SCENARIOS)
+    version: ClassVar[int] = 1
+    state: StrategyState
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.state = StrategyState()
+        self.seed = 0
+        self._generators: dict[str, torch.Generator] = {}
+
+    # ----------------------------------------------------------------- set-up by the loop
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def attach(self, *, seed: int) -> None:
+        """Called by the loop before training: the seed all of this strategy's draws derive
+        from."""
+        self.seed = seed
+        self._generators.clear()
+
+    def generator(self, *parts: object) -> torch.Generator:
+        """A generator on the model's device for one purpose (e.g. ``"memory", task.key``),
+        created on first use from the run seed and kept, so its state is saved."""
+        key = repr(parts)
+        if key not in self._generators:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(derive_seed(self.seed, self.name, *parts))
+            self._generators[key] = g
+        return self._generators[key]
+
+    # ------------------------------------------------------------------------- the hooks
+    def before_task(self, task: Task) -> None:
+        """Prepare for `task` (e.g. copy a teacher, add a column)."""
+
+    def task_data(self, task: Task) -> TensorData:
+        """The examples to train on for `task` (default: its training set)."""
+        return task.train
+
+    def loss(self, batch: Batch, logits: Tensor) -> Tensor:
+        """The training loss of one batch (default: cross-entropy)."""
+        return F.cross_entropy(logits, batch.y)
+
+    def after_backward(self) -> None:
+        """Called after `backward`, before the optimizer step; may change gradients in place."""
+
+    def after_step(self) -> None:
+        """Called after each optimizer step (e.g. SI's path integral)."""
+
+    def after_task(self, task: Task) -> None:
+        """Consolidate after `task` (importance, memories, snapshots)."""
+
+    def predict(self, x: Tensor, t: Tensor | None) -> Tensor:
+        """Logits at test time. `t` is given only in the task-incremental scenario."""
+        out: Tensor = self.model(x, t)
+        return out
+
+    # ---------------------------------------------------------------- escape hatches
+    def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
+        """One optimisation step; returns the (detached) loss."""
+        optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(batch, self.model(batch.x, batch.t))
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.after_backward()
+        optimizer.step()
+        self.after_step()
+        return loss.detach()
+
+    def train_task(self, task: Task, loop: TaskLoop) -> None:
+        """Train on `task`: by default run the loop's epochs over `task_data(task)`."""
+        loop.run_epochs(self.task_data(task))
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters the fresh optimizer of each task updates."""
+        return (p for p in self.model.parameters() if p.requires_grad)
+
+    # ------------------------------------------------------------------------ state
+    def hparams(self) -> dict[str, Any]:
+        """The hyperparameters: keyword-only `__init__` arguments, read from attributes of the
+        same name."""
+        out = {}
+        for cls in type(self).__mro__:
+            if "__init__" not in vars(cls):
+                continue
+            for p in inspect.signature(vars(cls)["__init__"]).parameters.values():
+                if p.kind is p.KEYWORD_ONLY:
+                    out.setdefault(p.name, getattr(self, p.name))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """`{strategy, version, hparams, model, state, rng}` with CPU tensors only."""
+        return {
+            "strategy": self.name,
+            "version": self.version,
+            "hparams": _to_cpu(self.hparams()),
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "state": _to_cpu({f.name: getattr(self.state, f.name)
+                              for f in dataclasses.fields(self.state)}),
+            "rng": {"seed": self.seed,
+                    "generators": {k: g.get_state() for k, g in self._generators.items()}},
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Restore a `state_dict()`; strict: names any missing or unknown field."""
+        expected = {"strategy", "version", "hparams", "model", "state", "rng"}
+        if set(sd) != expected:
+            raise StateError(f"{self.name}: saved state has fields {sorted(sd)}, expected "
+                             f"{sorted(expected)}; was it saved by Strategy.state_dict()?")
+        if sd["strategy"] != self.name or sd["version"] != self.version:
+            raise StateError(f"saved state is for {sd['strategy']!r} v{sd['version']}, not "
+                             f"{self.name!r} v{self.version}; build the matching strategy")
+        if sd["hparams"] != _to_cpu(self.hparams()):
+            raise StateError(f"{self.name}: saved hyperparameters {sd['hparams']} differ from "
+                             f"this strategy's {self.hparams()}; build it with the saved ones")
+        fields = {f.name for f in dataclasses.fields(self.state)}
+        if set(sd["state"]) != fields:
+            raise StateError(f"{self.name}: saved state fields {sorted(sd['state'])} differ "
+                             f"from {sorted(fields)}")
+        self.model.load_state_dict(sd["model"], strict=True)
+        device = self.device
+        for name, value in sd["state"].items():
+            setattr(self.state, name, _to_device(value, device))
+        self.seed = int(sd["rng"]["seed"])
+        self._generators.clear()
+        for key, gstate in sd["rng"]["generators"].items():
+            g = torch.Generator(device=device)
+            g.set_state(gstate)
+            self._generators[key] = g
+
+
+def _to_cpu(value: Any) -> Any:
+    return _map_tensors(value, lambda t: t.detach().cpu().clone())
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    return _map_tensors(value, lambda t: t.to(device))
+
+
+def _map_tensors(value: Any, fn: Any) -> Any:
+    if isinstance(value, Tensor):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_tensors(v, fn) for v in value)
+    return value

@@ -1,0 +1,239 @@
+"""The training loop: tasks × epochs × batches.
+
+Owns `TrainConfig`, `TaskLoop`, `fit_stream` and `RunResult`. Only this module does batching,
+creates optimizers, checks for divergence, times and evaluates. Data stays as in-memory tensors
+sliced by index with a generator seeded from (seed, task key, epoch): no DataLoader, no global
+RNG. Same seed ⇒ bit-identical matrix on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from lifelong.callbacks import Callback, CurvePoint, EpochEnd, RunEnd, RunStart, TaskEnd
+from lifelong.data.task import Stream, Task, TensorData
+from lifelong.errors import ConfigError, DivergenceError
+from lifelong.evaluate import accuracies
+from lifelong.metrics import summary
+from lifelong.seeding import generator
+from lifelong.strategies.base import Batch, Strategy
+
+Optimizer = Literal["sgd", "adam"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """How each task is trained.
+
+    Attributes:
+        epochs: passes over each task's data.
+        batch_size: examples per step.
+        optimizer: ``"sgd"`` (with `momentum`) or ``"adam"``; a fresh one per task.
+        lr: learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay of the optimizer.
+        eval_every: measure learning curves every N steps within a task (None = off).
+        eval_batch_size: batch size for evaluation.
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ...
+    """
+
+    epochs: int = 1
+    batch_size: int = 32
+    optimizer: Optimizer = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    eval_every: int | None = None
+    eval_batch_size: int = 2048
+    device: str = "auto"
+
+    def problems(self) -> list[str]:
+        out = []
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                out.append(f"train.{key}={v!r} must be a positive integer")
+        if self.optimizer not in ("sgd", "adam"):
+            out.append(f"train.optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            out.append(f"train.lr={self.lr!r} must be a positive number")
+        if self.eval_every is not None and (not isinstance(self.eval_every, int)
+                                            or self.eval_every < 1):
+            out.append(f"train.eval_every={self.eval_every!r} must be a positive integer or null")
+        return out
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device={name!r} is not a device; use auto, cpu or cuda")
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What `fit_stream` returns: the matrix R, per-task costs and learning curves."""
+
+    strategy: str
+    stream: str
+    seed: int
+    matrix: tuple[tuple[float, ...], ...]
+    train_seconds: tuple[float, ...]
+    eval_seconds: tuple[float, ...]
+    peak_memory_bytes: tuple[int, ...]
+    parameters: tuple[int, ...]
+    curves: tuple[CurvePoint, ...] = field(default=())
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return summary(self.matrix)
+
+
+class TaskLoop:
+    """The epoch loop for one task, handed to `Strategy.train_task`."""
+
+    def __init__(self, strategy: Strategy, stream: Stream, task: Task, cfg: TrainConfig,
+                 optimizer: torch.optim.Optimizer, seed: int, callbacks: Sequence[Callback],
+                 step0: int) -> None:
+        self.strategy, self.stream, self.task, self.cfg = strategy, stream, task, cfg
+        self.optimizer, self.seed, self.callbacks = optimizer, seed, callbacks
+        self.step = step0  # global step counter, owned here and passed to events
+        self.curve: list[CurvePoint] = []
+
+    def run_epochs(self, data: TensorData, epochs: int | None = None) -> None:
+        """Train `epochs` (default `cfg.epochs`) passes over `data`."""
+        device = self.strategy.device
+        data = data.to(device)
+        n, bs = len(data), self.cfg.batch_size
+        if n == 0:
+            raise ConfigError(f"task {self.task.key} has no training examples")
+        steps = math.ceil(n / bs)
+        model = self.strategy.model
+        model.train()
+        for epoch in range(epochs if epochs is not None else self.cfg.epochs):
+            order = torch.randperm(n, generator=generator(self.seed, "batches", self.task.key,
+                                                          epoch)).to(device)
+            losses = torch.empty(steps, device=device)
+            for i in range(steps):
+                idx = order[i * bs:(i + 1) * bs]
+                batch = Batch(data.x[idx], data.y[idx], data.t[idx])
+                losses[i] = self.strategy.train_batch(batch, self.optimizer)
+                self.step += 1
+                if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                    self._curve_point()
+            total = float(losses.sum())  # one host sync per epoch
+            if not math.isfinite(total):
+                bad = int((~torch.isfinite(losses)).nonzero()[0, 0]) + 1
+                raise DivergenceError(
+                    f"{self.strategy.name}: loss became {float(losses[bad - 1])} at task "
+                    f"{self.task.index + 1}/{len(self.stream)} ({self.task.key}), epoch "
+                    f"{epoch + 1}, step {bad} (lr={self.cfg.lr}); lower train.lr or the "
+                    "strategy's strength")
+            event = EpochEnd(self.task.index, epoch, steps, total / steps)
+            for cb in self.callbacks:
+                cb.on_epoch_end(event)
+
+    def _curve_point(self) -> None:
+        point = CurvePoint(self.task.index, self.step, tuple(accuracies(
+            self.strategy, self.stream, batch_size=self.cfg.eval_batch_size)))
+        self.strategy.model.train()
+        self.curve.append(point)
+        for cb in self.callbacks:
+            cb.on_curve_point(point)
+
+
+def make_optimizer(strategy: Strategy, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = list(strategy.trainable_parameters())
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    # Peak resident set size of the process (kB on Linux, bytes on macOS).
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def fit_stream(
+    strategy: Strategy,
+    stream: Stream,
+    train: TrainConfig | None = None,
+    *,
+    seed: int = 0,
+    callbacks: Sequence[Callback] = (),
+) -> RunResult:
+    """Train `strategy` on each task of `stream` in order and measure the accuracy matrix.
+
+    Row 0 of R is the untrained model; row i+1 is measured after task i. Each task gets a
+    fresh optimizer over `strategy.trainable_parameters()`.
+
+    Raises:
+        ConfigError: bad training options, or the strategy does not support the scenario.
+        DivergenceError: the loss became NaN or infinite.
+    """
+    cfg = train or TrainConfig()
+    problems = cfg.problems()
+    if stream.scenario not in strategy.supports:
+        problems.append(f"strategy '{strategy.name}' does not support the {stream.scenario}-"
+                        f"incremental scenario (it supports: {', '.join(sorted(strategy.supports))})")
+    if problems:
+        raise ConfigError(problems)
+    device = resolve_device(cfg.device)
+    strategy.model.to(device)
+    strategy.attach(seed=seed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    row0 = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
+    start = RunStart(strategy.name, stream.name, tuple(t.key for t in stream.tasks),
+                     cfg.epochs, seed, row0)
+    for cb in callbacks:
+        cb.on_run_start(start)
+    rows = [row0]
+    costs: dict[str, list[float]] = {"train": [], "eval": [], "mem": [], "params": []}
+    curves: list[CurvePoint] = []
+    step = 0
+    for task in stream.tasks:
+        t0 = time.perf_counter()
+        strategy.before_task(task)
+        loop = TaskLoop(strategy, stream, task, cfg, make_optimizer(strategy, cfg), seed,
+                        callbacks, step)
+        strategy.train_task(task, loop)
+        strategy.after_task(task)
+        step = loop.step
+        t1 = time.perf_counter()
+        row = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
+        t2 = time.perf_counter()
+        rows.append(row)
+        curves += loop.curve
+        params = sum(p.numel() for p in strategy.model.parameters())
+        event = TaskEnd(task.index, task.key, row, t1 - t0, t2 - t1, _peak_memory(device),
+                        params, tuple(loop.curve))
+        costs["train"].append(event.train_seconds)
+        costs["eval"].append(event.eval_seconds)
+        costs["mem"].append(event.peak_memory_bytes)
+        costs["params"].append(params)
+        for cb in callbacks:
+            cb.on_task_end(event)
+    matrix = tuple(rows)
+    for cb in callbacks:
+        cb.on_run_end(RunEnd(matrix))
+    return RunResult(
+        strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix,
+        train_seconds=tuple(costs["train"]), eval_seconds=tuple(costs["eval"]),
+        peak_memory_bytes=tuple(int(m) for m in costs["mem"]),
+        parameters=tuple(int(p) for p in costs["params"]), curves=tuple(curves))
