@@ -8,6 +8,7 @@ stops; rows already stored stay.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tqdm import tqdm
 
@@ -75,7 +76,7 @@ class ProgressBar(Callback):
 
     def __init__(self, *, desc: str = "", leave: bool = False, disable: bool | None = None):
         self.desc, self.leave, self.disable = desc, leave, disable
-        self._bar: tqdm[None] | None = None
+        self._bar: tqdm[Any] | None = None
 
     def on_run_start(self, event: RunStart) -> None:
         self._bar = tqdm(total=len(event.task_keys) * event.epochs, unit="epoch",

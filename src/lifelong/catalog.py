@@ -23,12 +23,17 @@ def _doc(obj: Any) -> str:
 
 def catalog() -> dict[str, Any]:
     """`{experiments, streams, models, strategies}`: name → summary, options and defaults."""
-    from lifelong.data.builders import STREAMS, register_all as streams
-    from lifelong.experiments import EXPERIMENTS, register_all as experiments
-    from lifelong.models import MODELS, register_all as models
-    from lifelong.strategies import STRATEGIES, register_all as strategies
+    from lifelong.data.builders import STREAMS
+    from lifelong.data.builders import register_all as streams
+    from lifelong.experiments import EXPERIMENTS
+    from lifelong.experiments import register_all as experiments
+    from lifelong.models import MODELS
+    from lifelong.models import register_all as models
+    from lifelong.strategies import STRATEGIES
+    from lifelong.strategies import register_all as strategies
 
-    streams(), models(), strategies(), experiments()
+    for register in (streams, models, strategies, experiments):
+        register()
     exps = {}
     for n in EXPERIMENTS.names():
         e = EXPERIMENTS.get(n)

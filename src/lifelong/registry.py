@@ -85,7 +85,7 @@ class Registry(Generic[F]):
     def options(self, name: str) -> list[Option]:
         """The user-settable keyword options of `name`, in signature order."""
         obj = self.get(name)
-        target = obj.__init__ if inspect.isclass(obj) else obj  # type: ignore[misc]
+        target = obj.__init__ if inspect.isclass(obj) else obj
         out = []
         for p in inspect.signature(target).parameters.values():
             if p.name in ("self", *self.skip) or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

@@ -20,16 +20,19 @@ import yaml
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import Callback, ProgressBar, RunStart, TaskEnd
-from lifelong.data.builders import STREAMS, build_stream, register_all as register_streams
+from lifelong.data.builders import STREAMS, build_stream
+from lifelong.data.builders import register_all as register_streams
 from lifelong.data.task import Stream
 from lifelong.errors import ConfigError
 from lifelong.experiments import EXPERIMENTS, get_experiment
 from lifelong.experiments.base import Experiment, Outcome, Reference
 from lifelong.io import atomic_write_json, atomic_write_text
-from lifelong.models import MODELS, build_model, register_all as register_models
+from lifelong.models import MODELS, build_model
+from lifelong.models import register_all as register_models
 from lifelong.registry import Registry, suggest
 from lifelong.store import Store
-from lifelong.strategies import STRATEGIES, build_strategy, register_all as register_strategies
+from lifelong.strategies import STRATEGIES, build_strategy
+from lifelong.strategies import register_all as register_strategies
 from lifelong.train import TrainConfig, fit_stream
 
 
@@ -75,7 +78,8 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     Raises:
         ConfigError: every problem found, at once.
     """
-    register_streams(), register_models(), register_strategies()
+    for register in (register_streams, register_models, register_strategies):
+        register()
     file_cfg: dict[str, Any] = {}
     if target.endswith((".yaml", ".yml")):
         file_cfg = cfgmod.load_yaml(target)
@@ -209,7 +213,7 @@ def execute(p: Plan, *, store_path: str | Path = "runs/lifelong.sqlite",
                 s = dict(spec.config["stream"])
                 streams[spec.seed] = build_stream(s.pop("name"), seed=spec.seed, **s)
             outcomes.append(_one_run(p, spec, streams[spec.seed], store, out, progress, meta))
-    fig_dir = out / f"{p.experiment.name}-{cfgmod.run_id([o.run_id for o in outcomes], 0)[:8]}"
+    fig_dir = out / f"{p.experiment.name}-{cfgmod.run_id({"runs": [o.run_id for o in outcomes]}, 0)[:8]}"
     table, figures = p.experiment.report(outcomes, fig_dir, p.options)
     ours = p.experiment.ours(outcomes)
     refs = tuple((r, ours.get(r.ours) if r.ours else None) for r in p.experiment.references)

@@ -12,6 +12,7 @@ import math
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -77,7 +78,8 @@ def resolve_device(name: str) -> torch.device:
     try:
         return torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"train.device={name!r} is not a device; use auto, cpu or cuda")
+        raise ConfigError(
+            f"train.device={name!r} is not a device; use auto, cpu or cuda") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,21 @@ def _peak_memory(device: torch.device) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
+class LifelongWarning(UserWarning):
+    """A setting that runs but is known to give poor or misleading results."""
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_caveat(strategy: Strategy, stream: Stream) -> None:
+    reason = strategy.caveats.get(stream.scenario)
+    if reason and (strategy.name, stream.scenario) not in _WARNED:
+        _WARNED.add((strategy.name, stream.scenario))
+        warnings.warn(f"{strategy.name} in the {stream.scenario}-incremental scenario: {reason}",
+                      LifelongWarning, stacklevel=3)
+
+
 def fit_stream(
     strategy: Strategy,
     stream: Stream,
@@ -188,10 +205,12 @@ def fit_stream(
     cfg = train or TrainConfig()
     problems = cfg.problems()
     if stream.scenario not in strategy.supports:
+        ok = ", ".join(sorted(strategy.supports))
         problems.append(f"strategy '{strategy.name}' does not support the {stream.scenario}-"
-                        f"incremental scenario (it supports: {', '.join(sorted(strategy.supports))})")
+                        f"incremental scenario (it supports: {ok})")
     if problems:
         raise ConfigError(problems)
+    _warn_caveat(strategy, stream)
     device = resolve_device(cfg.device)
     strategy.model.to(device)
     strategy.attach(seed=seed)

@@ -26,7 +26,6 @@ from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference
 from lifelong.plots import grouped_bars, new_figure, save
 
-
 TEAM_LOOP = "team reference loop (not a paper): mnist-10k, s&p 0.5, 5 epochs"
 
 

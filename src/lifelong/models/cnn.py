@@ -8,7 +8,6 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from lifelong.errors import ConfigError
-
 from lifelong.models import MODELS
 from lifelong.models.heads import MultiHead
 

@@ -56,6 +56,9 @@ class Strategy:
 
     name: ClassVar[str] = "base"
     supports: ClassVar[frozenset[Scenario]] = frozenset(SCENARIOS)
+    # Scenarios the method runs in but is known to do poorly in, with the reason: the loop
+    # warns once per process (e.g. regularizers in class-IL, van de Ven & Tolias 2019).
+    caveats: ClassVar[dict[str, str]] = {}
     version: ClassVar[int] = 1
     state: StrategyState
 
@@ -135,7 +138,7 @@ class Strategy:
     def hparams(self) -> dict[str, Any]:
         """The hyperparameters: keyword-only `__init__` arguments, read from attributes of the
         same name."""
-        out = {}
+        out: dict[str, Any] = {}
         for cls in type(self).__mro__:
             if "__init__" not in vars(cls):
                 continue
