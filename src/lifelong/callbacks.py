@@ -34,6 +34,15 @@ class EpochEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class StepEnd:
+    """After each optimizer step. Sent only to callbacks that override `on_step_end`, so runs
+    without such a callback pay nothing per step."""
+
+    task_index: int
+    step: int  # global step count since the run started
+
+
+@dataclass(frozen=True, slots=True)
 class CurvePoint:
     """Accuracies measured within a task every `eval_every` steps (learning curves)."""
 
@@ -49,8 +58,9 @@ class TaskEnd:
     task_index: int
     task_key: str
     accuracies: tuple[float, ...]
-    train_seconds: float
+    train_seconds: float  # before_task + training + after_task
     eval_seconds: float
+    after_task_seconds: float  # consolidation alone (importance, memories), within train
     peak_memory_bytes: int
     parameters: int
     curve: tuple[CurvePoint, ...]
@@ -65,6 +75,7 @@ class Callback:
     """Receives events; every method is a no-op by default."""
 
     def on_run_start(self, event: RunStart) -> None: ...
+    def on_step_end(self, event: StepEnd) -> None: ...
     def on_epoch_end(self, event: EpochEnd) -> None: ...
     def on_curve_point(self, event: CurvePoint) -> None: ...
     def on_task_end(self, event: TaskEnd) -> None: ...

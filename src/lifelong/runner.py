@@ -176,6 +176,7 @@ class StoreRecorder(Callback):
         self.store.record_row(
             self.run_id, row=event.task_index + 1, accuracies=event.accuracies,
             costs={"train_seconds": event.train_seconds, "eval_seconds": event.eval_seconds,
+                   "after_task_seconds": event.after_task_seconds,
                    "peak_memory_bytes": float(event.peak_memory_bytes),
                    "parameters": float(event.parameters)},
             curve=[(p.step, j, a) for p in event.curve for j, a in enumerate(p.accuracies)])
@@ -238,7 +239,7 @@ def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
                     versions=meta["versions"], git_commit=meta["git_commit"])
     callbacks = [ProgressBar(desc=f"{spec.strategy} seed {spec.seed}",
                              disable=None if progress is None else not progress),
-                 StoreRecorder(store, run_id)]
+                 StoreRecorder(store, run_id), *p.experiment.callbacks(spec.run_id, strategy)]
     try:
         result = fit_stream(strategy, stream, TrainConfig(**cfg["train"]), seed=spec.seed,
                             callbacks=callbacks)

@@ -19,7 +19,15 @@ from typing import Literal
 
 import torch
 
-from lifelong.callbacks import Callback, CurvePoint, EpochEnd, RunEnd, RunStart, TaskEnd
+from lifelong.callbacks import (
+    Callback,
+    CurvePoint,
+    EpochEnd,
+    RunEnd,
+    RunStart,
+    StepEnd,
+    TaskEnd,
+)
 from lifelong.data.task import Stream, Task, TensorData
 from lifelong.errors import ConfigError, DivergenceError
 from lifelong.evaluate import accuracies
@@ -92,6 +100,7 @@ class RunResult:
     matrix: tuple[tuple[float, ...], ...]
     train_seconds: tuple[float, ...]
     eval_seconds: tuple[float, ...]
+    after_task_seconds: tuple[float, ...]
     peak_memory_bytes: tuple[int, ...]
     parameters: tuple[int, ...]
     curves: tuple[CurvePoint, ...] = field(default=())
@@ -111,6 +120,8 @@ class TaskLoop:
         self.optimizer, self.seed, self.callbacks = optimizer, seed, callbacks
         self.step = step0  # global step counter, owned here and passed to events
         self.curve: list[CurvePoint] = []
+        self.step_callbacks = [cb for cb in callbacks
+                               if type(cb).on_step_end is not Callback.on_step_end]
 
     def run_epochs(self, data: TensorData, epochs: int | None = None) -> None:
         """Train `epochs` (default `cfg.epochs`) passes over `data`."""
@@ -131,6 +142,10 @@ class TaskLoop:
                 batch = Batch(data.x[idx], data.y[idx], data.t[idx])
                 losses[i] = self.strategy.train_batch(batch, self.optimizer)
                 self.step += 1
+                if self.step_callbacks:
+                    step_event = StepEnd(self.task.index, self.step)
+                    for cb in self.step_callbacks:
+                        cb.on_step_end(step_event)
                 if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
                     self._curve_point()
             total = float(losses.sum())  # one host sync per epoch
@@ -223,7 +238,8 @@ def fit_stream(
     for cb in callbacks:
         cb.on_run_start(start)
     rows = [row0]
-    costs: dict[str, list[float]] = {"train": [], "eval": [], "mem": [], "params": []}
+    costs: dict[str, list[float]] = {"train": [], "eval": [], "after": [], "mem": [],
+                                     "params": []}
     curves: list[CurvePoint] = []
     step = 0
     for task in stream.tasks:
@@ -232,6 +248,7 @@ def fit_stream(
         loop = TaskLoop(strategy, stream, task, cfg, make_optimizer(strategy, cfg), seed,
                         callbacks, step)
         strategy.train_task(task, loop)
+        ta = time.perf_counter()
         strategy.after_task(task)
         step = loop.step
         t1 = time.perf_counter()
@@ -240,10 +257,11 @@ def fit_stream(
         rows.append(row)
         curves += loop.curve
         params = sum(p.numel() for p in strategy.model.parameters())
-        event = TaskEnd(task.index, task.key, row, t1 - t0, t2 - t1, _peak_memory(device),
-                        params, tuple(loop.curve))
+        event = TaskEnd(task.index, task.key, row, t1 - t0, t2 - t1, t1 - ta,
+                        _peak_memory(device), params, tuple(loop.curve))
         costs["train"].append(event.train_seconds)
         costs["eval"].append(event.eval_seconds)
+        costs["after"].append(event.after_task_seconds)
         costs["mem"].append(event.peak_memory_bytes)
         costs["params"].append(params)
         for cb in callbacks:
@@ -254,5 +272,6 @@ def fit_stream(
     return RunResult(
         strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix,
         train_seconds=tuple(costs["train"]), eval_seconds=tuple(costs["eval"]),
+        after_task_seconds=tuple(costs["after"]),
         peak_memory_bytes=tuple(int(m) for m in costs["mem"]),
         parameters=tuple(int(p) for p in costs["params"]), curves=tuple(curves))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lifelong.callbacks import Callback
+from lifelong.strategies.base import Strategy
 from lifelong.train import RunResult
 
 
@@ -71,6 +73,11 @@ class Experiment:
     def ours(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
         """Our numbers keyed like `Reference.ours`, to print beside the published ones."""
         return {}
+
+    def callbacks(self, run_id: str, strategy: Strategy) -> list[Callback]:
+        """Extra observers for one run (e.g. to record parameter trajectories); they may read
+        `strategy.model` but must not change it."""
+        return []
 
     def report(self, outcomes: Sequence[Outcome], out_dir: Path,
                options: dict[str, Any]) -> tuple[str, list[Path]]:
