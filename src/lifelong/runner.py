@@ -214,7 +214,8 @@ def execute(p: Plan, *, store_path: str | Path = "runs/lifelong.sqlite",
                 s = dict(spec.config["stream"])
                 streams[spec.seed] = build_stream(s.pop("name"), seed=spec.seed, **s)
             outcomes.append(_one_run(p, spec, streams[spec.seed], store, out, progress, meta))
-    fig_dir = out / f"{p.experiment.name}-{cfgmod.run_id({"runs": [o.run_id for o in outcomes]}, 0)[:8]}"
+    group = cfgmod.run_id({"runs": [o.run_id for o in outcomes]}, 0)[:8]
+    fig_dir = out / f"{p.experiment.name}-{group}"
     table, figures = p.experiment.report(outcomes, fig_dir, p.options)
     ours = p.experiment.ours(outcomes)
     refs = tuple((r, ours.get(r.ours) if r.ours else None) for r in p.experiment.references)
