@@ -35,7 +35,8 @@ def record_all(store: Store, run_id: str = "abc123") -> None:
 
 
 def run_python(code: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -238,11 +239,14 @@ def test_killed_write_leaves_whole_rows_and_marks_the_run_interrupted(tmp_path: 
 
 def test_concurrent_writers_from_two_processes(tmp_path: Path) -> None:
     path = tmp_path / "shared" / "s.sqlite"
+    go = tmp_path / "go"
     code = """
-        import sys
+        import os, sys, time
         from lifelong.store import Store
+        while not os.path.exists(sys.argv[3]):  # start together, on a store not yet created
+            time.sleep(0.005)
         with Store(sys.argv[1]) as store:
-            for i in range(15):
+            for i in range(30):
                 run_id = f"{sys.argv[2]}-{i}"
                 store.begin_run(run_id, experiment="e", strategy="naive", stream="s", seed=i,
                                 config={"i": i}, num_tasks=2)
@@ -251,11 +255,12 @@ def test_concurrent_writers_from_two_processes(tmp_path: Path) -> None:
                                      costs={"train_seconds": 0.1} if row else None)
                 store.finish_run(run_id, metrics={"acc": 0.5})
         """
-    workers = [run_python(code, str(path), name) for name in ("w1", "w2")]
+    workers = [run_python(code, str(path), name, str(go)) for name in ("w1", "w2")]
+    go.touch()
     for worker in workers:
         _, err = worker.communicate(timeout=60)
         assert worker.returncode == 0, err
     with Store(path) as store:
         runs = store.list_runs()
-        assert len(runs) == 30
+        assert len(runs) == 60
         assert all(store.is_completed(r.run_id) and r.rows_recorded == 3 for r in runs)

@@ -92,8 +92,9 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     for path, value in cfgmod.parse_sets(sets):
         cfgmod.set_path(config, path, value)
     problems = cfgmod.check_sections(config, experiment.name)
-    if problems:
-        raise ConfigError(problems)
+    # Go on checking the sections that are well formed, so every problem is reported at once.
+    config = {k: v for k, v in config.items() if k in cfgmod.SECTIONS and (
+        isinstance(v, dict) or (k == "seed" and isinstance(v, int)))}
 
     stream = dict(config.get("stream", {}))
     stream_name = str(stream.pop("name", ""))

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
@@ -31,51 +32,40 @@ from lifelong.errors import ConfigError, StateError
 from lifelong.registry import suggest
 
 DEFAULT_PATH = Path("runs/lifelong.sqlite")
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when the tables change
+SCHEMA_VERSION = 1  # PRAGMA user_version; bump it, with a migration, when the tables change
 APPLICATION_ID = 0x4C4C5354  # PRAGMA application_id ("LLST"): tells our files from others
-BUSY_TIMEOUT_S = 30.0  # parallel sweep workers wait this long for the write lock
+BUSY_TIMEOUT_S = 30.0  # how long parallel sweep workers wait for the write lock
 SUMMARY_METRICS = ("acc", "bwt", "fwt", "forgetting")
 Status = Literal["running", "completed", "failed"]
 
+_FK = "run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE"
 _SCHEMA = (
-    """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, strategy TEXT NOT NULL,
-        stream TEXT NOT NULL, seed INTEGER NOT NULL, config_json TEXT NOT NULL,
-        versions_json TEXT NOT NULL, git_commit TEXT,
-        status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
-        error TEXT, pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL,
-        finished_at TEXT, num_tasks INTEGER NOT NULL CHECK (num_tasks > 0))""",
+    """CREATE TABLE runs (run_id TEXT PRIMARY KEY, experiment TEXT NOT NULL,
+        strategy TEXT NOT NULL, stream TEXT NOT NULL, seed INTEGER NOT NULL,
+        config_json TEXT NOT NULL, versions_json TEXT NOT NULL, git_commit TEXT,
+        status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')), error TEXT,
+        pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+        num_tasks INTEGER NOT NULL CHECK (num_tasks > 0))""",
     "CREATE INDEX runs_by_start ON runs (started_at)",
-    """CREATE TABLE cells (
-        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-        "row" INTEGER NOT NULL, col INTEGER NOT NULL, accuracy REAL NOT NULL,
-        PRIMARY KEY (run_id, "row", col)) WITHOUT ROWID""",
+    f"""CREATE TABLE cells ({_FK}, "row" INTEGER NOT NULL, col INTEGER NOT NULL,
+        accuracy REAL NOT NULL, PRIMARY KEY (run_id, "row", col)) WITHOUT ROWID""",
     # value is NULL for an undefined metric, e.g. BWT of a one-task stream (NaN in Python).
-    """CREATE TABLE metrics (
-        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-        name TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, name)) WITHOUT ROWID""",
-    """CREATE TABLE costs (
-        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-        task INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
-        PRIMARY KEY (run_id, task, name)) WITHOUT ROWID""",
-    """CREATE TABLE curves (
-        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-        trained_task INTEGER NOT NULL, step INTEGER NOT NULL, eval_task INTEGER NOT NULL,
-        accuracy REAL NOT NULL,
+    f"""CREATE TABLE metrics ({_FK}, name TEXT NOT NULL, value REAL,
+        PRIMARY KEY (run_id, name)) WITHOUT ROWID""",
+    f"""CREATE TABLE costs ({_FK}, task INTEGER NOT NULL, name TEXT NOT NULL,
+        value REAL NOT NULL, PRIMARY KEY (run_id, task, name)) WITHOUT ROWID""",
+    f"""CREATE TABLE curves ({_FK}, trained_task INTEGER NOT NULL, step INTEGER NOT NULL,
+        eval_task INTEGER NOT NULL, accuracy REAL NOT NULL,
         PRIMARY KEY (run_id, trained_task, step, eval_task)) WITHOUT ROWID""",
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
-_CHILD_TABLES = ("curves", "costs", "metrics", "cells")
+_ROWS_SQL = 'SELECT COUNT(DISTINCT "row") FROM cells c WHERE c.run_id = r.run_id'
 _SUMMARY_SQL = (
     "SELECT r.run_id, r.experiment, r.strategy, r.stream, r.seed, r.status, r.started_at,"
-    " r.finished_at, "
-    + ", ".join(
+    " r.finished_at, " + ", ".join(
         f"(SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = '{name}')"
-        for name in SUMMARY_METRICS
-    )
-    + ', r.num_tasks, (SELECT COUNT(DISTINCT "row") FROM cells c WHERE c.run_id = r.run_id)'
-    " FROM runs r"
+        for name in SUMMARY_METRICS) + f", r.num_tasks, ({_ROWS_SQL}) FROM runs r"
 )
 
 
@@ -90,7 +80,7 @@ class CurvePoint(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """One line of ``lifelong runs``. Metrics are None until the run completes (or if undefined)."""
+    """One line of ``lifelong runs``; metrics are None until the run completes, or undefined."""
 
     run_id: str
     experiment: str
@@ -98,7 +88,7 @@ class RunSummary:
     stream: str
     seed: int
     status: Status
-    started_at: str
+    started_at: str  # ISO 8601, UTC
     finished_at: str | None
     acc: float | None
     bwt: float | None
@@ -133,8 +123,8 @@ class Store:
 
     Args:
         path: the database file; its folder is created. Opening checks that the file is a
-            lifelong store of a schema this version understands, and marks runs left
-            'running' by a dead process on this host as failed.
+            lifelong store of a schema this version reads, and marks runs left 'running' by a
+            dead process on this host as failed.
     """
 
     def __init__(self, path: str | Path = DEFAULT_PATH) -> None:
@@ -142,7 +132,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._errors():
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the
-            # lock up front and waits on it instead of failing when upgrading a read lock.
+            # lock up front and waits for it, instead of failing when upgrading a read lock.
             self._con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             self._open()
@@ -153,26 +143,27 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
         """Close the connection (committed rows are already on disk)."""
         self._con.close()
 
-    # ----------------------------------------------------------------------------- writes
     def begin_run(
         self, run_id: str, *, experiment: str, strategy: str, stream: str, seed: int,
         config: dict[str, Any], num_tasks: int, versions: dict[str, str] | None = None,
         git_commit: str | None = None,
     ) -> None:
-        """Record a new run as 'running'; a run with the same id is replaced entirely."""
+        """Record a run as 'running' with this process's pid; an old run of that id is replaced.
+
+        Args:
+            versions: python/torch/lifelong versions; read from the environment when None.
+        """
         if not run_id or num_tasks < 1:
-            raise StateError(f"run {run_id!r}: needs a non-empty id and num_tasks >= 1, got "
-                             f"num_tasks={num_tasks}")
+            raise StateError(f"run {run_id!r}: needs a non-empty id and num_tasks >= 1, "
+                             f"got num_tasks={num_tasks}")
         config_json = _json(config, f"run {run_id!r}: config")
         versions_json = _json(_versions() if versions is None else versions, "versions")
         host, pid = socket.gethostname(), os.getpid()
@@ -182,15 +173,14 @@ class Store:
             if old and old[0] == "running" and old[2] == host and old[1] != pid and _alive(old[1]):
                 raise StateError(f"run {run_id!r} is being written by process {old[1]} on "
                                  f"{host} ({self.path}); wait for it or stop that process")
-            for table in (*_CHILD_TABLES, "runs"):
+            for table in ("curves", "costs", "metrics", "cells", "runs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             con.execute(
                 "INSERT INTO runs (run_id, experiment, strategy, stream, seed, config_json,"
                 " versions_json, git_commit, status, pid, host, started_at, num_tasks)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (run_id, experiment, strategy, stream, int(seed), config_json, versions_json,
-                 git_commit, pid, host, _now(), int(num_tasks)),
-            )
+                 git_commit, pid, host, _now(), int(num_tasks)))
 
     def record_row(
         self, run_id: str, *, row: int, accuracies: Sequence[float],
@@ -208,11 +198,12 @@ class Store:
             curve: (step, eval_task, accuracy) points measured while training task ``row - 1``.
 
         Raises:
-            StateError: the run is unknown or not running, or a value is out of range;
-                nothing is written then.
+            StateError: the run is unknown or not running, or a value is out of range, in
+                which case nothing is written.
         """
-        where = f"run {run_id!r}, row {row}"
         accs = [float(a) for a in accuracies]
+        cost_items = [(str(k), float(v)) for k, v in (costs or {}).items()]
+        points = sorted({(int(s), int(t)): float(a) for s, t, a in (curve or ())}.items())
         with self._tx() as con:
             num_tasks, recorded = self._running(run_id)
             problems = []
@@ -224,42 +215,37 @@ class Store:
                 problems.append(f"{len(accs)} accuracies given for {num_tasks} tasks")
             problems += [f"accuracy on task {j} is {a}, expected a finite value in [0, 1]"
                          for j, a in enumerate(accs) if not 0.0 <= a <= 1.0]
-            if row == 0 and (costs or curve):
+            if row == 0 and (cost_items or points):
                 problems.append("costs and curves belong to a trained task (row >= 1)")
-            cost_items = [(k, float(v)) for k, v in (costs or {}).items()]
             problems += [f"cost {k!r} is {v}, expected a finite number"
                          for k, v in cost_items if not math.isfinite(v)]
-            points = [(int(s), int(t), float(a)) for s, t, a in (curve or ())]
             problems += [f"curve point (step={s}, eval_task={t}, accuracy={a}) needs step >= 0, "
-                         f"eval_task in 0..{num_tasks - 1}, accuracy in [0, 1]"
-                         for s, t, a in points
+                         f"eval_task in 0..{num_tasks - 1} and accuracy in [0, 1]"
+                         for (s, t), a in points
                          if s < 0 or not 0 <= t < num_tasks or not 0.0 <= a <= 1.0]
+            if len(points) != len(curve or ()):
+                problems.append("a (step, eval_task) pair repeats in the curve")
             if problems:
-                raise StateError(f"{where}: " + "; ".join(problems))
+                raise StateError(f"run {run_id!r}, row {row}: " + "; ".join(problems))
             con.executemany('INSERT INTO cells (run_id, "row", col, accuracy) VALUES (?, ?, ?, ?)',
                             [(run_id, row, j, a) for j, a in enumerate(accs)])
             con.executemany("INSERT INTO costs VALUES (?, ?, ?, ?)",
                             [(run_id, row - 1, k, v) for k, v in cost_items])
-            try:
-                con.executemany("INSERT INTO curves VALUES (?, ?, ?, ?, ?)",
-                                [(run_id, row - 1, s, t, a) for s, t, a in points])
-            except sqlite3.IntegrityError:
-                raise StateError(f"{where}: a (step, eval_task) pair repeats in the curve; "
-                                 "give each point once") from None
+            con.executemany("INSERT INTO curves VALUES (?, ?, ?, ?, ?)",
+                            [(run_id, row - 1, s, t, a) for (s, t), a in points])
 
     def finish_run(self, run_id: str, *, metrics: Mapping[str, float]) -> None:
         """Store the summary metrics (NaN = undefined) and mark the run 'completed'."""
-        values = {k: float(v) for k, v in metrics.items()}
+        values = {str(k): float(v) for k, v in metrics.items()}
         with self._tx() as con:
             num_tasks, recorded = self._running(run_id)
             if recorded != num_tasks + 1:
                 raise StateError(f"run {run_id!r}: {recorded} of {num_tasks + 1} matrix rows "
                                  "recorded; record every row before finish_run, or call fail_run")
-            bad = [k for k, v in values.items() if math.isinf(v)]
-            if bad:
+            if bad := sorted(k for k, v in values.items() if math.isinf(v)):
                 raise StateError(f"run {run_id!r}: metrics {bad} are infinite; expected finite "
-                                 "numbers (or NaN where a metric is undefined)")
-            con.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
+                                 "numbers, or NaN where a metric is undefined")
+            con.executemany("INSERT INTO metrics VALUES (?, ?, ?)",
                             [(run_id, k, None if math.isnan(v) else v) for k, v in values.items()])
             con.execute("UPDATE runs SET status = 'completed', finished_at = ?, error = NULL"
                         " WHERE run_id = ?", (_now(), run_id))
@@ -271,7 +257,6 @@ class Store:
             con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ?"
                         " WHERE run_id = ?", (_now(), error, run_id))
 
-    # ------------------------------------------------------------------------------ reads
     def is_completed(self, run_id: str) -> bool:
         """Whether `run_id` (an exact id) finished successfully, so a sweep can skip it."""
         with self._errors():
@@ -280,38 +265,32 @@ class Store:
         return got is not None and got[0] == "completed"
 
     def list_runs(self, *, experiment: str | None = None) -> list[RunSummary]:
-        """All runs (or those of one experiment), newest first."""
+        """All runs, or those of one experiment, newest first."""
         with self._errors():
-            rows = self._con.execute(
-                _SUMMARY_SQL + " WHERE ? IS NULL OR r.experiment = ?"
-                " ORDER BY r.started_at DESC, r.rowid DESC", (experiment, experiment),
-            ).fetchall()
+            rows = self._con.execute(_SUMMARY_SQL + " WHERE ? IS NULL OR r.experiment = ?"
+                                     " ORDER BY r.started_at DESC, r.rowid DESC",
+                                     (experiment, experiment)).fetchall()
         return [RunSummary(*r) for r in rows]
 
     def get_run(self, run_id: str) -> RunRecord:
-        """The run whose id is `run_id` or, failing that, starts with it.
+        """The run whose id is `run_id` or, failing that, the one run whose id starts with it.
 
         Raises:
             ConfigError: no run matches ("did you mean"), or the prefix matches several.
         """
-        con = self._con
         with self._errors():
             rid = self._resolve(run_id)
-            summary = con.execute(_SUMMARY_SQL + " WHERE r.run_id = ?", (rid,)).fetchone()
-            config, versions, git, error, host, pid = con.execute(
+            query = partial(self._all, params=(rid,))
+            summary = query(_SUMMARY_SQL + " WHERE r.run_id = ?")[0]
+            [(config, versions, git, error, host, pid)] = query(
                 "SELECT config_json, versions_json, git_commit, error, host, pid FROM runs"
-                " WHERE run_id = ?", (rid,)).fetchone()
-            cells = con.execute('SELECT "row", col, accuracy FROM cells WHERE run_id = ?',
-                                (rid,)).fetchall()
-            metrics = con.execute("SELECT name, value FROM metrics WHERE run_id = ?"
-                                  " ORDER BY name", (rid,)).fetchall()
-            costs = con.execute("SELECT task, name, value FROM costs WHERE run_id = ?"
-                                " ORDER BY task, name", (rid,)).fetchall()
-            curves = con.execute("SELECT trained_task, step, eval_task, accuracy FROM curves"
-                                 " WHERE run_id = ? ORDER BY trained_task, step, eval_task",
-                                 (rid,)).fetchall()
-        num_tasks, rows = summary[-2], 1 + max((r for r, _, _ in cells), default=-1)
-        matrix = [[math.nan] * num_tasks for _ in range(rows)]
+                " WHERE run_id = ?")
+            cells = query('SELECT "row", col, accuracy FROM cells WHERE run_id = ?')
+            metrics = query("SELECT name, value FROM metrics WHERE run_id = ? ORDER BY name")
+            costs = query("SELECT task, name, value FROM costs WHERE run_id = ? ORDER BY task")
+            curves = query("SELECT trained_task, step, eval_task, accuracy FROM curves"
+                           " WHERE run_id = ? ORDER BY trained_task, step, eval_task")
+        matrix = [[math.nan] * summary[-2] for _ in range(summary[-1])]
         for r, c, a in cells:
             matrix[r][c] = a
         per_task: dict[int, dict[str, float]] = {}
@@ -322,14 +301,15 @@ class Store:
             config=json.loads(config), matrix=matrix,
             metrics={k: math.nan if v is None else v for k, v in metrics}, costs=per_task,
             curves=[CurvePoint(*p) for p in curves], error=error,
-            versions=json.loads(versions), git_commit=git, host=host, pid=pid,
-        )
+            versions=json.loads(versions), git_commit=git, host=host, pid=pid)
 
-    # ---------------------------------------------------------------------------- helpers
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self._con.execute(sql, params).fetchall()
+
     def _open(self) -> None:
         with self._errors():
-            if self._header() == (0, 0, 0):
-                with self._tx() as con:  # re-check under the lock: another process may race us
+            if self._header() == (0, 0, 0):  # a new, empty file
+                with self._tx() as con:  # check again under the lock: another process may race
                     if self._header() == (0, 0, 0):
                         for statement in _SCHEMA:
                             con.execute(statement)
@@ -338,16 +318,15 @@ class Store:
             raise StateError(f"{self.path}: a SQLite database that is not a lifelong results "
                              "store; pass another store path, or move this file away")
         if version != SCHEMA_VERSION:
-            newer = version > SCHEMA_VERSION
-            raise StateError(
-                f"{self.path}: results store schema version {version}, this lifelong reads "
-                f"version {SCHEMA_VERSION}; " + ("upgrade lifelong (pip install -U lifelong)"
-                if newer else "move this file away to start a new store")
-                + " or pass another store path")
+            fix = ("upgrade lifelong (pip install -U lifelong)" if version > SCHEMA_VERSION
+                   else "move this file away to start a new store")
+            raise StateError(f"{self.path}: results store schema version {version}, this "
+                             f"lifelong reads version {SCHEMA_VERSION}; {fix}, or pass "
+                             "another store path")
         with self._errors():
             self._con.execute("PRAGMA foreign_keys = ON")
             # Switching to WAL answers "locked" at once, without the busy handler, while
-            # another process creates the file; so wait here ourselves.
+            # another process creates the file; so this waits by itself.
             deadline = time.monotonic() + BUSY_TIMEOUT_S
             while True:
                 try:
@@ -360,30 +339,26 @@ class Store:
             self._mark_interrupted()
 
     def _header(self) -> tuple[int, int, int]:
-        """(application_id, user_version, number of schema objects); all 0 for a new file."""
-        con = self._con
-        return (con.execute("PRAGMA application_id").fetchone()[0],
-                con.execute("PRAGMA user_version").fetchone()[0],
-                con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0])
+        """(application_id, user_version, number of schema objects): all 0 for a new file."""
+        app_id, version, objects = (int(self._con.execute(sql).fetchone()[0]) for sql in (
+            "PRAGMA application_id", "PRAGMA user_version", "SELECT COUNT(*) FROM sqlite_master"))
+        return app_id, version, objects
 
     def _mark_interrupted(self) -> None:
         host = socket.gethostname()
-        running = self._con.execute("SELECT run_id, pid FROM runs WHERE status = 'running'"
-                                    " AND host = ?", (host,)).fetchall()
-        dead = [(rid, pid) for rid, pid in running if not _alive(pid)]
+        dead = [(f"interrupted (process {pid} ended without finishing)", rid, pid, host)
+                for rid, pid in self._con.execute("SELECT run_id, pid FROM runs WHERE"
+                                                  " status = 'running' AND host = ?", (host,))
+                if not _alive(pid)]
         if dead:
             with self._tx() as con:  # `pid = ?`: skip a run re-begun meanwhile by a live process
-                con.executemany(
-                    "UPDATE runs SET status = 'failed', error = ? WHERE run_id = ?"
-                    " AND status = 'running' AND pid = ? AND host = ?",
-                    [(f"interrupted (process {pid} ended without finishing)", rid, pid, host)
-                     for rid, pid in dead])
+                con.executemany("UPDATE runs SET status = 'failed', error = ? WHERE run_id = ?"
+                                " AND status = 'running' AND pid = ? AND host = ?", dead)
 
     def _running(self, run_id: str) -> tuple[int, int]:
         """(num_tasks, rows recorded) of a run that must exist and be running."""
-        got = self._con.execute(
-            'SELECT status, num_tasks, (SELECT COUNT(DISTINCT "row") FROM cells c'
-            " WHERE c.run_id = r.run_id) FROM runs r WHERE run_id = ?", (run_id,)).fetchone()
+        got = self._con.execute(f"SELECT status, num_tasks, ({_ROWS_SQL}) FROM runs r"
+                                " WHERE run_id = ?", (run_id,)).fetchone()
         if got is None:
             raise StateError(f"run {run_id!r} is not in {self.path}; call begin_run first")
         if got[0] != "running":
@@ -392,18 +367,14 @@ class Store:
         return int(got[1]), int(got[2])
 
     def _resolve(self, key: str) -> str:
-        con = self._con
-        if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (key,)).fetchone():
-            return key
-        found: list[str] = [r for (r,) in con.execute("SELECT run_id FROM runs WHERE substr(run_id, 1, ?)"
-                                           " = ? ORDER BY run_id", (len(key), key))]
-        if len(found) == 1:
-            return found[0]
+        ids: list[str] = [r for (r,) in self._con.execute("SELECT run_id FROM runs")]
+        found = sorted(r for r in ids if r.startswith(key))
+        if key in ids or len(found) == 1:
+            return key if key in ids else found[0]
         if found:
             more = f" and {len(found) - 10} more" if len(found) > 10 else ""
             raise ConfigError(f"run id prefix '{key}' is ambiguous: it matches "
                               f"{', '.join(found[:10])}{more}; give more characters")
-        ids = [r for (r,) in con.execute("SELECT run_id FROM runs")]
         # Also offer same-length prefixes, so a typo in a short prefix still finds its run.
         hint = suggest(key, {*ids, *(r[: len(key)] for r in ids)})
         raise ConfigError(f"no run '{key}' in {self.path}{hint}"
@@ -428,7 +399,7 @@ class Store:
         try:
             yield
         except sqlite3.Error as exc:
-            if type(exc) is sqlite3.DatabaseError:  # SQLITE_NOTADB / SQLITE_CORRUPT
+            if type(exc) is sqlite3.DatabaseError:  # SQLITE_NOTADB or SQLITE_CORRUPT
                 msg = "not a SQLite database, or a corrupt one; pass another store path"
             elif "locked" in str(exc):
                 msg = (f"locked by another process (waited up to {BUSY_TIMEOUT_S:.0f} s); "
@@ -439,15 +410,15 @@ class Store:
 
 
 def _alive(pid: int) -> bool:
-    """Whether process `pid` exists on this host."""
-    if sys.platform == "win32":  # os.kill would terminate it there; assume alive
+    """Whether process `pid` exists on this host (a zombie counts until it is reaped)."""
+    if sys.platform == "win32":  # os.kill would terminate the process there; assume alive
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by another user
-        return True
+        pass
     return True
 
 
@@ -474,7 +445,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-# ---------------------------------------------------------------------------- formatting
 def _num(value: float | None, digits: int = 4) -> str:
     if value is None or math.isnan(value):
         return "-"
@@ -485,16 +455,15 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 def _table(header: Sequence[str] | None, rows: Sequence[Sequence[str]], align: str) -> str:
     """Columns padded to a common width; `align` has one 'l' or 'r' per column."""
-    lines = [*([list(header)] if header else []), *(list(r) for r in rows)]
+    lines = [*([header] if header else []), *rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(align))]
-    return "\n".join(
-        "  ".join(c.ljust(w) if a == "l" else c.rjust(w)
-                  for c, w, a in zip(line, widths, align, strict=True)).rstrip()
-        for line in lines)
+    return "\n".join("  ".join(c.ljust(w) if a == "l" else c.rjust(w)
+                               for c, w, a in zip(line, widths, align, strict=True)).rstrip()
+                     for line in lines)
 
 
 def format_runs_table(runs: Sequence[RunSummary]) -> str:
-    """The aligned table printed by ``lifelong runs`` (one line per run)."""
+    """The aligned table printed by ``lifelong runs``, one line per run."""
     if not runs:
         return "no runs recorded"
     header = ("run", "experiment", "strategy", "stream", "seed", "status", "tasks",
@@ -517,14 +486,13 @@ def format_run(record: RunRecord) -> str:
             ("config", json.dumps(r.config, sort_keys=True))]
     if r.error:
         info.append(("error", r.error))
-    parts = [_table(None, info, "ll")]
-    tasks = [f"task {j + 1}" for j in range(r.num_tasks)]
     labels = ["init", *(f"after {i}" for i in range(1, len(r.matrix)))]
-    parts.append(f"accuracy (row: after training task i; column: tested task; "
-                 f"{len(r.matrix)} of {r.num_tasks + 1} rows)\n"
-                 + _table(("", *tasks), [(lab, *map(_num, row))
-                                         for lab, row in zip(labels, r.matrix, strict=True)],
-                          "l" + "r" * r.num_tasks))
+    parts = [_table(None, info, "ll"),
+             f"accuracy (row: after training task i; column: tested task; {len(r.matrix)} of "
+             f"{r.num_tasks + 1} rows)\n" + _table(
+                 ("", *(f"task {j + 1}" for j in range(r.num_tasks))),
+                 [(lab, *map(_num, row)) for lab, row in zip(labels, r.matrix, strict=True)],
+                 "l" + "r" * r.num_tasks)]
     if r.metrics:
         parts.append("metrics\n" + _table(None, [(k, _num(v)) for k, v in r.metrics.items()], "lr"))
     if r.costs:

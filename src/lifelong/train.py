@@ -189,13 +189,10 @@ class LifelongWarning(UserWarning):
     """A setting that runs but is known to give poor or misleading results."""
 
 
-_WARNED: set[tuple[str, str]] = set()
-
-
 def _warn_caveat(strategy: Strategy, stream: Stream) -> None:
+    # Python's default warning filter shows each distinct message once per process.
     reason = strategy.caveats.get(stream.scenario)
-    if reason and (strategy.name, stream.scenario) not in _WARNED:
-        _WARNED.add((strategy.name, stream.scenario))
+    if reason:
         warnings.warn(f"{strategy.name} in the {stream.scenario}-incremental scenario: {reason}",
                       LifelongWarning, stacklevel=3)
 

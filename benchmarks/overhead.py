@@ -1,0 +1,314 @@
+"""Overhead of `lifelong` against a bare PyTorch loop on the same data, in the same process.
+
+Owns the two protocols (P1, P2), the bare reference loop, the alternating timing and the
+report (table or ``--json``). Does not own any training logic of the library: "ours" is exactly
+``fit_stream(build_strategy(...), stream, TrainConfig(...))``.
+
+Protocols (permuted Fashion-MNIST, domain-incremental, MLP 784-100-100-10, one epoch, SGD):
+    P1: 5 tasks x 1000 training examples, batch 10, lr 0.1;
+    P2: 5 tasks x 10000 training examples, batch 128, lr 0.01, momentum 0.9.
+Every task is evaluated on its full 10k test set after every task.
+
+What is compared (so the ratios are fair):
+    wall  = the whole `fit_stream` call vs the whole bare run. Both evaluate the untrained model
+            first (row 0) and then every task after every task: T+1 evaluation rows each.
+    train = sum(RunResult.train_seconds) vs the bare per-task time from creating the optimizer
+            to the last step. Ours includes before_task/after_task (no-ops for naive; for other
+            strategies their consolidation is part of their cost, shown separately per task).
+    eval  = sum(RunResult.eval_seconds), which covers the T rows after each task (row 0 is in
+            wall only), vs the bare loop's same T rows.
+The bare loop starts from the same initial weights and shuffles with generators seeded the way
+the library seeds them, so for `naive` both compute the same thing and the accuracies agree.
+
+Run: ``python benchmarks/overhead.py [--protocols P1,P2] [--strategies naive,ewc] [--repeats 3]
+[--threads N] [--quick] [--json]``. Needs fashion-mnist (set LIFELONG_DATA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong import TrainConfig, build_model, build_strategy, build_stream, fit_stream
+from lifelong.data.task import Stream, Task
+from lifelong.seeding import derive_seed
+from lifelong.strategies import STRATEGIES, register_all
+
+# Strategy name -> options used in this benchmark. Add yours here when you add a strategy.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "naive": {},
+}
+
+# Upper bounds on the median ratios ours/bare; a strategy without an entry gets DEFAULT_TARGET
+# (evaluation only: the extra work a method does while training is its cost, not overhead).
+TARGETS: dict[str, dict[str, float]] = {
+    "naive": {"wall": 1.15, "eval": 1.1},
+}
+DEFAULT_TARGET: dict[str, float] = {"eval": 1.1}
+
+# Strategies that are not comparable with the bare fine-tuning loop by design: `joint` trains on
+# every task seen so far. Run them only when asked for by name; they get no target.
+NOT_COMPARABLE = {"joint": "trains on all tasks seen so far (more data than the bare loop)"}
+
+SEED = 0
+EVAL_BATCH = 2048  # the same for ours (TrainConfig.eval_batch_size) and the bare loop
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    name: str
+    num_tasks: int
+    train_per_task: int
+    test_per_task: int | None  # None = the full 10k test set
+    batch_size: int
+    lr: float
+    momentum: float
+    epochs: int = 1
+
+
+PROTOCOLS = {
+    "P1": Protocol("P1", 5, 1000, None, batch_size=10, lr=0.1, momentum=0.0),
+    "P2": Protocol("P2", 5, 10000, None, batch_size=128, lr=0.01, momentum=0.9),
+}
+
+
+def quick(p: Protocol) -> Protocol:
+    """A small version of `p` for smoke tests: 2 tasks x 500 examples, 1000 test examples."""
+    return replace(p, num_tasks=2, train_per_task=500, test_per_task=1000)
+
+
+# ------------------------------------------------------------------------------ bare loop
+def bare_model(init: nn.Module) -> nn.Sequential:
+    """The plain network, with the initial weights of `init` (the library's MLP)."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 100),
+                        nn.ReLU(), nn.Linear(100, 10))
+    with torch.no_grad():
+        theirs = list(init.parameters())
+        assert [p.shape for p in net.parameters()] == [p.shape for p in theirs]
+        for p, q in zip(net.parameters(), theirs, strict=True):
+            p.copy_(q)
+    return net
+
+
+def bare_eval(net: nn.Module, tasks: tuple[Task, ...]) -> list[float]:
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for task in tasks:
+            x, y = task.test.x, task.test.y
+            hits = 0
+            for s in range(0, len(y), EVAL_BATCH):
+                hits += int((net(x[s:s + EVAL_BATCH]).argmax(1) == y[s:s + EVAL_BATCH]).sum())
+            out.append(hits / len(y))
+    net.train()
+    return out
+
+
+def bare_run(net: nn.Module, stream: Stream, p: Protocol) -> dict[str, Any]:
+    # Shuffle seeds as the library derives them; computed before the clock starts (the bare
+    # loop still creates one generator per epoch, as ours does).
+    seeds = [[derive_seed(SEED, "batches", t.key, e) for e in range(p.epochs)]
+             for t in stream.tasks]
+    train_s = eval_s = 0.0
+    t_wall = time.perf_counter()
+    bare_eval(net, stream.tasks)  # row 0, as fit_stream does (counted in wall only)
+    for task, task_seeds in zip(stream.tasks, seeds, strict=True):
+        t0 = time.perf_counter()
+        opt = torch.optim.SGD(net.parameters(), lr=p.lr, momentum=p.momentum)
+        x, y = task.train.x, task.train.y
+        n = len(y)
+        for epoch in range(p.epochs):
+            g = torch.Generator()
+            g.manual_seed(task_seeds[epoch])
+            order = torch.randperm(n, generator=g)
+            for i in range(0, n, p.batch_size):
+                idx = order[i:i + p.batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(net(x[idx]), y[idx])
+                loss.backward()
+                opt.step()
+        t1 = time.perf_counter()
+        row = bare_eval(net, stream.tasks)
+        t2 = time.perf_counter()
+        train_s += t1 - t0
+        eval_s += t2 - t1
+    wall = time.perf_counter() - t_wall
+    return {"wall": wall, "train": train_s, "eval": eval_s, "acc": statistics.fmean(row),
+            "after_task": 0.0}
+
+
+# ----------------------------------------------------------------------------------- ours
+def config(p: Protocol) -> TrainConfig:
+    return TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, momentum=p.momentum,
+                       optimizer="sgd", eval_batch_size=EVAL_BATCH, device="cpu")
+
+
+def ours_run(name: str, stream: Stream, p: Protocol) -> dict[str, Any]:
+    model = build_model("mlp", stream, hidden=[100, 100], seed=SEED)
+    strategy = build_strategy(name, model, **OPTIONS.get(name, {}))
+    cfg = config(p)
+    gc.collect()
+    t = time.perf_counter()
+    result = fit_stream(strategy, stream, cfg, seed=SEED)
+    wall = time.perf_counter() - t
+    return {"wall": wall, "train": sum(result.train_seconds), "eval": sum(result.eval_seconds),
+            "acc": statistics.fmean(result.matrix[-1]),
+            "after_task": statistics.fmean(result.after_task_seconds)}
+
+
+# ------------------------------------------------------------------------------ measuring
+def measure(name: str, stream: Stream, p: Protocol, repeats: int) -> dict[str, Any]:
+    """Alternate bare, ours, bare, ours... and report median ratios and seconds."""
+    bare: list[dict[str, Any]] = []
+    ours: list[dict[str, Any]] = []
+    for _ in range(repeats):
+        net = bare_model(build_model("mlp", stream, hidden=[100, 100], seed=SEED))
+        gc.collect()
+        bare.append(bare_run(net, stream, p))
+        ours.append(ours_run(name, stream, p))
+
+    def med(runs: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    def ratio(key: str) -> float:
+        return statistics.median(o[key] / b[key] for o, b in zip(ours, bare, strict=True))
+
+    row: dict[str, Any] = {
+        "protocol": p.name, "strategy": name,
+        "ratio_wall": ratio("wall"), "ratio_train": ratio("train"), "ratio_eval": ratio("eval"),
+        "acc": ours[0]["acc"], "acc_bare": bare[0]["acc"],
+        "ours_wall_s": med(ours, "wall"), "bare_wall_s": med(bare, "wall"),
+        "ours_train_s": med(ours, "train"), "bare_train_s": med(bare, "train"),
+        "ours_eval_s": med(ours, "eval"), "bare_eval_s": med(bare, "eval"),
+        "after_task_s": med(ours, "after_task"), "repeats": repeats,
+    }
+    if name in NOT_COMPARABLE:
+        row["target"], row["ok"], row["note"] = {}, None, NOT_COMPARABLE[name]
+    else:
+        target = TARGETS.get(name, DEFAULT_TARGET)
+        row["target"] = target
+        row["ok"] = all(row[f"ratio_{k}"] <= v for k, v in target.items())
+    return row
+
+
+def warm_up(stream: Stream, p: Protocol) -> None:
+    """One untimed single-task run of each, so lazy initialisation is charged to neither."""
+    one = replace(stream, tasks=stream.tasks[:1])
+    short = replace(p, num_tasks=1)
+    bare_run(bare_model(build_model("mlp", one, hidden=[100, 100], seed=SEED)), one, short)
+    ours_run("naive", one, short)
+
+
+def import_seconds(runs: int = 5) -> dict[str, float]:
+    """Median seconds to import, each in a fresh interpreter, minus a bare interpreter start."""
+
+    def timed(code: str) -> float:
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    base = timed("pass")
+    return {
+        "import lifelong": timed("import lifelong") - base,
+        "import torch": timed("import torch") - base,
+        "from lifelong import fit_stream": timed("from lifelong import fit_stream") - base,
+    }
+
+
+# ------------------------------------------------------------------------------- report
+def fmt_target(row: dict[str, Any]) -> str:
+    if not row["target"]:
+        return "-"
+    return " ".join(f"{k}<={v:g}" for k, v in row["target"].items())
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ("proto", "strategy", "ours s", "bare s", "wall", "train", "eval", "acc",
+            "acc bare", "after s/task", "target", "")
+    lines = [head]
+    for r in rows:
+        ok = "-" if r["ok"] is None else ("ok" if r["ok"] else "MISS")
+        lines.append((r["protocol"], r["strategy"], f"{r['ours_wall_s']:.3f}",
+                      f"{r['bare_wall_s']:.3f}", f"{r['ratio_wall']:.3f}",
+                      f"{r['ratio_train']:.3f}", f"{r['ratio_eval']:.3f}", f"{r['acc']:.4f}",
+                      f"{r['acc_bare']:.4f}", f"{r['after_task_s']:.4f}", fmt_target(r), ok))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--protocols", default="P1,P2", help="comma-separated: P1,P2")
+    ap.add_argument("--strategies", default=None,
+                    help="comma-separated (default: every registered strategy in OPTIONS)")
+    ap.add_argument("--repeats", type=int, default=3, help="bare/ours pairs per row (median)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 tasks x 500 examples, 1000 test, 1 repeat (smoke test)")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--no-import-time", action="store_true", help="skip the import timing")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    register_all()
+    protocols = [s.strip() for s in args.protocols.split(",") if s.strip()]
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if args.strategies:
+        names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        bad += [f"strategy {s!r}" for s in names if s not in STRATEGIES]
+    else:
+        names = [s for s in OPTIONS if s in STRATEGIES and s not in NOT_COMPARABLE]
+    if bad:
+        print(f"unknown: {', '.join(bad)}; protocols: {', '.join(PROTOCOLS)}; strategies: "
+              f"{', '.join(STRATEGIES.names())}", file=sys.stderr)
+        return 2
+    repeats = 1 if args.quick else args.repeats
+
+    rows = []
+    for pname in protocols:
+        p = quick(PROTOCOLS[pname]) if args.quick else PROTOCOLS[pname]
+        # Data preparation is done once, outside every clock; both loops use these tensors.
+        stream = build_stream("permuted", source="fashion-mnist", num_tasks=p.num_tasks,
+                              train_per_task=p.train_per_task, test_per_task=p.test_per_task,
+                              seed=SEED)
+        warm_up(stream, p)
+        for name in names:
+            if not args.json:
+                print(f"running {pname} {name} ({repeats} x bare+ours)...", file=sys.stderr)
+            rows.append(measure(name, stream, p, repeats))
+
+    imports = {} if args.no_import_time else import_seconds(3 if args.quick else 5)
+    if args.json:
+        print(json.dumps({"rows": rows, "import_seconds": imports,
+                          "threads": torch.get_num_threads(), "torch": torch.__version__,
+                          "quick": args.quick}, indent=2))
+        return 0
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {repeats} "
+          "alternating bare/ours runs; ratios are ours/bare")
+    print(table(rows))
+    for k, v in imports.items():
+        print(f"{k}: {v * 1000:.0f} ms (fresh interpreter, minus `python -c pass`)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The CLI contract: run/list/runs/show, --json shape, config errors with suggestions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lifelong.cli import main
+
+SINGLE = ["run", "single", "--set", "stream.name=permuted", "--set", "stream.source=digits",
+          "--set", "stream.num_tasks=3", "--set", "strategy.name=naive", "--quick",
+          "--no-progress"]
+
+
+def lifelong(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def where(tmp_path: Path) -> list[str]:
+    return ["--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "out")]
+
+
+def test_run_single_json_contract(capsys, where, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = lifelong(capsys, *SINGLE, "--json", *where)
+    assert code == 0
+    doc = json.loads(out)  # exactly one JSON object
+    assert doc["experiment"] == "single" and len(doc["runs"]) == 1
+    run = doc["runs"][0]
+    for key in ("run_id", "strategy", "stream", "seed", "matrix", "acc", "bwt", "fwt",
+                "forgetting", "train_seconds", "eval_seconds"):
+        assert key in run
+    assert len(run["matrix"]) == 4 and all(len(r) == 3 for r in run["matrix"])
+    assert run["acc"] == pytest.approx(sum(run["matrix"][-1]) / 3)
+    run_dir = tmp_path / "out" / run["run_id"]
+    assert (run_dir / "config.yaml").exists() and (run_dir / "matrix.json").exists()
+    assert json.loads((run_dir / "matrix.json").read_text())["matrix"] == run["matrix"]
+    assert all(Path(f).exists() for f in doc["figures"])
+
+    code, out, _ = lifelong(capsys, "runs", "--store", where[1], "--json")
+    assert code == 0 and json.loads(out)["runs"][0]["run_id"] == run["run_id"]
+    code, out, _ = lifelong(capsys, "show", run["run_id"][:6], "--store", where[1])
+    assert code == 0 and "after 3" in out
+
+
+def test_same_config_and_seed_give_the_same_run_id(capsys, where) -> None:  # type: ignore[no-untyped-def]
+    ids = []
+    for seed in ("0", "0", "1"):
+        _, out, _ = lifelong(capsys, *SINGLE, "--json", "--seed", seed, *where)
+        ids.append(json.loads(out)["runs"][0]["run_id"])
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_misspelt_key_gets_a_suggestion_and_exit_code_2(capsys, where) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = lifelong(capsys, *SINGLE, "--set", "train.epcohs=1", *where)
+    assert code == 2 and out == ""
+    assert "did you mean 'epochs'" in err and "Traceback" not in err
+
+
+def test_every_problem_is_reported_at_once(capsys, where) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = lifelong(capsys, "run", "single", "--set", "stream.name=permuted",
+                            "--set", "stream.num_task=3", "--set", "strategy.name=naiv",
+                            "--set", "model.hiden=[10]", "--set", "trian.lr=1", *where)
+    assert code == 2
+    for piece in ("did you mean 'num_tasks'", "did you mean 'naive'", "did you mean 'hidden'",
+                  "did you mean 'train'"):
+        assert piece in err
+
+
+def test_unknown_experiment_is_suggested(capsys, where) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = lifelong(capsys, "run", "forgeting", *where)
+    assert code == 2 and "did you mean 'forgetting'" in err
+
+
+def test_yaml_config_file_and_strategies_flag(capsys, where, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("experiment: single\nstream: {name: split, source: digits, num_tasks: 2}\n"
+                   "train: {epochs: 1}\n")
+    code, out, err = lifelong(capsys, "run", str(cfg), "--strategies", "naive,joint", "--json",
+                              "--no-progress", *where)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [r["strategy"] for r in doc["runs"]] == ["naive", "joint"]
+    assert all(r["stream"] == "split/digits" for r in doc["runs"])
+
+
+def test_bad_yaml_is_one_clear_error(capsys, where, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("stream: [unclosed\n")
+    code, _, err = lifelong(capsys, "run", str(cfg), *where)
+    assert code == 2 and "not valid YAML" in err
+
+
+def test_list_shows_every_registry(capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = lifelong(capsys, "list", "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert {"forgetting", "single"} <= set(doc["experiments"])
+    assert {"permuted", "rotated", "split", "noisy"} <= set(doc["streams"])
+    assert {"naive", "joint"} <= set(doc["strategies"])
+    assert doc["streams"]["noisy"]["options"]["level"] == 0.5
+
+
+def test_console_script_prints_no_traceback_for_user_errors(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("lifelong")
+    p = subprocess.run([str(exe), "show", "nope", "--store", str(tmp_path / "s.sqlite")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "nope" in p.stderr

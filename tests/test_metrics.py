@@ -1,0 +1,57 @@
+"""Metrics against matrices computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from lifelong.metrics import acc, bwt, forgetting, fwt, intransigence, summary
+
+# Rows: init, after task 1, after task 2, after task 3.
+R = [
+    [0.10, 0.20, 0.30],
+    [0.90, 0.25, 0.35],
+    [0.60, 0.80, 0.40],
+    [0.70, 0.50, 0.95],
+]
+
+
+def test_acc_is_mean_of_last_row() -> None:
+    assert acc(R) == pytest.approx((0.70 + 0.50 + 0.95) / 3)
+
+
+def test_bwt_by_hand() -> None:
+    # task 1: 0.70 - 0.90 = -0.20; task 2: 0.50 - 0.80 = -0.30
+    assert bwt(R) == pytest.approx(-0.25)
+
+
+def test_fwt_against_untrained_row() -> None:
+    # task 2 before training on it: R[1][1] - R[0][1] = 0.05; task 3: R[2][2] - R[0][2] = 0.10
+    assert fwt(R) == pytest.approx(0.075)
+
+
+def test_forgetting_is_best_earlier_minus_last() -> None:
+    # task 1: max(0.90, 0.60) - 0.70 = 0.20; task 2: max(0.80) - 0.50 = 0.30
+    assert forgetting(R) == pytest.approx(0.25)
+
+
+def test_forgetting_differs_from_first_minus_last_when_accuracy_rises_later() -> None:
+    rising = [[0.1, 0.1, 0.1], [0.5, 0.1, 0.1], [0.9, 0.6, 0.1], [0.8, 0.6, 0.7]]
+    # best earlier on task 1 is 0.9 (after task 2), not 0.5 (after task 1)
+    assert forgetting(rising) == pytest.approx(((0.9 - 0.8) + (0.6 - 0.6)) / 2)
+    assert bwt(rising) == pytest.approx(((0.8 - 0.5) + (0.6 - 0.6)) / 2)
+
+
+def test_intransigence_by_hand() -> None:
+    joint = [[0.1, 0.2, 0.3], [0.95, 0.3, 0.3], [0.9, 0.9, 0.4], [0.9, 0.9, 0.97]]
+    assert intransigence(R, joint) == pytest.approx([0.05, 0.10, 0.02])
+
+
+def test_single_task_has_zero_transfer() -> None:
+    one = [[0.1], [0.9]]
+    assert summary(one) == {"acc": pytest.approx(0.9), "bwt": 0.0, "fwt": 0.0,
+                            "forgetting": 0.0}
+
+
+def test_bad_shape_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"\(T\+1, T\)"):
+        acc([[0.1, 0.2], [0.3, 0.4]])

@@ -1,0 +1,116 @@
+"""The contract every registered strategy keeps — no opt-out list.
+
+For each strategy: it runs in every scenario it claims and refuses the others; losses stay
+finite; the global RNGs are untouched; `state_dict()` holds only CPU tensors and plain values;
+loading it into a fresh strategy reproduces the next training steps exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from lifelong import TrainConfig, build_model, build_stream, fit_stream
+from lifelong.data.task import SCENARIOS, Stream
+from lifelong.errors import ConfigError
+from lifelong.strategies import STRATEGIES, build_strategy, register_all
+from lifelong.strategies.base import Batch
+from lifelong.train import LifelongWarning
+
+register_all()
+NAMES = STRATEGIES.names()
+CFG = TrainConfig(epochs=1, batch_size=16, lr=0.05)
+
+
+def tiny(scenario: str) -> Stream:
+    return build_stream("split", source="digits", num_tasks=3, classes_per_task=2,
+                        train_per_task=96, test_per_task=40, scenario=scenario, seed=0)
+
+
+def plain(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.device.type == "cpu"
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(plain(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_supported_scenarios_run_and_others_are_refused(name: str, scenario: str) -> None:
+    stream = tiny(scenario)
+    strategy = build_strategy(name, build_model("mlp", stream, hidden=[32], seed=0))
+    if scenario not in strategy.supports:
+        with pytest.raises(ConfigError, match="does not support"):
+            fit_stream(strategy, stream, CFG, seed=0)
+        return
+    torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), \
+        random.getstate()
+    with pytest.warns(LifelongWarning) if scenario in strategy.caveats else _nothing():
+        result = fit_stream(strategy, stream, CFG, seed=0)
+    assert torch.equal(torch.get_rng_state(), torch_state), "global torch RNG was used"
+    assert np.random.get_state()[1].tolist() == np_state[1].tolist(), "numpy RNG was used"
+    assert random.getstate() == py_state, "python RNG was used"
+    assert len(result.matrix) == len(stream) + 1
+    assert all(0.0 <= v <= 1.0 for row in result.matrix for v in row)
+
+
+class _nothing:
+    def __enter__(self) -> None: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_round_trip_reproduces_the_next_steps(name: str) -> None:
+    scenario = "task" if "task" in STRATEGIES.get(name).supports else sorted(
+        STRATEGIES.get(name).supports)[0]
+    stream = tiny(scenario)
+    two = Stream(stream.name, stream.scenario, stream.tasks[:2], stream.num_classes,
+                 stream.num_outputs, stream.input_shape)
+    a = build_strategy(name, build_model("mlp", stream, hidden=[32], seed=0))
+    fit_stream(a, two, CFG, seed=7)
+    sd = a.state_dict()
+    assert set(sd) == {"strategy", "version", "hparams", "model", "state", "rng"}
+    assert plain(sd), "state_dict must hold only CPU tensors and plain values"
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+
+    b = build_strategy(name, build_model("mlp", stream, hidden=[32], seed=123))
+    b.attach(seed=999)  # a different seed: everything must come from the saved state
+    b.load_state_dict(loaded)
+    task = stream.tasks[2]
+    data = task.train
+    losses = []
+    for s in (a, b):
+        s.before_task(task)
+        opt = torch.optim.SGD(list(s.trainable_parameters()), lr=0.05)
+        run = []
+        for i in range(3):
+            idx = torch.arange(i * 16, (i + 1) * 16)
+            run.append(s.train_batch(Batch(data.x[idx], data.y[idx], data.t[idx]), opt))
+        losses.append(torch.stack(run))
+    assert torch.equal(losses[0], losses[1])
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_load_state_dict_is_strict(name: str) -> None:
+    from lifelong.errors import StateError
+
+    stream = tiny("task")
+    s = build_strategy(name, build_model("mlp", stream, hidden=[32], seed=0))
+    sd = s.state_dict()
+    with pytest.raises(StateError):
+        s.load_state_dict({**sd, "extra": 1})
+    with pytest.raises(StateError):
+        s.load_state_dict({**sd, "strategy": "something-else"})

@@ -1,0 +1,133 @@
+"""The loop: determinism, divergence, task labels, learning curves, and the forgetting demo."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lifelong import TrainConfig, build_model, build_stream, fit_stream
+from lifelong.callbacks import Callback, CurvePoint, TaskEnd
+from lifelong.errors import DivergenceError
+from lifelong.strategies import build_strategy
+from lifelong.strategies.base import Strategy
+
+
+def run(name: str, stream, seed: int = 0, **train) -> object:  # type: ignore[no-untyped-def]
+    cfg = TrainConfig(**{"epochs": 1, "batch_size": 32, "lr": 0.1, **train})
+    model = build_model("mlp", stream, hidden=[64], seed=seed)
+    return fit_stream(build_strategy(name, model), stream, cfg, seed=seed)
+
+
+def test_same_seed_gives_bit_identical_matrices(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    a, b = run("naive", permuted_digits), run("naive", permuted_digits)
+    assert a.matrix == b.matrix  # type: ignore[attr-defined]
+    c = run("naive", permuted_digits, seed=1)
+    assert c.matrix != a.matrix  # type: ignore[attr-defined]
+
+
+def test_row_zero_is_the_untrained_model(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    r = run("naive", permuted_digits)
+    R = r.matrix  # type: ignore[attr-defined]
+    assert len(R) == 4 and all(len(row) == 3 for row in R)
+    assert max(R[0]) < 0.3  # chance is 0.1
+    assert R[1][0] > 0.7  # task 1 learned after one epoch
+
+
+class Poison(Strategy):
+    """Its loss turns NaN at the 7th call of the second epoch of task 2."""
+
+    name = "poison"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__(model)
+        self.calls = 0
+
+    def loss(self, batch, logits):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        loss = super().loss(batch, logits)
+        return loss * float("nan") if self.calls == self.bad else loss
+
+
+def test_nan_loss_raises_divergence_error_naming_task_epoch_step(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    steps = -(-len(permuted_digits.tasks[0].train) // 32)
+    p = Poison(build_model("mlp", permuted_digits, hidden=[16], seed=0))
+    p.bad = 2 * steps + steps + 7  # type: ignore[attr-defined]
+    with pytest.raises(DivergenceError) as e:
+        fit_stream(p, permuted_digits, TrainConfig(epochs=2, batch_size=32), seed=0)
+    msg = str(e.value)
+    assert "task 2/3" in msg and "epoch 2" in msg and "step 7 " in msg
+    assert "lower train.lr" in msg and "nan" in msg
+
+
+class Spy(Strategy):
+    """Records what the loop hands to predict."""
+
+    name = "spy"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__(model)
+        self.seen: list[object] = []
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+        self.seen.append(None if t is None else int(t[0]))
+        return super().predict(x, t)
+
+
+@pytest.mark.parametrize("scenario", ["task", "domain", "class"])
+def test_task_labels_reach_predict_only_in_task_il(scenario: str) -> None:
+    s = build_stream("split", source="digits", num_tasks=2, scenario=scenario,
+                     train_per_task=64, seed=0)
+    spy = Spy(build_model("mlp", s, hidden=[16], seed=0))
+    fit_stream(spy, s, TrainConfig(epochs=1), seed=0)
+    if scenario == "task":
+        assert set(spy.seen) == {0, 1}
+    else:
+        assert set(spy.seen) == {None}
+
+
+def test_learning_curves_every_n_steps(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    points: list[CurvePoint] = []
+    ends: list[TaskEnd] = []
+
+    class Watch(Callback):
+        def on_curve_point(self, event: CurvePoint) -> None:
+            points.append(event)
+
+        def on_task_end(self, event: TaskEnd) -> None:
+            ends.append(event)
+
+    model = build_model("mlp", permuted_digits, hidden=[32], seed=0)
+    steps_per_task = -(-len(permuted_digits.tasks[0].train) // 100)
+    r = fit_stream(build_strategy("naive", model), permuted_digits,
+                   TrainConfig(batch_size=100, eval_every=5), seed=0, callbacks=[Watch()])
+    assert [p.step for p in points] == list(range(5, 3 * steps_per_task + 1, 5))
+    assert all(len(p.accuracies) == 3 for p in points)
+    assert r.curves == tuple(points)
+    assert [e.task_index for e in ends] == [0, 1, 2]
+    assert all(e.parameters == sum(p.numel() for p in model.parameters()) for e in ends)
+
+
+def test_each_task_gets_a_fresh_optimizer(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    # With momentum, a reused optimizer would carry velocity across tasks; a fresh one per
+    # task must give the same result as training each task from the previous weights alone.
+    r1 = run("naive", permuted_digits, momentum=0.9, lr=0.01)
+    r2 = run("naive", permuted_digits, momentum=0.9, lr=0.01)
+    assert r1.matrix == r2.matrix  # type: ignore[attr-defined]
+
+
+def test_demo_naive_forgets_task_one_and_joint_keeps_it() -> None:
+    """The lecture's picture on real 28×28 digits (mnist-10k), with the demo's --quick size."""
+    from tests.conftest import shared_data_or_skip
+
+    shared_data_or_skip("mnist-t10k")
+    s = build_stream("noisy", source="mnist-10k", train_per_task=4000, seed=0)
+    cfg = TrainConfig(epochs=3, batch_size=32, optimizer="adam", lr=1e-3)
+    out = {}
+    for name in ("naive", "joint"):
+        model = build_model("mlp", s, hidden=[50, 50, 50], seed=0)
+        out[name] = fit_stream(build_strategy(name, model), s, cfg, seed=0).matrix
+    naive, joint = out["naive"], out["joint"]
+    assert naive[1][0] > 0.5  # task 1 (noisy) was learned
+    assert naive[1][0] - naive[2][0] > 0.15  # and clearly forgotten after clean task 2
+    assert joint[2][0] > naive[1][0] - 0.05  # joint keeps it
+    assert naive[2][1] > 0.8 and joint[2][1] > 0.8  # both learn task 2
