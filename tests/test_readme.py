@@ -1,0 +1,30 @@
+"""The README's catalog tables list exactly what `lifelong list` shows, and open with the two
+set-up commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lifelong.catalog import catalog
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def table_names(text: str, header: str) -> set[str]:
+    block = text.split(f"| {header} |", 1)[1].split("\n\n", 1)[0]
+    return set(re.findall(r"^\| `([^`]+)` \|", block, flags=re.M))
+
+
+def test_readme_opens_with_make_demo_and_make_test() -> None:
+    text = README.read_text()
+    first_block = text.split("```", 2)[1]
+    assert [line for line in first_block.strip().splitlines()] == ["make demo", "make test"]
+
+
+def test_catalog_tables_match_the_registries() -> None:
+    text = README.read_text().split("<!-- catalog:start", 1)[1].split("<!-- catalog:end", 1)[0]
+    cat = catalog()
+    assert table_names(text, "experiment") == set(cat["experiments"])
+    assert table_names(text, "strategy") == set(cat["strategies"])
+    assert table_names(text, "stream") == set(cat["streams"])
