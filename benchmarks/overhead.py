@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(STRATEGIES.names())}", file=sys.stderr)
         return 2
     repeats = 1 if args.quick else args.repeats
+    load_before = os.getloadavg()[0]
 
     rows = []
     for pname in protocols:
@@ -300,10 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"rows": rows, "import_seconds": imports,
                           "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "quick": args.quick}, indent=2))
+                          "cpus": os.cpu_count(), "load_before": load_before,
+                          "load_after": os.getloadavg()[0], "quick": args.quick}, indent=2))
         return 0
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {repeats} "
-          "alternating bare/ours runs; ratios are ours/bare")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} "
+          f"CPUs, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}; median of "
+          f"{repeats} alternating bare/ours runs; ratios are ours/bare")
     print(table(rows))
     for k, v in imports.items():
         print(f"{k}: {v * 1000:.0f} ms (fresh interpreter, minus `python -c pass`)")

@@ -85,6 +85,7 @@ def _emit(obj: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from lifelong.runner import execute, plan
+    from lifelong.tables import format_matrix
 
     chosen = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
     p = plan(args.target, sets=args.sets, seeds=args.seed, quick=args.quick, strategies=chosen)
@@ -122,18 +123,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_matrix(matrix: Sequence[Sequence[float]]) -> str:
-    from lifelong.metrics import summary
-
-    T = len(matrix[0])
-    lines = ["R        " + " ".join(f"{'task ' + str(j + 1):>8s}" for j in range(T))]
-    for i, row in enumerate(matrix):
-        lines.append(f"{'init' if i == 0 else 'after ' + str(i):8s} "
-                     + " ".join(f"{v:8.3f}" for v in row))
-    lines.append("  ".join(f"{k}={v:+.3f}" for k, v in summary(matrix).items()))
-    return "\n".join(lines)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from lifelong.catalog import catalog, format_catalog
 
@@ -146,7 +135,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from lifelong.store import Store, format_runs_table
+    from lifelong.store import Store
+    from lifelong.tables import format_runs_table
 
     with Store(args.store) as store:
         rows = store.list_runs(experiment=args.experiment)
@@ -158,7 +148,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from lifelong.store import Store, format_run
+    from lifelong.store import Store
+    from lifelong.tables import format_run
 
     with Store(args.store) as store:
         record = store.get_run(args.run_id)

@@ -1,0 +1,117 @@
+"""`si`: Synaptic Intelligence — importance from each weight's share of the drop in the loss
+along the training path.
+
+Owns the per-step path integral (`after_step`) and Ω at the end of a task. The penalty itself
+lives in `_penalty.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from lifelong.data.task import Task
+from lifelong.errors import ConfigError
+from lifelong.strategies import STRATEGIES
+from lifelong.strategies._penalty import Params, PenaltyState, QuadraticAnchor, Tensors
+
+
+@dataclass
+class SIState(PenaltyState):
+    """Adds the running path integral ω of the current task, the weights before the last step
+    and the weights at the start of the task — all private copies, never views of the live
+    parameters (a view would make every Δθ zero, and SI silently a no-op)."""
+
+    omega: Params = field(default_factory=dict)
+    previous: Params = field(default_factory=dict)
+    start: Params = field(default_factory=dict)
+
+
+@STRATEGIES.register("si")
+class SI(QuadraticAnchor):
+    """Synaptic Intelligence (Zenke, Poole & Ganguli 2017, ICML, Eqs. 3–5).
+
+    During task μ, each step adds ω_k += −g_k · Δθ_k, the discretised path integral of Eq. 3,
+    where g is the gradient of the current task's loss alone (the penalty's part is taken out,
+    as in the authors' code) and Δθ the actual update. At the end of the task (Eq. 5),
+    Ω_k += max(0, ω_k / ((θ_k(t^μ) − θ_k(t^{μ−1}))² + ξ)) — summed over tasks, and anchored at
+    the latest weights. The penalty is c · Σ_k Ω_k (θ_k − θ̃_k)² (Eq. 4, no ½).
+
+    Args:
+        strength: c. Zenke et al. use c = 0.1 on permuted MNIST and c = 1 on split MNIST;
+            the default 1.0 keeps old tasks on our small permuted-digits streams.
+        damping: ξ, which keeps Ω finite for weights that barely moved (0.1 on permuted MNIST
+            in the paper's code).
+    """
+
+    name = "si"
+    factor = 1.0
+    online = True
+
+    def __init__(self, model: nn.Module, *, strength: float = 1.0,
+                 damping: float = 0.1) -> None:
+        super().__init__(model, strength=strength)
+        if isinstance(damping, bool) or not isinstance(damping, (int, float)) \
+                or not math.isfinite(damping) or damping <= 0:
+            raise ConfigError(f"strategy 'si': damping={damping!r} must be a number > 0 (ξ, "
+                              "e.g. 0.1)")
+        self.damping = damping
+        self.state: SIState = SIState()
+        self._reset_path()
+
+    def _reset_path(self) -> None:
+        with torch.no_grad():
+            live = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+            self.state.omega = {n: torch.zeros_like(p) for n, p in live.items()}
+            self.state.previous = {n: p.detach().clone() for n, p in live.items()}
+            self.state.start = {n: p.detach().clone() for n, p in live.items()}
+        self._lists: tuple[object, list[Tensor], list[Tensor], list[Tensor]] | None = None
+
+    def before_task(self, task: Task) -> None:
+        self._reset_path()
+
+    def _aligned(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Live parameters, ω and θ_prev as lists in one order (rebuilt after a reload)."""
+        cache = self._lists
+        if cache is None or cache[0] is not self.state.omega:
+            live = dict(self.model.named_parameters())
+            names = list(self.state.omega)
+            cache = self._lists = (self.state.omega, [live[n] for n in names],
+                                   [self.state.omega[n] for n in names],
+                                   [self.state.previous[n] for n in names])
+        return cache[1], cache[2], cache[3]
+
+    def after_step(self) -> None:
+        params, omega, previous = self._aligned()
+        grads: Tensors = [p.grad if p.grad is not None else torch.zeros_like(p)
+                                   for p in params]
+        with torch.no_grad():
+            delta = torch._foreach_sub(params, previous)
+            penalty = self.penalty_gradients()
+            if penalty is not None:
+                grads = self._without_penalty(params, grads, penalty)
+            torch._foreach_addcmul_(omega, grads, delta, value=-1.0)
+            torch._foreach_copy_(previous, params)
+
+    def _without_penalty(self, params: list[Tensor], grads: Tensors,
+                         penalty: Tensors) -> Tensors:
+        """g − ∂penalty/∂θ: the gradient of the task loss alone."""
+        folded = self.folded()
+        assert folded is not None
+        if len(folded.params) == len(params) and all(
+                a is b for a, b in zip(folded.params, params, strict=True)):
+            return torch._foreach_sub(grads, penalty)
+        where = {id(p): g for p, g in zip(folded.params, penalty, strict=True)}
+        return [g - where[id(p)] if id(p) in where else g
+                for p, g in zip(params, grads, strict=True)]
+
+    def importance(self, task: Task) -> Params:
+        with torch.no_grad():
+            live = dict(self.model.named_parameters())
+            out = {n: (w / ((live[n] - self.state.start[n]).square() + self.damping)).clamp_min(0)
+                   for n, w in self.state.omega.items()}
+        self._reset_path()
+        return out
