@@ -66,10 +66,11 @@ def test_misspelt_key_gets_a_suggestion_and_exit_code_2(capsys, where) -> None: 
 def test_every_problem_is_reported_at_once(capsys, where) -> None:  # type: ignore[no-untyped-def]
     code, _, err = lifelong(capsys, "run", "single", "--set", "stream.name=permuted",
                             "--set", "stream.num_task=3", "--set", "strategy.name=naiv",
-                            "--set", "model.hiden=[10]", "--set", "trian.lr=1", *where)
+                            "--set", "model.hiden=[10]", "--set", "trian.lr=1",
+                            "--set", "stream.source=fashon-mnist", *where)
     assert code == 2
     for piece in ("did you mean 'num_tasks'", "did you mean 'naive'", "did you mean 'hidden'",
-                  "did you mean 'train'"):
+                  "did you mean 'train'", "did you mean 'fashion-mnist'"):
         assert piece in err
 
 

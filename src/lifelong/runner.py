@@ -99,6 +99,12 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     stream = dict(config.get("stream", {}))
     stream_name = str(stream.pop("name", ""))
     problems += STREAMS.check(stream_name, stream, "stream.name")
+    if "source" in stream:
+        from lifelong.data.sources import SOURCES, register_all as register_sources
+
+        register_sources()
+        if stream["source"] not in SOURCES:
+            problems.append(f"stream.source: {SOURCES.unknown(str(stream['source']))}")
     model = dict(config.get("model", {}))
     model_name = str(model.pop("name", "mlp"))
     problems += MODELS.check(model_name, model, "model.name")

@@ -39,7 +39,7 @@ class SourceData:
 
 def load_source(name: str, data_dir: str | Path | None = None) -> SourceData:
     """Load a registered source (see `SOURCES.names()`), from `data_dir` if given."""
-    _register_all()
+    register_all()
     SOURCES.get(name)  # raises ConfigError with a suggestion for an unknown name
     return _cached(name, str(data_dir) if data_dir is not None else None)
 
@@ -49,6 +49,6 @@ def _cached(name: str, data_dir: str | None) -> SourceData:
     return SOURCES.get(name)(Path(data_dir) if data_dir is not None else None)
 
 
-def _register_all() -> None:
+def register_all() -> None:
     # Imported lazily so that `import lifelong` reads nothing and stays fast.
     from lifelong.data.sources import digits, idx_sources  # noqa: F401
