@@ -113,3 +113,16 @@ def test_console_script_prints_no_traceback_for_user_errors(tmp_path: Path) -> N
     p = subprocess.run([str(exe), "show", "nope", "--store", str(tmp_path / "s.sqlite")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "nope" in p.stderr
+
+
+def test_corrupt_data_file_is_one_clear_error(capsys, where, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    bad = tmp_path / "mnist-t10k"
+    bad.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (bad / name).write_bytes(gzip.compress(b"\x00\x00\x00\x00garbage"))
+    code, out, err = lifelong(capsys, "run", "forgetting", "--quick", "--set",
+                              f"stream.data_dir={bad}", *where)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert "t10k-" in err and "magic" in err.lower()

@@ -9,6 +9,7 @@ Does not own task construction (see `lifelong.data.builders`).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +42,13 @@ def load_source(name: str, data_dir: str | Path | None = None) -> SourceData:
     """Load a registered source (see `SOURCES.names()`), from `data_dir` if given."""
     register_all()
     SOURCES.get(name)  # raises ConfigError with a suggestion for an unknown name
-    return _cached(name, str(data_dir) if data_dir is not None else None)
+    # The search path is part of the cache key, so changing LIFELONG_DATA is seen.
+    return _cached(name, str(data_dir) if data_dir is not None else None,
+                   os.environ.get("LIFELONG_DATA"))
 
 
 @functools.lru_cache(maxsize=4)
-def _cached(name: str, data_dir: str | None) -> SourceData:
+def _cached(name: str, data_dir: str | None, search_path: str | None) -> SourceData:
     return SOURCES.get(name)(Path(data_dir) if data_dir is not None else None)
 
 
