@@ -38,7 +38,9 @@ typecheck: install
 	$(BIN)/mypy
 
 bench: install
-	$(BIN)/python benchmarks/overhead.py
+	# One thread: on a shared 2-core machine two threads make single runs up to 10x slower
+	# at random, for both loops; see benchmarks/README.md.
+	$(BIN)/python benchmarks/overhead.py --threads 1
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -136,11 +136,11 @@ class TaskLoop:
         for epoch in range(epochs if epochs is not None else self.cfg.epochs):
             order = torch.randperm(n, generator=generator(self.seed, "batches", self.task.key,
                                                           epoch)).to(device)
-            losses = torch.empty(steps, device=device)
+            step_losses = []
             for i in range(steps):
                 idx = order[i * bs:(i + 1) * bs]
                 batch = Batch(data.x[idx], data.y[idx], data.t[idx])
-                losses[i] = self.strategy.train_batch(batch, self.optimizer)
+                step_losses.append(self.strategy.train_batch(batch, self.optimizer))
                 self.step += 1
                 if self.step_callbacks:
                     step_event = StepEnd(self.task.index, self.step)
@@ -148,6 +148,7 @@ class TaskLoop:
                         cb.on_step_end(step_event)
                 if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
                     self._curve_point()
+            losses = torch.stack(step_losses)
             total = float(losses.sum())  # one host sync per epoch
             if not math.isfinite(total):
                 bad = int((~torch.isfinite(losses)).nonzero()[0, 0]) + 1

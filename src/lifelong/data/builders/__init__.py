@@ -18,7 +18,7 @@ STREAMS: Registry[Callable[..., Stream]] = Registry("stream", skip=("seed",))
 
 
 def register_all() -> None:
-    from lifelong.data.builders import noisy, permuted, rotated, split  # noqa: F401
+    from lifelong.data.builders import noisy, permuted, planar, rotated, split  # noqa: F401
 
 
 def build_stream(name: str, *, seed: int = 0, **options: Any) -> Stream:

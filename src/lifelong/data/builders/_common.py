@@ -47,6 +47,15 @@ def load(source: str, data_dir: str | None) -> SourceData:
     return load_source(source, Path(data_dir) if data_dir else None)
 
 
+def load_sized(builder: str, source: str, data_dir: str | None, train_per_task: int | None,
+               test_per_task: int | None) -> SourceData:
+    """Load `source` and check it has enough examples for one task of each size."""
+    src = load(source, data_dir)
+    raise_if([too_few(builder, "train", train_per_task, len(src.train_y)),
+              too_few(builder, "test", test_per_task, len(src.test_y))])
+    return src
+
+
 def subset(n_available: int, n: int | None, *parts: object) -> Tensor:
     """`n` indices out of `n_available`, drawn by a generator seeded from `parts` (all if None)."""
     if n is None or n >= n_available:

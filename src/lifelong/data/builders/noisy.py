@@ -15,12 +15,11 @@ import torch
 from lifelong.data.builders import STREAMS
 from lifelong.data.builders._common import (
     check_common,
-    load,
+    load_sized,
     make_stream,
     make_task,
     raise_if,
     subset,
-    too_few,
 )
 from lifelong.data.task import Scenario, Stream
 from lifelong.seeding import generator
@@ -68,9 +67,7 @@ def build_noisy(
     elif not (0.0 <= level <= (1.0 if noise == "salt-pepper" else 10.0)):
         problems.append(f"stream 'noisy': level={level} is out of range for {noise} noise")
     raise_if(problems)
-    src = load(source, data_dir)
-    raise_if([too_few("noisy", "train", train_per_task, len(src.train_y)),
-              too_few("noisy", "test", test_per_task, len(src.test_y))])
+    src = load_sized("noisy", source, data_dir, train_per_task, test_per_task)
     # Both tasks use the same images: the only difference between them is the noise.
     tr = subset(len(src.train_y), train_per_task, seed, f"noisy/{source}", "train")
     te = subset(len(src.test_y), test_per_task, seed, f"noisy/{source}", "test")

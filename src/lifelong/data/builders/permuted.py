@@ -13,12 +13,11 @@ import torch
 from lifelong.data.builders import STREAMS
 from lifelong.data.builders._common import (
     check_common,
-    load,
+    load_sized,
     make_stream,
     make_task,
     raise_if,
     subset,
-    too_few,
 )
 from lifelong.data.task import Scenario, Stream
 from lifelong.seeding import generator
@@ -44,9 +43,7 @@ def build_permuted(
     """
     raise_if(check_common("permuted", num_tasks=num_tasks, train_per_task=train_per_task,
                           test_per_task=test_per_task, scenario=scenario))
-    src = load(source, data_dir)
-    raise_if([too_few("permuted", "train", train_per_task, len(src.train_y)),
-              too_few("permuted", "test", test_per_task, len(src.test_y))])
+    src = load_sized("permuted", source, data_dir, train_per_task, test_per_task)
     shape = src.image_shape
     pixels = int(torch.tensor(shape).prod())
     tasks = []

@@ -15,12 +15,11 @@ import torch.nn.functional as F
 from lifelong.data.builders import STREAMS
 from lifelong.data.builders._common import (
     check_common,
-    load,
+    load_sized,
     make_stream,
     make_task,
     raise_if,
     subset,
-    too_few,
 )
 from lifelong.data.task import Scenario, Stream
 
@@ -65,9 +64,7 @@ def build_rotated(
     raise_if(problems)
     chosen = [float(a) for a in angles] if angles is not None else [
         max_angle * i / num_tasks for i in range(num_tasks)]
-    src = load(source, data_dir)
-    raise_if([too_few("rotated", "train", train_per_task, len(src.train_y)),
-              too_few("rotated", "test", test_per_task, len(src.test_y))])
+    src = load_sized("rotated", source, data_dir, train_per_task, test_per_task)
     tasks = []
     for i, angle in enumerate(chosen):
         key = f"rotated/{source}/{angle:g}"

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from torch import Tensor
 
 from lifelong.registry import Registry
+from lifelong.seeding import numpy_rng
 
 Loader = Callable[[Path | None], "SourceData"]
 SOURCES: Registry[Loader] = Registry("source")
@@ -55,3 +57,35 @@ def _cached(name: str, data_dir: str | None, search_path: str | None) -> SourceD
 def register_all() -> None:
     # Imported lazily so that `import lifelong` reads nothing and stays fast.
     from lifelong.data.sources import digits, idx_sources  # noqa: F401
+
+
+def split_exact(y: np.ndarray, *, n_test: int, purpose: str) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic class-stratified split of indices into (train, test), each sorted.
+
+    The test part has exactly `n_test` items; each class gets its proportional share, rounded
+    by largest remainder (ties go to the smaller class id). Each class is shuffled by its own
+    generator ``numpy_rng(purpose, class)``, so the global RNG is untouched.
+
+    Raises:
+        ValueError: `n_test` is not between 0 and ``len(y)``.
+    """
+    if not 0 <= n_test <= len(y):
+        raise ValueError(f"n_test={n_test} must lie in 0..{len(y)}")
+    classes, counts = np.unique(y, return_counts=True)
+    # Integer arithmetic: share = floor(count · n_test / N), plus one for the largest remainders.
+    scaled = counts.astype(np.int64) * n_test
+    shares, remainders = np.divmod(scaled, max(len(y), 1))
+    by_remainder = np.argsort(-remainders, kind="stable")
+    shares[by_remainder[: n_test - int(shares.sum())]] += 1
+    train: list[np.ndarray] = []
+    test: list[np.ndarray] = []
+    for c, n in zip(classes, shares, strict=True):
+        idx = np.flatnonzero(y == c)
+        idx = idx[numpy_rng(purpose, int(c)).permutation(len(idx))]
+        test.append(idx[:n])
+        train.append(idx[n:])
+    return _sorted_concat(train), _sorted_concat(test)
+
+
+def _sorted_concat(parts: Sequence[np.ndarray]) -> np.ndarray:
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)

@@ -1,7 +1,7 @@
 """The embedded source `digits`: scikit-learn's bundled 8×8 handwritten digits.
 
 1797 images, no download, used for fast tests and offline demos. Split deterministically into
-1438 train / 359 test (a fixed, class-stratified 80/20 split). Pixel values 0..16 are scaled
+1437 train / 360 test (a fixed, class-stratified split). Pixel values 0..16 are scaled
 to [0, 1].
 """
 
@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong.data.sources import SOURCES, SourceData
-from lifelong.seeding import numpy_rng
+from lifelong.data.sources import SOURCES, SourceData, split_exact
 
 
 @SOURCES.register("digits")
@@ -24,7 +23,7 @@ def load_digits(data_dir: Path | None = None) -> SourceData:
     bunch = sk_load()
     x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     y = bunch.target.astype(np.int64)
-    train_idx, test_idx = stratified_split(y, test_fraction=0.2, purpose="digits-split")
+    train_idx, test_idx = split_exact(y, n_test=360, purpose="digits-split")
     return SourceData(
         name="digits",
         train_x=torch.from_numpy(x[train_idx]),
@@ -33,18 +32,3 @@ def load_digits(data_dir: Path | None = None) -> SourceData:
         test_y=torch.from_numpy(y[test_idx]),
         num_classes=10,
     )
-
-
-def stratified_split(
-    y: np.ndarray, *, test_fraction: float, purpose: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic class-stratified split of indices into (train, test), each sorted."""
-    rng = numpy_rng(purpose)
-    train, test = [], []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        idx = idx[rng.permutation(len(idx))]
-        n_test = int(round(len(idx) * test_fraction))
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

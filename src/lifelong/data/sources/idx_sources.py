@@ -15,16 +15,15 @@ deterministic 8000/2000 split of `mnist-10k`. Does not own finding or downloadin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lifelong.data.sources import SOURCES, SourceData
+from lifelong.data.sources import SOURCES, SourceData, split_exact
 from lifelong.data.sources.idx import check_labelled, read_idx
 from lifelong.data.sources.locate import find_files
-from lifelong.seeding import numpy_rng
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
@@ -116,35 +115,3 @@ def read_images_labels(
     # One pass uint8 -> float32 (division, so 255 maps to exactly 1.0).
     x = np.divide(images, np.float32(255.0), dtype=np.float32)
     return x.reshape(len(x), 1, *image_shape), labels.astype(np.int64)
-
-
-def split_exact(y: np.ndarray, *, n_test: int, purpose: str) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic class-stratified split of indices into (train, test), each sorted.
-
-    The test part has exactly `n_test` items; each class gets its proportional share, rounded
-    by largest remainder (ties go to the smaller class id). Each class is shuffled by its own
-    generator ``numpy_rng(purpose, class)``, so the global RNG is untouched.
-
-    Raises:
-        ValueError: `n_test` is not between 0 and ``len(y)``.
-    """
-    if not 0 <= n_test <= len(y):
-        raise ValueError(f"n_test={n_test} must lie in 0..{len(y)}")
-    classes, counts = np.unique(y, return_counts=True)
-    # Integer arithmetic: share = floor(count · n_test / N), plus one for the largest remainders.
-    scaled = counts.astype(np.int64) * n_test
-    shares, remainders = np.divmod(scaled, max(len(y), 1))
-    by_remainder = np.argsort(-remainders, kind="stable")
-    shares[by_remainder[: n_test - int(shares.sum())]] += 1
-    train: list[np.ndarray] = []
-    test: list[np.ndarray] = []
-    for c, n in zip(classes, shares, strict=True):
-        idx = np.flatnonzero(y == c)
-        idx = idx[numpy_rng(purpose, int(c)).permutation(len(idx))]
-        test.append(idx[:n])
-        train.append(idx[n:])
-    return _sorted_concat(train), _sorted_concat(test)
-
-
-def _sorted_concat(parts: Sequence[np.ndarray]) -> np.ndarray:
-    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
