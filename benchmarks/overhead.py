@@ -43,6 +43,7 @@ from torch import nn
 
 from lifelong import TrainConfig, build_model, build_strategy, build_stream, fit_stream
 from lifelong.data.task import Stream, Task
+from lifelong.errors import LifelongError
 from lifelong.seeding import derive_seed
 from lifelong.strategies import STRATEGIES, register_all
 
@@ -180,10 +181,10 @@ def measure(name: str, stream: Stream, p: Protocol, repeats: int) -> dict[str, A
         ours.append(ours_run(name, stream, p))
 
     def med(runs: list[dict[str, Any]], key: str) -> float:
-        return statistics.median(r[key] for r in runs)
+        return float(statistics.median(r[key] for r in runs))
 
     def ratio(key: str) -> float:
-        return statistics.median(o[key] / b[key] for o, b in zip(ours, bare, strict=True))
+        return float(statistics.median(o[key] / b[key] for o, b in zip(ours, bare, strict=True)))
 
     row: dict[str, Any] = {
         "protocol": p.name, "strategy": name,
@@ -211,8 +212,11 @@ def warm_up(stream: Stream, p: Protocol) -> None:
     ours_run("naive", one, short)
 
 
-def import_seconds(runs: int = 5) -> dict[str, float]:
-    """Median seconds to import, each in a fresh interpreter, minus a bare interpreter start."""
+def import_seconds(runs: int = 5, *, with_torch: bool = True) -> dict[str, float]:
+    """Median seconds to import, each in a fresh interpreter, minus a bare interpreter start.
+
+    `import lifelong` is lazy (it imports no torch); the first use of the API pays for torch.
+    """
 
     def timed(code: str) -> float:
         times = []
@@ -223,11 +227,11 @@ def import_seconds(runs: int = 5) -> dict[str, float]:
         return statistics.median(times)
 
     base = timed("pass")
-    return {
-        "import lifelong": timed("import lifelong") - base,
-        "import torch": timed("import torch") - base,
-        "from lifelong import fit_stream": timed("from lifelong import fit_stream") - base,
-    }
+    out = {"import lifelong": timed("import lifelong") - base}
+    if with_torch:
+        out["import torch"] = timed("import torch") - base
+        out["from lifelong import fit_stream"] = timed("from lifelong import fit_stream") - base
+    return out
 
 
 # ------------------------------------------------------------------------------- report
@@ -241,15 +245,20 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = ("proto", "strategy", "ours s", "bare s", "wall", "train", "eval", "acc",
             "acc bare", "after s/task", "target", "")
     lines = [head]
+    errors = []
     for r in rows:
+        if "error" in r:
+            errors.append(f"{r['protocol']} {r['strategy']}: {r['error']}")
+            lines.append((r["protocol"], r["strategy"], *["-"] * 9, "ERROR"))
+            continue
         ok = "-" if r["ok"] is None else ("ok" if r["ok"] else "MISS")
         lines.append((r["protocol"], r["strategy"], f"{r['ours_wall_s']:.3f}",
                       f"{r['bare_wall_s']:.3f}", f"{r['ratio_wall']:.3f}",
                       f"{r['ratio_train']:.3f}", f"{r['ratio_eval']:.3f}", f"{r['acc']:.4f}",
                       f"{r['acc_bare']:.4f}", f"{r['after_task_s']:.4f}", fmt_target(r), ok))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)
+    return "\n".join(["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                      for line in lines] + errors)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -284,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     repeats = 1 if args.quick else args.repeats
     load_before = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if torch.get_num_threads() > 1 and load_before + torch.get_num_threads() > cpus + 0.5:
+        # Several intra-op threads on a busy machine make every op wait for a preempted
+        # thread: runs slow down up to 10x at random and the ratios mean nothing.
+        print(f"warning: load average {load_before:.1f} on {cpus} CPUs with "
+              f"{torch.get_num_threads()} torch threads; timings will be noisy — try "
+              "--threads 1", file=sys.stderr)
 
     rows = []
     for pname in protocols:
@@ -296,22 +312,26 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             if not args.json:
                 print(f"running {pname} {name} ({repeats} x bare+ours)...", file=sys.stderr)
-            rows.append(measure(name, stream, p, repeats))
+            try:
+                rows.append(measure(name, stream, p, repeats))
+            except LifelongError as e:  # e.g. divergence with the options in OPTIONS
+                rows.append({"protocol": pname, "strategy": name, "error": str(e), "ok": False})
 
-    imports = {} if args.no_import_time else import_seconds(3 if args.quick else 5)
+    imports = {} if args.no_import_time else (
+        import_seconds(1, with_torch=False) if args.quick else import_seconds(5))
     if args.json:
         print(json.dumps({"rows": rows, "import_seconds": imports,
                           "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "cpus": os.cpu_count(), "load_before": load_before,
+                          "cpus": cpus, "load_before": load_before,
                           "load_after": os.getloadavg()[0], "quick": args.quick}, indent=2))
-        return 0
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} "
+        return 1 if any("error" in r for r in rows) else 0
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {cpus} "
           f"CPUs, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}; median of "
           f"{repeats} alternating bare/ours runs; ratios are ours/bare")
     print(table(rows))
     for k, v in imports.items():
         print(f"{k}: {v * 1000:.0f} ms (fresh interpreter, minus `python -c pass`)")
-    return 0
+    return 1 if any("error" in r for r in rows) else 0
 
 
 if __name__ == "__main__":
