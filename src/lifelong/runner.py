@@ -96,15 +96,21 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     config = {k: v for k, v in config.items() if k in cfgmod.SECTIONS and (
         isinstance(v, dict) or (k == "seed" and isinstance(v, int)))}
 
-    stream = dict(config.get("stream", {}))
-    stream_name = str(stream.pop("name", ""))
-    problems += STREAMS.check(stream_name, stream, "stream.name")
-    if "source" in stream:
-        from lifelong.data.sources import SOURCES, register_all as register_sources
+    # Most experiments run on one stream; some compare several (`Experiment.stream_variants`).
+    stream_cfgs: list[dict[str, Any]] = []
+    for stream in experiment.stream_variants(config):
+        stream = dict(stream)
+        stream_name = str(stream.pop("name", ""))
+        problems += STREAMS.check(stream_name, stream, "stream.name")
+        if "source" in stream:
+            from lifelong.data.sources import SOURCES
+            from lifelong.data.sources import register_all as register_sources
 
-        register_sources()
-        if stream["source"] not in SOURCES:
-            problems.append(f"stream.source: {SOURCES.unknown(str(stream['source']))}")
+            register_sources()
+            if stream["source"] not in SOURCES:
+                problems.append(f"stream.source: {SOURCES.unknown(str(stream['source']))}")
+        if stream_name in STREAMS:
+            stream_cfgs.append(_with_defaults(STREAMS, stream_name, stream))
     model = dict(config.get("model", {}))
     model_name = str(model.pop("name", "mlp"))
     problems += MODELS.check(model_name, model, "model.name")
@@ -154,19 +160,18 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
                 problems.append(f"no strategy of {', '.join(chosen)} has option '{key}'"
                                 f"{suggest(key, union)}")
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(list(dict.fromkeys(problems)))  # a shared mistake is named once
 
     run_seeds = list(seeds) if seeds else [int(config.get("seed", 0))]
     base = {
         "experiment": experiment.name,
-        "stream": _with_defaults(STREAMS, stream_name, stream),
         "model": _with_defaults(MODELS, model_name, model),
         "train": dataclasses.asdict(TrainConfig(**train)),
     }
     runs = tuple(
-        RunSpec(name, seed, {**base, "strategy": _with_defaults(STRATEGIES, name,
-                                                                   strategy_opts[name])})
-        for seed in run_seeds for name in chosen)
+        RunSpec(name, seed, {**base, "stream": stream_cfg,
+                             "strategy": _with_defaults(STRATEGIES, name, strategy_opts[name])})
+        for stream_cfg in stream_cfgs for seed in run_seeds for name in chosen)
     return Plan(experiment, config, options, runs)
 
 
@@ -212,15 +217,17 @@ def execute(p: Plan, *, store_path: str | Path = "runs/lifelong.sqlite",
             out_dir: str | Path = "runs", progress: bool | None = None) -> ExperimentResult:
     """Run every `RunSpec` of the plan, store and write its results, and report."""
     out = Path(out_dir)
-    streams: dict[int, Stream] = {}
+    built: tuple[str, Stream] | None = None  # runs come grouped by stream and seed: keep one
     outcomes = []
     meta = {"versions": versions(), "git_commit": git_commit()}
     with Store(store_path) as store:
         for spec in p.runs:
-            if spec.seed not in streams:
+            key = cfgmod.canonical([spec.config["stream"], spec.seed])
+            if built is None or built[0] != key:
+                built = None  # free the last stream before building the next
                 s = dict(spec.config["stream"])
-                streams[spec.seed] = build_stream(s.pop("name"), seed=spec.seed, **s)
-            outcomes.append(_one_run(p, spec, streams[spec.seed], store, out, progress, meta))
+                built = (key, build_stream(s.pop("name"), seed=spec.seed, **s))
+            outcomes.append(_one_run(p, spec, built[1], store, out, progress, meta))
     group = cfgmod.run_id({"runs": [o.run_id for o in outcomes]}, 0)[:8]
     fig_dir = out / f"{p.experiment.name}-{group}"
     table, figures = p.experiment.report(outcomes, fig_dir, p.options)

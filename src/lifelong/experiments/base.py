@@ -66,6 +66,13 @@ class Experiment:
         """The full default config (sections stream, model, strategy(ies), train, seed)."""
         raise NotImplementedError
 
+    def stream_variants(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        """The stream configs (name and options) every strategy runs on: by default the one
+        ``stream`` section. An experiment that compares streams (e.g. `gem-table`: permuted
+        and rotated) returns one per stream, each built from the ``stream`` section, so that
+        ``--set stream.KEY=VALUE`` reaches every one."""
+        return [dict(config.get("stream", {}))]
+
     def quick(self) -> dict[str, Any]:
         """Overrides applied by `--quick` (must run in well under a minute on 2 cores)."""
         return {}

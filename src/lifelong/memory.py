@@ -1,0 +1,161 @@
+"""Episodic memory: a fixed number of slots per task, filled by class-balanced reservoir
+sampling and held on the model's device as part of a strategy's learned state.
+
+Owns `EpisodicMemory` (the buffer; a `StrategyState`, so `Strategy.state_dict()` saves it and
+`load_state_dict()` restores it on the model's device), `reservoir` (Vitter's Algorithm R,
+vectorised) and `class_quotas` (how a task's slots are shared among its classes). Does not own
+how a method uses its memories — a replay loss (`er`), gradient constraints (`gem`, `agem`) —
+nor feature-based exemplar selection such as iCaRL's herding.
+
+Layout: the examples of all tasks are stored back to back in one tensor per field (`x`, `y`,
+`t`), task after task, `count[k]` of them for task `keys[k]`. Uniform draws over the whole
+memory are then one `randint` and one index, and when every task filled its slots the per-task
+view is a free `reshape` (GEM's one-gradient-per-task pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from lifelong.data.task import TensorData
+from lifelong.strategies.base import Batch, StrategyState
+
+
+def reservoir(n: int, k: int, generator: torch.Generator) -> Tensor:
+    """Positions of the items Algorithm R (Vitter 1985) keeps from a stream of `n` items in a
+    reservoir of `k` slots, in slot order.
+
+    Item i < k fills slot i; item i ≥ k draws j uniform in {0..i} and replaces slot j if
+    j < k. Every item ends up kept with probability k/n. The draws for all items are made at
+    once; the sequential "last writer wins" is a scatter of the largest item index per slot.
+    """
+    device = generator.device
+    if n <= k:
+        return torch.arange(n, device=device)
+    i = torch.arange(k, n, device=device)
+    u = torch.rand(n - k, generator=generator, device=device, dtype=torch.float64)
+    j = (u * (i + 1)).long()  # uniform in {0..i}
+    hit = j < k
+    winner = torch.full((k,), -1, dtype=torch.int64, device=device)
+    winner.scatter_reduce_(0, j[hit], i[hit], reduce="amax")
+    first = torch.arange(k, device=device)
+    return torch.where(winner >= 0, winner, first)
+
+
+def class_quotas(counts: list[int], slots: int) -> list[int]:
+    """Slots per class: as equal as possible, a class never getting more than it has; slots a
+    small class cannot use go to the others (water filling). Leftover single slots go to the
+    classes in label order. The quotas sum to min(slots, sum(counts))."""
+    quota = [0] * len(counts)
+    left = slots
+    open_ = [c for c, n in enumerate(counts) if n > 0]
+    while left > 0 and open_:
+        share, extra = divmod(left, len(open_))
+        for rank, c in enumerate(open_):
+            give = min(counts[c] - quota[c], share + (rank < extra))
+            quota[c] += give
+            left -= give
+        open_ = [c for c in open_ if quota[c] < counts[c]]
+    return quota
+
+
+class PerTask(NamedTuple):
+    """Memories laid out one row per task: `x` (k, b, ...), `y` and `t` (k, b), and `weight`
+    (k, b), 1 for a real example and 0 for padding (a task holding fewer than b)."""
+
+    x: Tensor
+    y: Tensor
+    t: Tensor
+    weight: Tensor
+
+
+@dataclass
+class EpisodicMemory(StrategyState):
+    """The memories of past tasks (Lopez-Paz & Ranzato 2017, §3: "episodic memory M_k" per
+    task), a fixed budget of slots per task.
+
+    Attributes:
+        keys: the tasks stored, in the order they were added.
+        count: examples stored for each task (≤ the slots it was given).
+        x, y, t: the examples, task after task (None while empty).
+    """
+
+    keys: list[str] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+    x: Tensor | None = None
+    y: Tensor | None = None
+    t: Tensor | None = None
+
+    def __len__(self) -> int:
+        return sum(self.count)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.keys)
+
+    def add(self, key: str, data: TensorData, *, slots: int,
+            generator: torch.Generator) -> None:
+        """Store up to `slots` examples of task `key`, chosen by a reservoir per class with
+        `class_quotas` slots each (class-balanced), offered in `data`'s order. A task added
+        again replaces its earlier memories. Tensors land on `generator`'s device."""
+        if key in self.keys:
+            self._drop(self.keys.index(key))
+        device = generator.device
+        y = data.y.to(device)
+        labels, per_class = torch.unique(y, return_counts=True)  # sorted labels
+        quotas = class_quotas([int(n) for n in per_class.tolist()], slots)
+        chosen = []
+        for label, quota in zip(labels, quotas, strict=True):
+            where = (y == label).nonzero().squeeze(1)
+            chosen.append(where[reservoir(len(where), quota, generator)])
+        idx = torch.cat(chosen).sort().values  # keep the task's own order
+        new = [data.x.to(device)[idx], y[idx], data.t.to(device)[idx]]
+        if self.x is None or self.y is None or self.t is None:
+            self.x, self.y, self.t = new
+        else:
+            self.x = torch.cat([self.x, new[0]])
+            self.y = torch.cat([self.y, new[1]])
+            self.t = torch.cat([self.t, new[2]])
+        self.keys.append(key)
+        self.count.append(len(idx))
+
+    def _drop(self, k: int) -> None:
+        assert self.x is not None and self.y is not None and self.t is not None
+        start = sum(self.count[:k])
+        keep = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
+        keep[start:start + self.count[k]] = False
+        self.x, self.y, self.t = self.x[keep], self.y[keep], self.t[keep]
+        del self.keys[k], self.count[k]
+
+    def sample(self, n: int, generator: torch.Generator) -> Batch:
+        """`n` examples drawn uniformly, with replacement, from all memories (every stored
+        example equally likely, whatever its task)."""
+        assert self.x is not None and self.y is not None and self.t is not None, "empty"
+        idx = torch.randint(len(self), (n,), generator=generator, device=generator.device)
+        return Batch(self.x[idx], self.y[idx], self.t[idx])
+
+    def per_task(self, n: int | None, generator: torch.Generator) -> PerTask:
+        """Each task's memories as one row: all of them (`n` None; rows padded to the longest,
+        padding weighted 0), or `n` per task drawn uniformly with replacement."""
+        assert self.x is not None and self.y is not None and self.t is not None, "empty"
+        k, most = self.num_tasks, max(self.count)
+        device = self.y.device
+        if n is None and min(self.count) == most:  # every row full: a free view
+            return PerTask(self.x.view(k, most, *self.x.shape[1:]), self.y.view(k, most),
+                           self.t.view(k, most), torch.ones(k, most, device=device))
+        count = torch.tensor(self.count, device=device)[:, None]
+        start = count.cumsum(0) - count
+        if n is None:
+            slot = torch.arange(most, device=device).expand(k, most)
+            weight = (slot < count).to(self.x.dtype)
+            slot = torch.minimum(slot, count - 1)  # padding repeats the row's last example
+        else:
+            u = torch.rand(k, n, generator=generator, device=device)
+            slot = torch.minimum((u * count).long(), count - 1)  # u·count < count, bar rounding
+            weight = torch.ones(k, n, device=device)
+        idx = start + slot
+        return PerTask(self.x[idx], self.y[idx], self.t[idx], weight)

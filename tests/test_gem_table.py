@@ -1,0 +1,56 @@
+"""The `gem-table` experiment: one run per stream × seed × strategy, overrides reaching every
+stream, and the report (mean ± std over seeds, the figure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lifelong.errors import ConfigError
+from lifelong.runner import execute, plan
+from lifelong.strategies import STRATEGIES, register_all
+
+TINY = ["stream.num_tasks=2", "stream.train_per_task=60", "stream.test_per_task=30",
+        "strategies.gem.memory_size=10", "strategies.er.memory_size=10",
+        "strategies.agem.memory_size=10"]
+
+
+def test_plan_runs_every_strategy_on_both_streams() -> None:
+    p = plan("gem-table", quick=True, seeds=[0, 1])
+    register_all()
+    methods = [m for m in ("naive", "ewc", "er", "gem", "agem", "joint") if m in STRATEGIES]
+    assert [r.strategy for r in p.runs[:len(methods)]] == methods
+    assert len(p.runs) == 2 * 2 * len(methods)
+    assert {r.config["stream"]["name"] for r in p.runs} == {"permuted", "rotated"}
+    assert len({r.run_id for r in p.runs}) == len(p.runs)
+
+
+def test_stream_overrides_reach_every_stream_and_streams_can_be_chosen() -> None:
+    p = plan("gem-table", sets=["stream.source=fashion-mnist", "stream.num_tasks=3"])
+    assert {(r.config["stream"]["source"], r.config["stream"]["num_tasks"])
+            for r in p.runs} == {("fashion-mnist", 3)}
+    p = plan("gem-table", quick=True, sets=["options.streams=[rotated]"])
+    assert {r.config["stream"]["name"] for r in p.runs} == {"rotated"}
+    with pytest.raises(ConfigError, match="did you mean 'rotated'"):
+        plan("gem-table", sets=["options.streams=[permuted, rotatd]"])
+
+
+def test_default_protocol_is_gems() -> None:
+    cfg = plan("gem-table").runs[0].config
+    assert cfg["stream"]["num_tasks"] == 20 and cfg["stream"]["train_per_task"] == 1000
+    assert cfg["model"]["hidden"] == [100, 100]
+    assert cfg["train"]["batch_size"] == 10 and cfg["train"]["epochs"] == 1
+    gem = next(r for r in plan("gem-table").runs if r.strategy == "gem").config["strategy"]
+    assert gem["memory_size"] == 256 and gem["memory_strength"] == 0.5
+
+
+def test_report_has_mean_and_std_over_seeds_and_a_figure(tmp_path: Path) -> None:
+    p = plan("gem-table", quick=True, seeds=[0, 1], strategies=["naive", "gem"], sets=TINY)
+    res = execute(p, store_path=tmp_path / "s.sqlite", out_dir=tmp_path, progress=False)
+    assert len(res.outcomes) == 2 * 2 * 2
+    assert "ACC ± std" in res.table
+    assert sum(line.startswith(("permuted", "rotated")) for line in res.table.splitlines()) == 4
+    assert any(f.name == "gem_table.png" and f.stat().st_size > 0 for f in res.figures)
+    published = {r.ours: ours for r, ours in res.references}
+    assert published["gem/permuted/acc"] is not None
