@@ -50,12 +50,25 @@ from lifelong.strategies import STRATEGIES, register_all
 # Strategy name -> options used in this benchmark. Add yours here when you add a strategy.
 OPTIONS: dict[str, dict[str, Any]] = {
     "naive": {},
+    # Episodic memories (issue #5): 256 per task as in GEM. GEM draws 32 memories per past task
+    # per step (its paper default, all 256, costs k·256 examples of arithmetic per step).
+    "er": {"memory_size": 256, "memory_batch": 10},
+    "gem": {"memory_size": 256, "memory_batch": 32},
+    "agem": {"memory_size": 256, "memory_batch": 256},
+    # Quadratic penalties (issue #4), at their defaults. EWC and MAS estimate the importance
+    # from all 1000 examples of a P1 task (1000 of the 10000 in P2).
+    "l2": {}, "ewc": {}, "si": {}, "mas": {},
 }
 
 # Upper bounds on the median ratios ours/bare; a strategy without an entry gets DEFAULT_TARGET
 # (evaluation only: the extra work a method does while training is its cost, not overhead).
 TARGETS: dict[str, dict[str, float]] = {
     "naive": {"wall": 1.15, "eval": 1.1},
+    "er": {"wall": 1.5, "eval": 1.1},
+    "gem": {"wall": 2.5, "eval": 1.1},
+    "agem": {"wall": 2.5, "eval": 1.1},
+    "l2": {"wall": 1.5, "eval": 1.1}, "ewc": {"wall": 1.5, "eval": 1.1},
+    "si": {"wall": 1.5, "eval": 1.1}, "mas": {"wall": 1.5, "eval": 1.1},
 }
 DEFAULT_TARGET: dict[str, float] = {"eval": 1.1}
 

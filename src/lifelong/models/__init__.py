@@ -20,7 +20,7 @@ MODELS: Registry[Callable[..., nn.Module]] = Registry(
 
 
 def register_all() -> None:
-    from lifelong.models import cnn, mlp  # noqa: F401
+    from lifelong.models import cnn, logistic, mlp  # noqa: F401
 
 
 def build_model(name: str, stream: Stream, *, seed: int = 0, **options: Any) -> nn.Module:

@@ -1,8 +1,9 @@
 """The quadratic-penalty family: L2, EWC, online EWC, SI and MAS share one rule.
 
-Owns `QuadraticAnchor`, its state (`PenaltyState`), the fast penalty and the per-sample gradient
-reduction that EWC and MAS estimate their importances with. Each method only says how the
-importance Ω of a task is estimated (van de Ven & Tolias 2019 make the same decomposition):
+Owns `QuadraticAnchor`, its state (`PenaltyState`), the fast penalty and the sampling of the
+examples an importance is estimated from (the per-sample gradients themselves are in
+`_per_sample.py`). Each method only says how the importance Ω of a task is estimated (van de
+Ven & Tolias 2019 make the same decomposition):
 
     loss = task loss + factor · strength · Σ_k Σ_i Ω_k,i (θ_i − θ*_k,i)²
 
@@ -15,20 +16,27 @@ Why it is fast: the terms are folded once per task into one quadratic,
 costs the same whatever the number of tasks. The penalty and its gradient 2·Ω̄·(θ − m) are
 computed together with a handful of `torch._foreach_*` calls over all parameters (no Python loop
 over parameters, no autograd graph per parameter) and handed to autograd through one custom
-`Function`. Does not own any importance estimator (l2.py, ewc.py, si.py, mas.py).
+`Function`.
+
+Stability with plain SGD: on a weight whose penalty curvature k = 2 · factor · strength · Ω̄
+exceeds 2(1 + momentum)/lr, SGD overshoots the anchor by more each step and the run diverges —
+which large importances (a few biases, SI's Ω) do at everyday learning rates. So when the step
+is taken by `torch.optim.SGD`, Ω̄ is capped per weight at half that bound, (1 + momentum)/lr:
+the stiffest pull SGD follows without growing oscillations (with momentum 0 it lands the weight
+on its anchor in one step, the limit of an infinitely strong penalty). Where the cap does not
+bind — every weight when the strength is moderate — nothing changes; Adam and the like rescale
+each step and are left alone. Does not own any importance estimator (l2.py, ewc.py, si.py,
+mas.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
 
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
@@ -61,13 +69,13 @@ class _Folded:
         names = [n for n in importances[0] if n in live]
         self.params = [live[n] for n in names]
         self.centre: list[Tensor] = []
-        self.root: list[Tensor] = []  # sqrt(Ω̄): the penalty is Σ ‖√Ω̄ ⊙ (θ − m)‖²
+        self.omega: list[Tensor] = []  # Ω̄ = Σ_k Ω_k
         const = 0.0
         with torch.no_grad():
             for n in names:
                 omegas = [imp[n] for imp in importances]
                 thetas = [a[n] for a in anchors]
-                total = torch.stack(omegas).sum(0)
+                total = torch.stack(omegas).sum(0).clamp_min(0)
                 if len(omegas) == 1:
                     centre = thetas[0].clone()
                 else:
@@ -85,31 +93,65 @@ class _Folded:
                                    - (tot64 * m64 * m64).sum())
                     centre = m64.to(total.dtype)
                 self.centre.append(centre)
-                self.root.append(total.clamp_min(0).sqrt())
+                self.omega.append(total)
         self.const = const
         self.sources: tuple[object, ...] = (*anchors, *importances)
         self.last_grads: Tensors | None = None
+        self.keep_grads = False  # set by SI, which needs the penalty's gradient after the step
+        self._weights: dict[tuple[float, float], tuple[list[Tensor], ...]] = {}
+
+    def weights(self, scale: float, limit: float) -> tuple[list[Tensor], ...]:
+        """(r, −r ⊙ m, 2r) with r = √(scale · Ω') and Ω' = min(Ω̄, limit / (2·scale)): the
+        per-weight factors of the value and of the gradient, computed once per (scale, limit).
+        """
+        key = (scale, limit)
+        if key not in self._weights:
+            with torch.no_grad():
+                capped = [o.clamp(max=limit / (2 * scale)) if math.isfinite(limit) else o
+                          for o in self.omega]
+                root = [(scale * o).sqrt() for o in capped]
+                shift = [-r * m for r, m in zip(root, self.centre, strict=True)]
+                self._weights[key] = (root, shift, [2 * r for r in root])
+        return self._weights[key]
 
 
 class _Quadratic(torch.autograd.Function):
-    """scale · (Σ Ω̄ (θ − m)² + const), with the gradient 2·scale·Ω̄·(θ − m) computed in the
-    forward pass by fused `_foreach` kernels and returned as is in the backward pass."""
+    """scale · (Σ Ω' (θ − m)² + const), its gradient 2·scale·Ω'·(θ − m) computed in the forward
+    pass by three fused `_foreach` passes over the weights and handed back as is by the
+    backward pass. Ω' is Ω̄, capped at `limit / (2·scale)` when `limit` is finite."""
 
     @staticmethod
-    def forward(ctx: Any, folded: _Folded, scale: float, *params: Tensor) -> Tensor:
-        diff = torch._foreach_sub(list(params), folded.centre)
-        torch._foreach_mul_(diff, folded.root)  # √Ω̄ ⊙ (θ − m)
-        value = torch.stack(torch._foreach_norm(diff)).square().sum()
-        grads = torch._foreach_mul(diff, folded.root)  # Ω̄ ⊙ (θ − m)
-        torch._foreach_mul_(grads, 2.0 * scale)
-        ctx.grads = grads
-        folded.last_grads = grads
-        return (value + folded.const) * scale
+    def forward(ctx: Any, folded: _Folded, scale: float, limit: float,
+                *params: Tensor) -> Tensor:
+        root, shift, root2 = folded.weights(scale, limit)
+        w = torch._foreach_addcmul(shift, list(params), root)  # r ⊙ θ − r ⊙ m
+        norms = torch.stack(torch._foreach_norm(w))
+        torch._foreach_mul_(w, root2)  # now the gradient 2·scale·Ω' ⊙ (θ − m)
+        ctx.grads = w
+        if folded.keep_grads:
+            folded.last_grads = w
+        value = torch.dot(norms, norms)
+        return value + scale * folded.const if folded.const else value
 
     @staticmethod
     def backward(ctx: Any, *outputs: Tensor) -> tuple[Tensor | None, ...]:
-        grads = torch._foreach_mul(ctx.grads, outputs[0])
-        return (None, None, *grads)
+        g, grads = outputs[0], ctx.grads
+        del ctx.grads  # hold no reference: autograd may then add the task gradient in place
+        # On the CPU reading the upstream gradient costs nothing, and it is 1 whenever the
+        # loss is back-propagated as is: skip a pass over the weights then.
+        if g.device.type != "cpu" or float(g) != 1.0:
+            grads = torch._foreach_mul(grads, g)
+        return (None, None, None, *grads)
+
+
+def stiffness_limit(optimizer: torch.optim.Optimizer) -> float:
+    """Half the largest curvature plain SGD can follow stably, (1 + momentum) / lr, over its
+    parameter groups; infinite for other optimizers (Adam and its kin rescale each step, so a
+    stiff penalty does not make them diverge)."""
+    if type(optimizer) is not torch.optim.SGD:
+        return math.inf
+    return min((1.0 + float(g.get("momentum", 0.0))) / float(g["lr"])
+               for g in optimizer.param_groups)
 
 
 class QuadraticAnchor(Strategy):
@@ -122,16 +164,23 @@ class QuadraticAnchor(Strategy):
 
     Args:
         strength: the penalty weight (λ of EWC, L2 and MAS; c of SI). 0 turns the penalty off.
+        stiffness_cap: with plain SGD, cap each weight's importance at the stiffest pull SGD
+            can follow, (1 + momentum)/lr (see the module doc). A departure from the papers
+            that only acts where they would diverge; set false for the exact penalty (and
+            expect a DivergenceError where lr · curvature > 2(1 + momentum)).
     """
 
     name = "quadratic-anchor"
     caveats: ClassVar[dict[str, str]] = {"class": CLASS_IL_CAVEAT}
     factor: ClassVar[float] = 0.5
+    keeps_penalty_gradients: ClassVar[bool] = False  # SI reads them after the step
     online: bool = False  # merge every task into one decayed term
     decay: float = 1.0  # γ of online EWC: Ω ← decay·Ω + Ω_new
 
-    def __init__(self, model: nn.Module, *, strength: float) -> None:
+    def __init__(self, model: nn.Module, *, strength: float,
+                 stiffness_cap: bool = True) -> None:
         super().__init__(model)
+        self.stiffness_cap = bool(stiffness_cap)
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) \
                 or not math.isfinite(strength) or strength < 0:
             raise ConfigError(f"strategy '{self.name}': strength={strength!r} must be a "
@@ -139,6 +188,7 @@ class QuadraticAnchor(Strategy):
         self.strength = strength
         self.state: PenaltyState = PenaltyState()
         self._folded: _Folded | None = None
+        self._limit = math.inf  # set from the optimizer at each step
 
     # ------------------------------------------------------------------ to implement
     def importance(self, task: Task) -> Params:
@@ -156,6 +206,7 @@ class QuadraticAnchor(Strategy):
         if f is None or len(f.sources) != len(sources) or any(
                 a is not b for a, b in zip(f.sources, sources, strict=True)):
             f = self._folded = _Folded(self.model, anchors, importances)
+            f.keep_grads = self.keeps_penalty_gradients
         return f
 
     def penalty(self) -> Tensor:
@@ -163,7 +214,7 @@ class QuadraticAnchor(Strategy):
         f = self.folded()
         if f is None:
             return torch.zeros((), device=self.device)
-        out: Tensor = _Quadratic.apply(f, 1.0, *f.params)  # type: ignore[no-untyped-call]
+        out: Tensor = _Quadratic.apply(f, 1.0, math.inf, *f.params)  # type: ignore[no-untyped-call]
         return out
 
     def loss(self, batch: Batch, logits: Tensor) -> Tensor:
@@ -175,8 +226,14 @@ class QuadraticAnchor(Strategy):
         if not self.strength:
             return base
         scale = self.factor * self.strength
-        out: Tensor = base + _Quadratic.apply(f, scale, *f.params)  # type: ignore[no-untyped-call]
+        penalty = _Quadratic.apply(f, scale, self._limit, *f.params)  # type: ignore[no-untyped-call]
+        out: Tensor = base + penalty
         return out
+
+    def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
+        # The optimizer of this step decides how stiff the penalty may be (see the module doc).
+        self._limit = stiffness_limit(optimizer) if self.stiffness_cap else math.inf
+        return super().train_batch(batch, optimizer)
 
     def penalty_gradients(self) -> Tensors | None:
         """The penalty's gradient from the last `loss` call, aligned with `folded().params`
@@ -199,21 +256,7 @@ class QuadraticAnchor(Strategy):
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         super().load_state_dict(sd)
-        # The base hands back the tensors of `sd` itself; SI updates some in place, so take
-        # private copies and leave the caller's dict untouched.
-        for f in dataclasses.fields(self.state):
-            setattr(self.state, f.name, _clone(getattr(self.state, f.name)))
         self._folded = None
-
-
-def _clone(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.clone()
-    if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clone(v) for v in value]
-    return value
 
 
 def check_samples(name: str, option: str, value: object) -> None:
@@ -230,43 +273,3 @@ def sample_rows(data: TensorData, n: int | None, g: torch.Generator) -> TensorDa
         return data
     idx = torch.randperm(len(data), generator=g, device=g.device)[:n]
     return data.take(idx.to(data.y.device))
-
-
-def per_sample_gradient_mean(
-    model: nn.Module,
-    data: TensorData,
-    sample_loss: Callable[[Tensor, Tensor], Tensor],
-    reduce: Callable[[Tensor], Tensor],
-    *,
-    budget: int = 1 << 24,
-) -> Params:
-    """(1/N) Σ_n reduce(∂ sample_loss(f(x_n), y_n) / ∂θ), per parameter.
-
-    Per-sample gradients come from `torch.func.vmap` over `torch.func.grad` of a functional
-    call, in chunks of at most `budget` gradient entries, so memory stays bounded and there is
-    no Python loop over samples. The model runs in eval mode (no dropout noise), as at test
-    time; `sample_loss(logits, y)` gets one example's logits with shape (1, C).
-    """
-    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    buffers = {n: b.detach() for n, b in model.named_buffers()}
-    size = sum(p.numel() for p in params.values())
-    chunk = max(1, min(len(data), budget // max(size, 1)))
-
-    def one(p: Params, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
-        logits = functional_call(model, (p, buffers), (x.unsqueeze(0), t.unsqueeze(0)))
-        return sample_loss(logits, y.unsqueeze(0))
-
-    per_sample = vmap(grad(one), in_dims=(None, 0, 0, 0))
-    totals = {n: torch.zeros_like(p) for n, p in params.items()}
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(data), chunk):
-            stop = start + chunk
-            grads = per_sample(params, data.x[start:stop], data.y[start:stop],
-                               data.t[start:stop])
-            for n, g in grads.items():
-                totals[n] += reduce(g).sum(0)
-    finally:
-        model.train(was_training)
-    return {n: v / max(len(data), 1) for n, v in totals.items()}

@@ -193,7 +193,8 @@ def _to_cpu(value: Any) -> Any:
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
-    return _map_tensors(value, lambda t: t.to(device))
+    # A copy, so the strategy never shares (and later changes in place) the caller's tensors.
+    return _map_tensors(value, lambda t: t.detach().to(device, copy=True))
 
 
 def _map_tensors(value: Any, fn: Any) -> Any:

@@ -23,8 +23,9 @@ class L2State(PenaltyState):
 
 @STRATEGIES.register("l2")
 class L2(QuadraticAnchor):
-    """L2 regularisation towards the old weights: λ/2 · Σ_k Σ_i (θ_i − θ*_k,i)², one term per
-    past task — EWC with every Fisher entry replaced by 1. Kirkpatrick et al. 2017 (Fig. 2A)
+    """L2 pull towards the weights after each past task: EWC with every Fisher entry set to 1.
+
+    λ/2 · Σ_k Σ_i (θ_i − θ*_k,i)², one term per past task. Kirkpatrick et al. 2017 (Fig. 2A)
     use it to show the other failure: old tasks are kept because *every* weight is held, so
     new tasks are learned poorly (intransigence, Chaudhry et al. 2018).
 
@@ -39,8 +40,9 @@ class L2(QuadraticAnchor):
 
     name = "l2"
 
-    def __init__(self, model: nn.Module, *, strength: float = 1.0) -> None:
-        super().__init__(model, strength=strength)
+    def __init__(self, model: nn.Module, *, strength: float = 1.0,
+                 stiffness_cap: bool = True) -> None:
+        super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
         self.state: L2State = L2State()
 
     def before_task(self, task: Task) -> None:

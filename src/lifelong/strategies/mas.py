@@ -6,18 +6,12 @@ Owns the MAS importance estimate. The penalty lives in `_penalty.py`.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from lifelong.data.task import Task, TensorData
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import (
-    Params,
-    QuadraticAnchor,
-    check_samples,
-    per_sample_gradient_mean,
-    sample_rows,
-)
+from lifelong.strategies._penalty import Params, QuadraticAnchor, check_samples, sample_rows
+from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 
 
 @STRATEGIES.register("mas")
@@ -31,8 +25,11 @@ class MAS(QuadraticAnchor):
     λ · Σ_ij Ω_ij (θ_ij − θ*_ij)² (Eq. 3, no ½).
 
     Args:
-        strength: λ. Aljundi et al. use λ = 1 for object recognition; the default 1.0 also
-            keeps old tasks on our permuted-digits streams.
+        strength: λ. Aljundi et al. use λ = 1. Ω adds up over tasks and, from the logits'
+            squared norm, is large (up to ~40 on Fashion-MNIST), so our default is 0.5: on
+            permuted 8×8 digits (MLP 64, SGD lr 0.05) it cuts naive's BWT from −0.22 to −0.06
+            while task 2 is still learned to 0.71-0.76; λ = 1 holds a little more (−0.03) but
+            learns task 2 only to 0.67.
         importance_samples: training examples (a seeded random subset) Ω is averaged over;
             None = all of them.
     """
@@ -41,9 +38,10 @@ class MAS(QuadraticAnchor):
     factor = 1.0
     online = True
 
-    def __init__(self, model: nn.Module, *, strength: float = 1.0,
-                 importance_samples: int | None = 1000) -> None:
-        super().__init__(model, strength=strength)
+    def __init__(self, model: nn.Module, *, strength: float = 0.5,
+                 importance_samples: int | None = 1000,
+                 stiffness_cap: bool = True) -> None:
+        super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
         check_samples(self.name, "importance_samples", importance_samples)
         self.importance_samples = importance_samples
 
@@ -54,9 +52,10 @@ class MAS(QuadraticAnchor):
 
 
 def _squared_norm(logits: Tensor, y: Tensor) -> Tensor:
-    return logits.square().sum()  # the label `y` is deliberately unused
+    return logits.square().sum(1)  # the label `y` is deliberately unused
 
 
-def output_sensitivity(model: nn.Module, data: TensorData) -> Params:
-    """Ω = (1/N) Σ_n |∂ ‖f(x_n)‖² / ∂θ| over the rows of `data` (labels ignored)."""
-    return per_sample_gradient_mean(model, data, _squared_norm, torch.abs)
+def output_sensitivity(model: nn.Module, data: TensorData, method: Method = "auto") -> Params:
+    """Ω = (1/N) Σ_n |∂ ‖f(x_n)‖² / ∂θ| over the rows of `data` (labels ignored; see
+    `per_sample_gradient_mean` for `method`)."""
+    return per_sample_gradient_mean(model, data, _squared_norm, "abs", method=method)

@@ -1,0 +1,399 @@
+"""The quadratic-penalty family (L2, EWC, online EWC, SI, MAS): maths by hand, estimators
+against brute force, behaviour on small real digits, and exact state round trips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong import TrainConfig, build_model, build_stream, fit_stream
+from lifelong.data.task import Stream, Task, TensorData
+from lifelong.errors import ConfigError
+from lifelong.metrics import bwt
+from lifelong.strategies import build_strategy
+from lifelong.strategies._penalty import QuadraticAnchor
+from lifelong.strategies.base import Batch
+from lifelong.strategies.ewc import EWC, diagonal_fisher
+from lifelong.strategies.mas import MAS
+from lifelong.strategies.si import SI
+
+METHODS = ("l2", "ewc", "si", "mas")
+
+
+class Pair(nn.Module):
+    """Two weights and nothing else: logits (0, w·x)."""
+
+    def __init__(self, w: list[float]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor([w]))
+
+    def forward(self, x: torch.Tensor, t: object = None) -> torch.Tensor:
+        z = x @ self.weight[0]
+        return torch.stack([torch.zeros_like(z), z], 1)
+
+
+def tiny_task(n: int = 12, seed: int = 0, garbage: bool = False) -> Task:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g)
+    y = (x[:, 0] > 0).long()
+    if garbage:
+        y = torch.randint(0, 4, (n,), generator=g)
+    data = TensorData(x, y, torch.zeros(n, dtype=torch.int64))
+    return Task("tiny/0", 0, data, data, (0, 1))
+
+
+# ------------------------------------------------------------------------------ penalty
+def test_penalty_matches_hand_computation() -> None:
+    model = nn.Linear(2, 1, bias=False)
+    model.weight.data = torch.tensor([[1.0, 2.0]])
+    ewc = EWC(model, strength=2.0)
+    ewc.state.anchors = [{"weight": torch.zeros(1, 2)}]
+    ewc.state.importances = [{"weight": torch.tensor([[1.0, 3.0]])}]
+    assert ewc.penalty().item() == pytest.approx(13.0)  # 1·1² + 3·2²
+    # Two terms: + 2·(1−1)² + 1·(2−(−1))² = 9; folding them keeps the value exact.
+    ewc.state.anchors = [*ewc.state.anchors, {"weight": torch.tensor([[1.0, -1.0]])}]
+    ewc.state.importances = [*ewc.state.importances, {"weight": torch.tensor([[2.0, 1.0]])}]
+    assert ewc.penalty().item() == pytest.approx(22.0)
+    # The loss adds strength/2 · penalty for EWC (Eq. 3) and strength · penalty for SI/MAS.
+    batch = Batch(torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64), torch.zeros(1))
+    logits = torch.zeros(1, 2)
+    assert (ewc.loss(batch, logits) - F.cross_entropy(logits, batch.y)).item() == \
+        pytest.approx(22.0)
+    si = SI(model, strength=2.0)
+    si.state.anchors, si.state.importances = ewc.state.anchors, ewc.state.importances
+    assert (si.loss(batch, logits) - F.cross_entropy(logits, batch.y)).item() == \
+        pytest.approx(44.0)
+
+
+def test_penalty_gradient_equals_autograd_of_the_formula() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    ewc = EWC(model, strength=3.0)
+    terms = [({n: torch.randn_like(p) for n, p in model.named_parameters()},
+              {n: torch.rand_like(p) for n, p in model.named_parameters()}) for _ in range(3)]
+    ewc.state.anchors = [a for a, _ in terms]
+    ewc.state.importances = [o for _, o in terms]
+    (1.5 * ewc.penalty()).backward()
+    fast = {n: p.grad.clone() for n, p in model.named_parameters()}  # type: ignore[union-attr]
+    model.zero_grad()
+    ref = sum(((o[n] * (p - a[n]) ** 2).sum() for a, o in terms
+               for n, p in model.named_parameters()), torch.zeros(()))
+    (1.5 * ref).backward()
+    assert ewc.penalty().item() == pytest.approx(ref.item(), rel=1e-5)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(fast[n], p.grad, rtol=1e-5, atol=1e-6)
+
+
+class Still(nn.Module):
+    """Two weights the logits do not depend on: only a penalty moves them."""
+
+    def __init__(self, w: list[float]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor([w]))
+
+    def forward(self, x: torch.Tensor, t: object = None) -> torch.Tensor:
+        return torch.zeros(len(x), 2) + 0.0 * self.weight.sum().detach()
+
+
+def _penalty_steps(strength: float, optimizer: str, steps: int,
+                   cap: bool = True) -> torch.Tensor:
+    model = Still([1.0, 1.0])
+    ewc = EWC(model, strength=strength, stiffness_cap=cap)
+    ewc.state.anchors = [{"weight": torch.zeros(1, 2)}]
+    ewc.state.importances = [{"weight": torch.tensor([[1.0, 1000.0]])}]
+    opt: torch.optim.Optimizer = (torch.optim.SGD(model.parameters(), lr=0.1)
+                                  if optimizer == "sgd" else
+                                  torch.optim.Adam(model.parameters(), lr=0.1))
+    batch = Batch(torch.zeros(2, 2), torch.zeros(2, dtype=torch.int64), torch.zeros(2))
+    for _ in range(steps):
+        ewc.train_batch(batch, opt)
+    return model.weight.detach()[0]
+
+
+def test_a_penalty_too_stiff_for_sgd_is_capped_and_a_gentle_one_is_exact() -> None:
+    # Curvature λ·Ω = 1000 on the second weight: plain SGD at lr 0.1 would multiply its
+    # distance to the anchor by (1 − 100) each step. Capped at 1/lr, it lands on the anchor.
+    w = _penalty_steps(1.0, "sgd", 3)
+    assert torch.isfinite(w).all()
+    assert w[1].abs() < 1e-6
+    # The first weight (curvature 1, far below the cap) follows the exact gradient:
+    # θ ← θ − lr·λ·Ω·θ, i.e. 0.9³ after three steps.
+    assert w[0].item() == pytest.approx(0.9 ** 3, rel=1e-6)
+    # Adam rescales its steps: no cap, and no divergence either.
+    assert torch.isfinite(_penalty_steps(1.0, "adam", 20)).all()
+    # With the cap off the penalty is the paper's exactly: the stiff weight is multiplied by
+    # (1 − lr·λ·Ω) = −99 each step, and the gentle one is unchanged by the option.
+    exact = _penalty_steps(1.0, "sgd", 3, cap=False)
+    assert exact[1].item() == pytest.approx((-99.0) ** 3, rel=1e-5)
+    assert exact[0].item() == pytest.approx(0.9 ** 3, rel=1e-6)
+
+
+def test_bad_options_are_refused_with_the_option_named() -> None:
+    model = nn.Linear(2, 2)
+    with pytest.raises(ConfigError, match="strength"):
+        EWC(model, strength=-1.0)
+    with pytest.raises(ConfigError, match="fisher"):
+        EWC(model, fisher="true")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="decay"):
+        EWC(model, online=True, decay=1.5)
+    with pytest.raises(ConfigError, match="damping"):
+        SI(model, damping=0.0)
+    with pytest.raises(ConfigError, match="importance_samples"):
+        MAS(model, importance_samples=0)
+
+
+# ------------------------------------------------------------------------------ EWC
+def _brute_force(model: nn.Module, data: TensorData, loss: str) -> dict[str, torch.Tensor]:
+    """The reduction by a Python loop over single examples: the reference."""
+    out = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    for i in range(len(data)):
+        model.zero_grad()
+        logits = model(data.x[i:i + 1], data.t[i:i + 1])
+        if loss == "fisher":
+            (-F.log_softmax(logits, 1)[0, data.y[i]]).backward()
+        else:
+            logits.square().sum().backward()
+        for name, p in model.named_parameters():
+            g = p.grad
+            assert g is not None
+            out[name] += (g ** 2 if loss == "fisher" else g.abs()) / len(data)
+    return out
+
+
+@pytest.mark.parametrize("model_name,heads", [("mlp", 1), ("mlp", 3), ("cnn", 2)])
+@pytest.mark.parametrize("method", ["auto", "vmap", "linear"])
+def test_vectorised_importances_equal_a_per_sample_loop(model_name: str, heads: int,
+                                                        method: str) -> None:
+    from lifelong.models.cnn import CNN
+    from lifelong.models.mlp import MLP
+    from lifelong.strategies.mas import output_sensitivity
+
+    torch.manual_seed(0)
+    model: nn.Module = (MLP((1, 4, 4), 4, heads, hidden=(5, 3)) if model_name == "mlp" else
+                        CNN((1, 4, 4), 4, heads, channels=(2,), hidden=5))
+    n = 7
+    data = TensorData(torch.randn(n, 1, 4, 4), torch.randint(0, 4, (n,)),
+                      torch.randint(0, heads, (n,)))
+    for loss, fast in (("fisher", diagonal_fisher), ("mas", output_sensitivity)):
+        if model_name == "cnn" and method == "linear":
+            with pytest.raises(ValueError, match="linear layers"):
+                fast(model, data, method=method)  # type: ignore[arg-type]
+            continue
+        got = fast(model, data, method=method)  # type: ignore[arg-type]
+        want = _brute_force(model, data, loss)
+        assert set(got) == set(want)
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-7)
+        if heads == 3:  # rows of heads no example used carry no importance
+            for h in set(range(3)) - set(data.t.tolist()):
+                assert got["head.weight"][h * 4:(h + 1) * 4].abs().sum() == 0
+
+
+def test_sampled_fisher_is_seeded_and_differs_from_the_empirical_one() -> None:
+    task = tiny_task(64)
+
+    def fisher(kind: str, seed: int) -> torch.Tensor:
+        e = EWC(Pair([0.5, -0.3]), fisher=kind)  # type: ignore[arg-type]
+        e.attach(seed=seed)
+        return e.importance(task)["weight"]
+
+    assert torch.equal(fisher("sampled", 0), fisher("sampled", 0))
+    assert not torch.equal(fisher("sampled", 0), fisher("sampled", 1))
+    assert not torch.equal(fisher("sampled", 0), fisher("empirical", 0))
+
+
+def test_online_ewc_keeps_exactly_one_decayed_term(permuted_digits: Stream) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05)
+    online = EWC(build_model("mlp", permuted_digits, hidden=[16], seed=0), strength=10.0,
+                 online=True, decay=0.5, fisher_samples=64)
+    seen: list[dict[str, torch.Tensor]] = []
+    estimate = online.importance
+
+    def spy(task: Task) -> dict[str, torch.Tensor]:
+        seen.append(estimate(task))
+        return seen[-1]
+
+    online.importance = spy  # type: ignore[method-assign]
+    fit_stream(online, permuted_digits, cfg, seed=0)
+    assert len(online.state.anchors) == len(online.state.importances) == 1
+    for n, p in online.model.named_parameters():
+        expected = 0.25 * seen[0][n] + 0.5 * seen[1][n] + seen[2][n]
+        torch.testing.assert_close(online.state.importances[0][n], expected)
+        assert torch.equal(online.state.anchors[0][n], p.detach())
+    offline = EWC(build_model("mlp", permuted_digits, hidden=[16], seed=0), strength=10.0,
+                  fisher_samples=64)
+    fit_stream(offline, permuted_digits, cfg, seed=0)
+    assert len(offline.state.anchors) == len(offline.state.importances) == 3
+
+
+# ------------------------------------------------------------------------------ SI
+def test_si_path_integral_on_a_quadratic_matches_a_hand_computation() -> None:
+    # L(θ) = ½ Σ a_i θ_i², plain SGD with rate η: θ_t = (1 − η a)^t θ_0, and each step adds
+    # −g·Δθ = η a² θ_t² to ω. After K steps Ω = ω / ((θ_K − θ_0)² + ξ).
+    a, theta0, lr, steps, xi = torch.tensor([1.0, 4.0]), torch.tensor([1.0, -2.0]), 0.1, 5, 0.1
+    model = Pair(theta0.tolist())
+    si = SI(model, damping=xi)
+    si.before_task(tiny_task())
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * (a * model.weight[0] ** 2).sum()).backward()
+        opt.step()
+        si.after_step()
+    thetas = [theta0 * (1 - lr * a) ** t for t in range(steps + 1)]
+    omega = sum((lr * a ** 2 * th ** 2 for th in thetas[:-1]), torch.zeros(2))
+    expected = omega / ((thetas[-1] - theta0) ** 2 + xi)
+    got = si.importance(tiny_task())["weight"][0]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_si_importance_is_nonzero_after_a_task_and_old_weights_are_copies(
+        permuted_digits: Stream) -> None:
+    si = build_strategy("si", build_model("mlp", permuted_digits, hidden=[16], seed=0))
+    stream = Stream(permuted_digits.name, permuted_digits.scenario, permuted_digits.tasks[:1],
+                    permuted_digits.num_classes, permuted_digits.num_outputs,
+                    permuted_digits.input_shape)
+    assert isinstance(si, SI)
+    si.before_task(stream.tasks[0])
+    live = dict(si.model.named_parameters())
+    for store in (si.state.previous, si.state.start):
+        for n, t in store.items():  # a view of the live weight would make SI a no-op
+            assert t.untyped_storage().data_ptr() != live[n].untyped_storage().data_ptr()
+    fit_stream(si, stream, TrainConfig(epochs=1, batch_size=32, lr=0.1), seed=0)
+    omega = si.state.importances[0]
+    assert all(torch.isfinite(o).all() and (o >= 0).all() for o in omega.values())
+    assert sum(float(o.sum()) for o in omega.values()) > 1.0
+    assert all(float(o.max()) > 0 for o in omega.values())
+
+
+def test_si_integrates_the_task_gradient_only() -> None:
+    # A model whose logits do not depend on its weights: only the penalty moves them, and
+    # that motion must add nothing to ω.
+    model = Still([1.0, 1.0])
+    si = SI(model, strength=1.0)
+    si.state.anchors = [{"weight": torch.zeros(1, 2)}]
+    si.state.importances = [{"weight": torch.ones(1, 2)}]
+    si.before_task(tiny_task())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.zeros(4, 2)
+    for _ in range(3):
+        si.train_batch(Batch(x, torch.zeros(4, dtype=torch.int64), torch.zeros(4)), opt)
+    assert not torch.equal(model.weight.detach(), torch.ones(1, 2))  # the penalty moved it
+    assert si.state.omega["weight"].abs().max() < 1e-7  # 0 up to rounding (ω moves ~1e-2)
+
+
+# ------------------------------------------------------------------------------ MAS
+def test_mas_importance_ignores_the_labels() -> None:
+    model = Pair([0.7, -0.2])
+    honest, garbage = tiny_task(32), tiny_task(32, garbage=True)
+    assert not torch.equal(honest.train.y, garbage.train.y)
+    imps = []
+    for task in (honest, garbage):
+        mas = MAS(model)
+        mas.attach(seed=0)
+        imps.append(mas.importance(task)["weight"])
+    assert torch.equal(imps[0], imps[1])
+    # and it is what Eq. 4 says: mean |∂ (w·x)² / ∂w| = mean |2 (w·x) x|
+    x = honest.train.x
+    expected = (2 * (x @ model.weight[0]).unsqueeze(1) * x).abs().mean(0)
+    torch.testing.assert_close(imps[0][0], expected)
+
+
+# ----------------------------------------------------------------------- behaviour
+# Strengths for this small setting (MLP 64, plain SGD lr 0.05): see each method's docstring.
+STRENGTH = {"naive": {}, "l2": {"strength": 1.0}, "ewc": {"strength": 100.0},
+            "si": {"strength": 5.0}, "mas": {"strength": 0.5}}
+
+
+def _fit(name: str, stream: Stream) -> tuple[tuple[float, ...], ...]:
+    model = build_model("mlp", stream, hidden=[64], seed=0)
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05)
+    return fit_stream(build_strategy(name, model, **STRENGTH[name]), stream, cfg, seed=0).matrix
+
+
+@pytest.fixture(scope="module")
+def naive_matrix(permuted_digits: Stream) -> tuple[tuple[float, ...], ...]:
+    return _fit("naive", permuted_digits)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_each_method_forgets_less_than_naive(name: str, permuted_digits: Stream,
+                                             naive_matrix: tuple[tuple[float, ...], ...]
+                                             ) -> None:
+    R = _fit(name, permuted_digits)
+    assert bwt(R) > bwt(naive_matrix) + 0.05, (name, bwt(R), bwt(naive_matrix))
+    assert R[1][0] == naive_matrix[1][0]  # no penalty while learning the first task
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_multi_head_models_learn_each_task_and_leave_unused_heads_free(
+        name: str, split_digits: Stream) -> None:
+    # A five-head model trained on the first three tasks: heads 4 and 5 are never used.
+    three = Stream(split_digits.name, "task", split_digits.tasks[:3], split_digits.num_classes,
+                   split_digits.num_outputs, split_digits.input_shape)
+    s = build_strategy(name, build_model("mlp", split_digits, hidden=[32], seed=0))
+    R = fit_stream(s, three, TrainConfig(epochs=2, batch_size=32, lr=0.05), seed=0).matrix
+    assert all(R[k + 1][k] > 0.6 for k in range(3)), R  # each new head is learned
+    assert sum(R[-1]) / 3 > 0.75, R
+    assert isinstance(s, QuadraticAnchor)
+    for imp in s.state.importances:  # the unused heads' rows carry no importance
+        assert imp["head.weight"][3 * 2:].abs().sum() == 0
+        assert imp["head.bias"][3 * 2:].abs().sum() == 0
+    assert imp["head.weight"][:3 * 2].abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_warns_once_clearly_in_class_il(name: str) -> None:
+    import warnings
+
+    from lifelong.train import LifelongWarning
+
+    stream = build_stream("split", source="digits", num_tasks=3, train_per_task=32,
+                          test_per_task=16, scenario="class", seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_stream(build_strategy(name, build_model("mlp", stream, hidden=[8])), stream, cfg)
+    ours = [w for w in caught if issubclass(w.category, LifelongWarning)]
+    assert len(ours) == 1  # once per run, not per task or step
+    text = str(ours[0].message)
+    assert name in text and "class-incremental" in text and "replay" in text
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_state_round_trip_mid_task_reproduces_the_next_steps(name: str,
+                                                             permuted_digits: Stream) -> None:
+    import io
+
+    stream = permuted_digits
+    a = build_strategy(name, build_model("mlp", stream, hidden=[16], seed=0))
+    first = Stream(stream.name, stream.scenario, stream.tasks[:2], stream.num_classes,
+                   stream.num_outputs, stream.input_shape)
+    fit_stream(a, first, TrainConfig(epochs=1, batch_size=64, lr=0.05, device="cpu"), seed=3)
+    task = stream.tasks[2]
+    a.before_task(task)
+    opt_a = torch.optim.SGD(list(a.trainable_parameters()), lr=0.05)
+
+    def step(s: object, opt: torch.optim.Optimizer, i: int) -> torch.Tensor:
+        idx = torch.arange(i * 16, (i + 1) * 16)
+        d = task.train
+        return s.train_batch(Batch(d.x[idx], d.y[idx], d.t[idx]), opt)  # type: ignore[attr-defined]
+
+    for i in range(3):  # part-way through the task: SI's path integral is under way
+        step(a, opt_a, i)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = build_strategy(name, build_model("mlp", stream, hidden=[16], seed=5))
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    opt_b = torch.optim.SGD(list(b.trainable_parameters()), lr=0.05)
+    la = torch.stack([step(a, opt_a, i) for i in range(3, 6)])
+    lb = torch.stack([step(b, opt_b, i) for i in range(3, 6)])
+    assert torch.equal(la, lb)
+    a.after_task(task)
+    b.after_task(task)
+    for ia, ib in zip(a.state.importances, b.state.importances, strict=True):  # type: ignore[attr-defined]
+        for n in ia:
+            assert torch.equal(ia[n], ib[n])
