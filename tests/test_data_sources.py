@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from lifelong.data.sources import SOURCES, idx_sources, locate
+from lifelong.data.sources import SOURCES, idx_sources, locate, split_exact
 from lifelong.data.sources.idx import check_labelled, read_idx
-from lifelong.data.sources.idx_sources import read_images_labels, split_exact
+from lifelong.data.sources.idx_sources import read_images_labels
 from lifelong.data.sources.locate import find_files
 from lifelong.errors import DataError
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from lifelong.registry import Registry
@@ -34,6 +35,14 @@ class SourceData:
     test_x: Tensor
     test_y: Tensor
     num_classes: int
+
+    @classmethod
+    def split(cls, name: str, x: np.ndarray, y: np.ndarray, *, n_test: int,
+              num_classes: int) -> SourceData:
+        """One labelled array set divided by `split_exact` into train and test parts."""
+        train, test = split_exact(y, n_test=n_test, purpose=f"{name}-split")
+        return cls(name, torch.from_numpy(x[train]), torch.from_numpy(y[train]),
+                   torch.from_numpy(x[test]), torch.from_numpy(y[test]), num_classes)
 
     @property
     def image_shape(self) -> tuple[int, ...]:

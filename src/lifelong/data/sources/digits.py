@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from lifelong.data.sources import SOURCES, SourceData, split_exact
+from lifelong.data.sources import SOURCES, SourceData
 
 
 @SOURCES.register("digits")
@@ -23,12 +22,4 @@ def load_digits(data_dir: Path | None = None) -> SourceData:
     bunch = sk_load()
     x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     y = bunch.target.astype(np.int64)
-    train_idx, test_idx = split_exact(y, n_test=360, purpose="digits-split")
-    return SourceData(
-        name="digits",
-        train_x=torch.from_numpy(x[train_idx]),
-        train_y=torch.from_numpy(y[train_idx]),
-        test_x=torch.from_numpy(x[test_idx]),
-        test_y=torch.from_numpy(y[test_idx]),
-        num_classes=10,
-    )
+    return SourceData.split("digits", x, y, n_test=360, num_classes=10)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong.data.sources import SOURCES, SourceData, split_exact
+from lifelong.data.sources import SOURCES, SourceData
 from lifelong.data.sources.idx import check_labelled, read_idx
 from lifelong.data.sources.locate import find_files
 
@@ -69,15 +69,7 @@ def load_mnist_10k(data_dir: Path | None = None) -> SourceData:
     files = {f: MNIST_FILES[f] for f in (TEST_IMAGES, TEST_LABELS)}
     paths = find_files("mnist-t10k", files, MNIST_URLS, data_dir, aliases=("mnist",))
     x, y = read_images_labels(paths[TEST_IMAGES], paths[TEST_LABELS], num_classes=10)
-    train, test = split_exact(y, n_test=MNIST_10K_TEST, purpose="mnist-10k-split")
-    return SourceData(
-        name="mnist-10k",
-        train_x=torch.from_numpy(x[train]),
-        train_y=torch.from_numpy(y[train]),
-        test_x=torch.from_numpy(x[test]),
-        test_y=torch.from_numpy(y[test]),
-        num_classes=10,
-    )
+    return SourceData.split("mnist-10k", x, y, n_test=MNIST_10K_TEST, num_classes=10)
 
 
 def _train_test(name: str, paths: Mapping[str, Path]) -> SourceData:
