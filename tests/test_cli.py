@@ -126,3 +126,13 @@ def test_corrupt_data_file_is_one_clear_error(capsys, where, tmp_path) -> None: 
                               f"stream.data_dir={bad}", *where)
     assert code == 2 and out == "" and "Traceback" not in err
     assert "t10k-" in err and "magic" in err.lower()
+
+
+def test_bad_option_values_of_later_strategies_are_reported_before_any_run(capsys, where) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = lifelong(capsys, "run", "gem-table", "--quick",
+                              "--set", "strategies.gem.memory_strength=-1",
+                              "--set", "strategies.er.memory_size=0", *where)
+    assert code == 2 and out == ""
+    assert "memory_strength=-1" in err and "memory_size=0" in err
+    code, out, _ = lifelong(capsys, "runs", "--store", where[1])
+    assert "no runs" in out  # nothing ran before the problems were found

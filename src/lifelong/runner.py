@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import nn
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import Callback, ProgressBar, RunStart, TaskEnd
@@ -151,7 +152,15 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
             own.update(shared)  # one strategy: every shared option must be its own
         else:
             own.update({k: v for k, v in shared.items() if k in accepted})
-        problems += STRATEGIES.check(name, own, f"strategies.{name}")
+        found = STRATEGIES.check(name, own, f"strategies.{name}")
+        if not found:
+            # Build it once around a stand-in model so bad option *values* are reported now,
+            # with every other problem, not when a composite experiment reaches this run.
+            try:
+                build_strategy(name, nn.Linear(1, 1), **own)
+            except ConfigError as e:
+                found = e.problems
+        problems += found
         strategy_opts[name] = own
     if len(chosen) > 1:
         union = {o.name for n in chosen if n in STRATEGIES for o in STRATEGIES.options(n)}
