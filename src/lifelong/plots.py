@@ -7,6 +7,7 @@ curves. Experiment-specific figures live in their experiment module and use thes
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,9 +46,13 @@ def save(fig: Figure, path: Path) -> Path:
 
 def matrix_heatmap(matrix: Sequence[Sequence[float]], title: str, path: Path) -> Path:
     """R as a heatmap: rows init, after 1..T; columns tasks 1..T; values printed."""
-    fig, (ax,) = new_figure(width=1.0 + 0.9 * len(matrix[0]), height=1.0 + 0.6 * len(matrix))
-    im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    # Wide enough for the colorbar and a wrapped title even with two tasks; smaller cells
+    # (and no printed values) for long streams.
     T = len(matrix[0])
+    cell = 0.9 if T <= 12 else 0.45
+    width = max(4.2, 1.6 + cell * T)
+    fig, (ax,) = new_figure(width=width, height=1.4 + cell * 0.66 * len(matrix))
+    im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     ax.set_xticks(range(T), [f"task {j + 1}" for j in range(T)])
     ax.set_yticks(range(T + 1), ["init"] + [f"after {i}" for i in range(1, T + 1)])
     if T <= 12:
@@ -55,7 +60,7 @@ def matrix_heatmap(matrix: Sequence[Sequence[float]], title: str, path: Path) ->
             for j, v in enumerate(row):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center",
                         color="white" if v < 0.6 else "black", fontsize=8)
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, width=int(width * 7)), fontsize=10)
     fig.colorbar(im, ax=ax, label="test accuracy")
     return save(fig, path)
 
