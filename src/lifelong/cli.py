@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if res.table:
         print(res.table, end="\n\n")
     if refs:
-        print(f"{'reference':44s} {'published':>9s} {'ours':>7s}  source")
+        print(f"{'compared with':44s} {'theirs':>9s} {'ours':>7s}  source (paper, table, protocol)")
         for r in refs:
             ours = "-" if r["ours"] is None else f"{r['ours']:.3f}"
             print(f"{r['label']:44s} {r['published']:9.3f} {ours:>7s}  {r['source']}")
