@@ -42,8 +42,7 @@ def reservoir(n: int, k: int, generator: torch.Generator) -> Tensor:
     hit = j < k
     winner = torch.full((k,), -1, dtype=torch.int64, device=device)
     winner.scatter_reduce_(0, j[hit], i[hit], reduce="amax")
-    first = torch.arange(k, device=device)
-    return torch.where(winner >= 0, winner, first)
+    return torch.where(winner >= 0, winner, torch.arange(k, device=device))
 
 
 def class_quotas(counts: list[int], slots: int) -> list[int]:
@@ -97,23 +96,24 @@ class EpisodicMemory(StrategyState):
     def num_tasks(self) -> int:
         return len(self.keys)
 
-    def add(self, key: str, data: TensorData, *, slots: int,
-            generator: torch.Generator) -> None:
+    def add(self, key: str, data: TensorData, *, slots: int, generator: torch.Generator,
+            device: torch.device | None = None) -> None:
         """Store up to `slots` examples of task `key`, chosen by a reservoir per class with
         `class_quotas` slots each (class-balanced), offered in `data`'s order. A task added
-        again replaces its earlier memories. Tensors land on `generator`'s device."""
+        again replaces its earlier memories. The choice is made where `generator` lives (the
+        CPU); only the chosen rows are copied to `device` (default: where `data` is)."""
         if key in self.keys:
             self._drop(self.keys.index(key))
-        device = generator.device
-        y = data.y.to(device)
+        y = data.y.to(generator.device)
         labels, per_class = torch.unique(y, return_counts=True)  # sorted labels
         quotas = class_quotas([int(n) for n in per_class.tolist()], slots)
         chosen = []
         for label, quota in zip(labels, quotas, strict=True):
             where = (y == label).nonzero().squeeze(1)
             chosen.append(where[reservoir(len(where), quota, generator)])
-        idx = torch.cat(chosen).sort().values  # keep the task's own order
-        new = [data.x.to(device)[idx], y[idx], data.t.to(device)[idx]]
+        idx = torch.cat(chosen).sort().values.to(data.y.device)  # keep the task's own order
+        device = data.y.device if device is None else device
+        new = [data.x[idx].to(device), data.y[idx].to(device), data.t[idx].to(device)]
         if self.x is None or self.y is None or self.t is None:
             self.x, self.y, self.t = new
         else:
@@ -135,7 +135,7 @@ class EpisodicMemory(StrategyState):
         """`n` examples drawn uniformly, with replacement, from all memories (every stored
         example equally likely, whatever its task)."""
         assert self.x is not None and self.y is not None and self.t is not None, "empty"
-        idx = torch.randint(len(self), (n,), generator=generator, device=generator.device)
+        idx = torch.randint(len(self), (n,), generator=generator).to(self.y.device)
         return Batch(self.x[idx], self.y[idx], self.t[idx])
 
     def per_task(self, n: int | None, generator: torch.Generator) -> PerTask:
@@ -151,10 +151,10 @@ class EpisodicMemory(StrategyState):
         start = count.cumsum(0) - count
         if n is None:
             slot = torch.arange(most, device=device).expand(k, most)
-            weight = (slot < count).to(self.x.dtype)
+            weight = (slot < count).float()
             slot = torch.minimum(slot, count - 1)  # padding repeats the row's last example
         else:
-            u = torch.rand(k, n, generator=generator, device=device)
+            u = torch.rand(k, n, generator=generator).to(device)
             slot = torch.minimum((u * count).long(), count - 1)  # u·count < count, bar rounding
             weight = torch.ones(k, n, device=device)
         idx = start + slot

@@ -225,7 +225,7 @@ def fit_stream(
         raise ConfigError(problems)
     _warn_caveat(strategy, stream)
     device = resolve_device(cfg.device)
-    strategy.model.to(device)
+    strategy.to(device)
     strategy.attach(seed=seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
+from lifelong.strategies import _checks as checks
 from lifelong.strategies.base import Batch, Strategy, StrategyState
 
 Params = dict[str, Tensor]
@@ -181,10 +182,10 @@ class QuadraticAnchor(Strategy):
                  stiffness_cap: bool = True) -> None:
         super().__init__(model)
         self.stiffness_cap = bool(stiffness_cap)
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) \
-                or not math.isfinite(strength) or strength < 0:
-            raise ConfigError(f"strategy '{self.name}': strength={strength!r} must be a "
-                              "finite number >= 0 (0 turns the penalty off)")
+        problems = checks.number(self.name, "strength", strength, low=0.0,
+                                 hint="0 turns the penalty off")
+        if problems:
+            raise ConfigError(problems)
         self.strength = strength
         self.state: PenaltyState = PenaltyState()
         self._folded: _Folded | None = None
@@ -194,6 +195,11 @@ class QuadraticAnchor(Strategy):
     def importance(self, task: Task) -> Params:
         """Ω for `task`, just learned: a non-negative tensor per parameter name."""
         raise NotImplementedError
+
+    def examples(self, task: Task, n: int | None, purpose: str) -> TensorData:
+        """`n` training examples of `task` (a subset seeded by the task key; all if None) on
+        the model's device: what an importance is averaged over."""
+        return sample_rows(task.train, n, self.generator(purpose, task.key)).to(self.device)
 
     # ------------------------------------------------------------------------ penalty
     def folded(self) -> _Folded | None:
@@ -209,26 +215,23 @@ class QuadraticAnchor(Strategy):
             f.keep_grads = self.keeps_penalty_gradients
         return f
 
-    def penalty(self) -> Tensor:
-        """Σ_k Σ_i Ω_k,i (θ_i − θ*_k,i)² (without `factor · strength`), differentiable."""
+    def penalty(self, scale: float = 1.0, limit: float = math.inf) -> Tensor:
+        """`scale` · Σ_k Σ_i Ω_k,i (θ_i − θ*_k,i)², differentiable; each Ω̄_i capped at
+        `limit` / (2 · scale) (see the module doc)."""
         f = self.folded()
         if f is None:
             return torch.zeros((), device=self.device)
-        out: Tensor = _Quadratic.apply(f, 1.0, math.inf, *f.params)  # type: ignore[no-untyped-call]
+        out: Tensor = _Quadratic.apply(f, scale, limit, *f.params)  # type: ignore[no-untyped-call]
         return out
 
     def loss(self, batch: Batch, logits: Tensor) -> Tensor:
         base = super().loss(batch, logits)
         f = self.folded()
-        if f is None:
+        if f is not None:
+            f.last_grads = None  # set again by this step's penalty, if any
+        if f is None or not self.strength:
             return base
-        f.last_grads = None
-        if not self.strength:
-            return base
-        scale = self.factor * self.strength
-        penalty = _Quadratic.apply(f, scale, self._limit, *f.params)  # type: ignore[no-untyped-call]
-        out: Tensor = base + penalty
-        return out
+        return base + self.penalty(self.factor * self.strength, self._limit)
 
     def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
         # The optimizer of this step decides how stiff the penalty may be (see the module doc).
@@ -259,16 +262,9 @@ class QuadraticAnchor(Strategy):
         self._folded = None
 
 
-def check_samples(name: str, option: str, value: object) -> None:
-    """Raise a `ConfigError` unless `value` is None (all) or a positive integer."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or value < 1):
-        raise ConfigError(f"strategy '{name}': {option}={value!r} must be a positive integer "
-                          "or null (all training examples)")
-
-
 def sample_rows(data: TensorData, n: int | None, g: torch.Generator) -> TensorData:
-    """`n` rows of `data` drawn without replacement by `g` (all rows if n is None or more)."""
+    """`n` rows of `data` drawn without replacement by `g` (all rows if n is None or more),
+    taken where `data` is."""
     if n is None or n >= len(data):
         return data
     idx = torch.randperm(len(data), generator=g, device=g.device)[:n]

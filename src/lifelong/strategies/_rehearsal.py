@@ -16,6 +16,7 @@ from torch import nn
 from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.memory import EpisodicMemory
+from lifelong.strategies import _checks as checks
 from lifelong.strategies.base import Strategy
 
 
@@ -33,16 +34,11 @@ class Rehearsal(Strategy):
 
     def __init__(self, model: nn.Module, *, memory_size: int, memory_batch: int | None) -> None:
         super().__init__(model)
-        problems = []
-        who = f"strategy '{self.name}'"
-        if not _positive_int(memory_size):
-            problems.append(f"{who}: memory_size={memory_size!r} must be a positive integer "
-                            "(examples kept per task)")
-        all_ok = self.all_memories_allowed and memory_batch is None
-        if not (_positive_int(memory_batch) or all_ok):
-            allowed = " or null (all memories)" if self.all_memories_allowed else ""
-            problems.append(f"{who}: memory_batch={memory_batch!r} must be a positive "
-                            f"integer{allowed} (memories used per step)")
+        problems = [
+            *checks.count(self.name, "memory_size", memory_size, hint="examples kept per task"),
+            *checks.count(self.name, "memory_batch", memory_batch,
+                          none="all memories" if self.all_memories_allowed else None,
+                          hint="memories used per step")]
         if problems:
             raise ConfigError(problems)
         self.memory_size, self.memory_batch = memory_size, memory_batch
@@ -68,8 +64,5 @@ class Rehearsal(Strategy):
     def after_task(self, task: Task) -> None:
         """Store `memory_size` examples of the task just learned."""
         self.state.add(task.key, task.train, slots=self.memory_size,
-                       generator=self.generator("memory-fill", task.key))
+                       generator=self.generator("memory-fill", task.key), device=self.device)
 
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -75,16 +75,28 @@ class Strategy:
 
     def attach(self, *, seed: int) -> None:
         """Called by the loop before training: the seed all of this strategy's draws derive
-        from."""
+        from. Generators restored by `load_state_dict` for the same seed are kept, so a
+        resumed run draws what the uninterrupted one would have."""
+        if seed != self.seed:
+            self._generators.clear()
         self.seed = seed
-        self._generators.clear()
+
+    def to(self, device: torch.device) -> None:
+        """Move the model and every tensor of the learned state to `device` (the loop calls
+        this once per run; a state loaded on the CPU may then train on a GPU)."""
+        self.model.to(device)
+        for f in dataclasses.fields(self.state):
+            setattr(self.state, f.name, _map_tensors(getattr(self.state, f.name),
+                                                     lambda t: t.to(device)))
 
     def generator(self, *parts: object) -> torch.Generator:
-        """A generator on the model's device for one purpose (e.g. ``"memory", task.key``),
-        created on first use from the run seed and kept, so its state is saved."""
+        """A CPU generator for one purpose (e.g. ``"memory", task.key``), created on first
+        use from the run seed and kept, so its state is saved. CPU, as the loop's batch
+        order: draws are the same on every device and a saved state restores on any device;
+        move what is drawn (a few indices) to `self.device`."""
         key = repr(parts)
         if key not in self._generators:
-            g = torch.Generator(device=self.device)
+            g = torch.Generator()
             g.manual_seed(derive_seed(self.seed, self.name, *parts))
             self._generators[key] = g
         return self._generators[key]
@@ -183,7 +195,7 @@ class Strategy:
         self.seed = int(sd["rng"]["seed"])
         self._generators.clear()
         for key, gstate in sd["rng"]["generators"].items():
-            g = torch.Generator(device=device)
+            g = torch.Generator()
             g.set_state(gstate)
             self._generators[key] = g
 

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import Params, QuadraticAnchor, check_samples, sample_rows
+from lifelong.strategies import _checks as checks
+from lifelong.strategies._penalty import Params, QuadraticAnchor
 from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 
 Fisher = Literal["sampled", "empirical"]
@@ -59,27 +60,25 @@ class EWC(QuadraticAnchor):
                  online: bool = False, decay: float = 1.0,
                  stiffness_cap: bool = True) -> None:
         super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
-        problems = []
+        problems = [
+            *checks.number("ewc", "decay", decay, low=0.0, high=1.0, low_open=True,
+                           hint="γ of online EWC; 1 = plain sum"),
+            *checks.count("ewc", "fisher_samples", fisher_samples,
+                          none="all training examples")]
         if fisher not in ("sampled", "empirical"):
             problems.append(f"strategy 'ewc': fisher={fisher!r} must be 'sampled' (labels drawn "
                             "from the model) or 'empirical' (the true labels)")
         if not isinstance(online, bool):
             problems.append(f"strategy 'ewc': online={online!r} must be true or false")
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) \
-                or not 0.0 < decay <= 1.0:
-            problems.append(f"strategy 'ewc': decay={decay!r} must be in (0, 1] (γ of online "
-                            "EWC; 1 = plain sum)")
         if problems:
             raise ConfigError(problems)
-        check_samples(self.name, "fisher_samples", fisher_samples)
         self.fisher = fisher
         self.fisher_samples = fisher_samples
         self.online = online
         self.decay = decay
 
     def importance(self, task: Task) -> Params:
-        data = sample_rows(task.train.to(self.device), self.fisher_samples,
-                           self.generator("fisher-subset", task.key))
+        data = self.examples(task, self.fisher_samples, "fisher-subset")
         if self.fisher == "sampled":
             data = TensorData(data.x, self._sample_labels(data, task), data.t)
         return diagonal_fisher(self.model, data)
@@ -89,13 +88,16 @@ class EWC(QuadraticAnchor):
         self.model.eval()
         try:
             with torch.no_grad():
-                probs = torch.cat([F.softmax(self.model(data.x[i:i + 4096],
-                                                        data.t[i:i + 4096]), 1)
-                                   for i in range(0, len(data), 4096)])
+                logp = torch.cat([F.log_softmax(self.model(data.x[i:i + 4096],
+                                                           data.t[i:i + 4096]), 1)
+                                  for i in range(0, len(data), 4096)])
         finally:
             self.model.train(was_training)
-        g = self.generator("fisher-labels", task.key)
-        return torch.multinomial(probs, 1, generator=g).squeeze(1)
+        # y ~ p_θ(·|x) by the Gumbel-max trick: argmax of log p + Gumbel noise drawn on the CPU
+        # by the seeded generator (one draw per class), the same on every device.
+        u = torch.rand(logp.shape, generator=self.generator("fisher-labels", task.key),
+                       dtype=torch.float64).clamp_min(1e-300)
+        return (logp - (-u.log()).log().to(logp)).argmax(1)
 
 
 def diagonal_fisher(model: nn.Module, data: TensorData, method: Method = "auto") -> Params:

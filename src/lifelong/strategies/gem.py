@@ -12,6 +12,7 @@ from torch import nn
 
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
+from lifelong.strategies import _checks as checks
 from lifelong.strategies._gradients import TaskGradients, flat_grad, gem_project, write_grad
 from lifelong.strategies._rehearsal import Rehearsal
 
@@ -41,10 +42,10 @@ class GEM(Rehearsal):
     def __init__(self, model: nn.Module, *, memory_size: int = 256,
                  memory_batch: int | None = None, memory_strength: float = 0.5) -> None:
         super().__init__(model, memory_size=memory_size, memory_batch=memory_batch)
-        if isinstance(memory_strength, bool) or not isinstance(memory_strength, (int, float)) \
-                or not memory_strength >= 0:
-            raise ConfigError(f"strategy 'gem': memory_strength={memory_strength!r} must be a "
-                              "number >= 0 (0 = exact projection; the paper uses 0.5)")
+        problems = checks.number("gem", "memory_strength", memory_strength, low=0.0,
+                                 hint="0 = exact projection; the paper uses 0.5")
+        if problems:
+            raise ConfigError(problems)
         self.memory_strength = memory_strength
         self._task_gradients: TaskGradients | None = None
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from lifelong.data.task import Task, TensorData
+from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import Params, QuadraticAnchor, check_samples, sample_rows
+from lifelong.strategies import _checks as checks
+from lifelong.strategies._penalty import Params, QuadraticAnchor
 from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 
 
@@ -42,12 +44,14 @@ class MAS(QuadraticAnchor):
                  importance_samples: int | None = 1000,
                  stiffness_cap: bool = True) -> None:
         super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
-        check_samples(self.name, "importance_samples", importance_samples)
+        problems = checks.count("mas", "importance_samples", importance_samples,
+                                none="all training examples")
+        if problems:
+            raise ConfigError(problems)
         self.importance_samples = importance_samples
 
     def importance(self, task: Task) -> Params:
-        data = sample_rows(task.train.to(self.device), self.importance_samples,
-                           self.generator("importance-subset", task.key))
+        data = self.examples(task, self.importance_samples, "importance-subset")
         return output_sensitivity(self.model, data)
 
 

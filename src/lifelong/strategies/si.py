@@ -7,7 +7,6 @@ lives in `_penalty.py`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -16,6 +15,7 @@ from torch import Tensor, nn
 from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
+from lifelong.strategies import _checks as checks
 from lifelong.strategies._penalty import Params, PenaltyState, QuadraticAnchor, Tensors
 
 
@@ -58,10 +58,10 @@ class SI(QuadraticAnchor):
                  damping: float = 0.1,
                  stiffness_cap: bool = True) -> None:
         super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
-        if isinstance(damping, bool) or not isinstance(damping, (int, float)) \
-                or not math.isfinite(damping) or damping <= 0:
-            raise ConfigError(f"strategy 'si': damping={damping!r} must be a number > 0 (ξ, "
-                              "e.g. 0.1)")
+        problems = checks.number("si", "damping", damping, low=0.0, low_open=True,
+                                 hint="ξ, e.g. 0.1")
+        if problems:
+            raise ConfigError(problems)
         self.damping = damping
         self.state: SIState = SIState()
         self._reset_path()
@@ -73,6 +73,7 @@ class SI(QuadraticAnchor):
             self.state.previous = {n: p.detach().clone() for n, p in live.items()}
             self.state.start = {n: p.detach().clone() for n, p in live.items()}
         self._lists: tuple[object, list[Tensor], list[Tensor], list[Tensor]] | None = None
+        self._pairs: tuple[object, list[Tensor], list[tuple[int, int]]] | None = None
 
     def before_task(self, task: Task) -> None:
         self._reset_path()
@@ -102,18 +103,21 @@ class SI(QuadraticAnchor):
 
     def _matched(self, params: list[Tensor], omega: list[Tensor], delta: Tensors,
                  penalty: Tensors) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """ω, penalty gradient and Δθ of the parameters the penalty covers, in one order."""
+        """ω, penalty gradient and Δθ of the parameters the penalty covers, in one order (the
+        pairing is worked out once per folded penalty, not every step)."""
         folded = self.folded()
         assert folded is not None
-        at = {id(p): i for i, p in enumerate(params)}
-        rows = [(at[id(p)], g) for p, g in zip(folded.params, penalty, strict=True)
-                if id(p) in at]
-        return ([omega[i] for i, _ in rows], [g for _, g in rows], [delta[i] for i, _ in rows])
+        if self._pairs is None or self._pairs[0] is not folded or self._pairs[1] is not params:
+            at = {id(p): i for i, p in enumerate(params)}
+            pairs = [(at[id(p)], j) for j, p in enumerate(folded.params) if id(p) in at]
+            self._pairs = (folded, params, pairs)
+        pairs = self._pairs[2]
+        return ([omega[i] for i, _ in pairs], [penalty[j] for _, j in pairs],
+                [delta[i] for i, _ in pairs])
 
     def importance(self, task: Task) -> Params:
         with torch.no_grad():
             live = dict(self.model.named_parameters())
             out = {n: (w / ((live[n] - self.state.start[n]).square() + self.damping)).clamp_min(0)
                    for n, w in self.state.omega.items()}
-        self._reset_path()
-        return out
+        return out  # the path restarts in the next before_task
