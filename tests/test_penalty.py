@@ -144,6 +144,35 @@ def test_bad_options_are_refused_with_the_option_named() -> None:
         MAS(model, importance_samples=0)
 
 
+# ------------------------------------------------------------------------------ L2
+def test_l2_holds_every_weight_of_a_single_head_model(permuted_digits: Stream) -> None:
+    # Ω = 1 everywhere, also on the weights of pixels that are 0 in every image of the task
+    # (they never move, but a later permutation puts ink there: the classic L2 holds them too).
+    model = build_model("mlp", permuted_digits, hidden=[16], seed=0)
+    s = build_strategy("l2", model)
+    fit_stream(s, Stream(permuted_digits.name, "domain", permuted_digits.tasks[:1],
+                         permuted_digits.num_classes, permuted_digits.num_outputs,
+                         permuted_digits.input_shape), TrainConfig(epochs=1, lr=0.05), seed=0)
+    assert isinstance(s, QuadraticAnchor)
+    (omega,) = s.state.importances
+    assert set(omega) == {n for n, _ in model.named_parameters()}
+    assert all(bool((w == 1).all()) for w in omega.values())
+    x = permuted_digits.tasks[0].train.x.flatten(1)
+    assert bool((x == 0).all(0).any())  # such pixels exist, so the check above means something
+
+
+def test_l2_in_a_multi_head_model_covers_the_trained_head_only(split_digits: Stream) -> None:
+    model = build_model("mlp", split_digits, hidden=[8], seed=0)
+    s = build_strategy("l2", model)
+    assert isinstance(s, QuadraticAnchor)
+    omega = s.importance(split_digits.tasks[1])
+    rows = torch.zeros(split_digits.num_heads * split_digits.num_outputs)
+    rows[split_digits.num_outputs:2 * split_digits.num_outputs] = 1  # head 2 of 5
+    assert torch.equal(omega["head.bias"], rows)
+    assert torch.equal(omega["head.weight"], rows[:, None].expand_as(model.head.weight))
+    assert all(bool((w == 1).all()) for n, w in omega.items() if not n.startswith("head."))
+
+
 # ------------------------------------------------------------------------------ EWC
 def _brute_force(model: nn.Module, data: TensorData, loss: str) -> dict[str, torch.Tensor]:
     """The reduction by a Python loop over single examples: the reference."""
@@ -282,6 +311,31 @@ def test_si_integrates_the_task_gradient_only() -> None:
         si.train_batch(Batch(x, torch.zeros(4, dtype=torch.int64), torch.zeros(4)), opt)
     assert not torch.equal(model.weight.detach(), torch.ones(1, 2))  # the penalty moved it
     assert si.state.omega["weight"].abs().max() < 1e-7  # 0 up to rounding (ω moves ~1e-2)
+
+
+def test_si_path_integral_with_task_and_penalty_gradients_together() -> None:
+    # Both pulls at once: ω must integrate −g_task · Δθ, where Δθ is the real step (task and
+    # penalty) and g_task the task loss's gradient alone, computed here independently.
+    model = Pair([0.5, -0.3])
+    si = SI(model, strength=2.0)
+    si.state.anchors = [{"weight": torch.tensor([[1.0, 1.0]])}]
+    si.state.importances = [{"weight": torch.tensor([[0.5, 2.0]])}]
+    task = tiny_task(n=16, seed=3)
+    si.before_task(task)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    expected = torch.zeros(1, 2)
+    for i in range(4):
+        idx = torch.arange(4 * i, 4 * i + 4)
+        x, y = task.train.x[idx], task.train.y[idx]
+        w = model.weight.detach().clone().requires_grad_(True)
+        z = x @ w[0]
+        ce = F.cross_entropy(torch.stack([torch.zeros_like(z), z], 1), y)
+        (g_task,) = torch.autograd.grad(ce, w)
+        before = model.weight.detach().clone()
+        si.train_batch(Batch(x, y, torch.zeros(4, dtype=torch.int64)), opt)
+        expected -= g_task * (model.weight.detach() - before)
+    assert torch.allclose(si.state.omega["weight"], expected, atol=1e-7, rtol=1e-5)
+    assert expected.abs().min() > 1e-4  # both coordinates moved by the task
 
 
 # ------------------------------------------------------------------------------ MAS

@@ -103,6 +103,41 @@ def test_state_round_trip_reproduces_the_next_steps(name: str) -> None:
         assert torch.equal(pa, pb)
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", NAMES)
+def test_a_run_resumed_from_a_saved_state_equals_the_uninterrupted_run(name: str,
+                                                                       device: str) -> None:
+    # The real resume path: fit_stream on the first two tasks, save, load into a fresh
+    # strategy whose model sits on the CPU, fit_stream on the third task on `device`.
+    scenario = "task" if "task" in STRATEGIES.get(name).supports else sorted(
+        STRATEGIES.get(name).supports)[0]
+    stream = tiny(scenario)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.05, device=device)
+
+    def part(tasks: slice) -> Stream:
+        return Stream(stream.name, stream.scenario, stream.tasks[tasks], stream.num_classes,
+                      stream.num_outputs, stream.input_shape)
+
+    whole = build_strategy(name, build_model("mlp", stream, hidden=[32], seed=0))
+    full = fit_stream(whole, stream, cfg, seed=7)
+    first = build_strategy(name, build_model("mlp", stream, hidden=[32], seed=0))
+    fit_stream(first, part(slice(0, 2)), cfg, seed=7)
+    buf = io.BytesIO()
+    torch.save(first.state_dict(), buf)
+    buf.seek(0)
+    resumed = build_strategy(name, build_model("mlp", stream, hidden=[32], seed=123))
+    resumed.load_state_dict(torch.load(buf, weights_only=True))
+    rest = fit_stream(resumed, part(slice(2, 3)), cfg, seed=7)
+    assert rest.matrix[-1][0] == full.matrix[-1][2]
+    for pa, pb in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert plain(resumed.state_dict())
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_load_state_dict_is_strict(name: str) -> None:
     from lifelong.errors import StateError
@@ -114,3 +149,13 @@ def test_load_state_dict_is_strict(name: str) -> None:
         s.load_state_dict({**sd, "extra": 1})
     with pytest.raises(StateError):
         s.load_state_dict({**sd, "strategy": "something-else"})
+    with pytest.raises(StateError, match="version"):
+        s.load_state_dict({**sd, "version": sd["version"] + 1})
+    if sd["state"]:  # a state field missing
+        with pytest.raises(StateError, match="state fields"):
+            s.load_state_dict({**sd, "state": dict(list(sd["state"].items())[1:])})
+    if sd["hparams"]:  # saved with other hyperparameters
+        key = next(iter(sd["hparams"]))
+        with pytest.raises(StateError, match="hyperparameters"):
+            s.load_state_dict({**sd, "hparams": {**sd["hparams"], key: "other"}})
+    s.load_state_dict(sd)  # and the genuine one loads

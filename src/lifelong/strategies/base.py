@@ -179,8 +179,9 @@ class Strategy:
             raise StateError(f"{self.name}: saved state has fields {sorted(sd)}, expected "
                              f"{sorted(expected)}; was it saved by Strategy.state_dict()?")
         if sd["strategy"] != self.name or sd["version"] != self.version:
-            raise StateError(f"saved state is for {sd['strategy']!r} v{sd['version']}, not "
-                             f"{self.name!r} v{self.version}; build the matching strategy")
+            raise StateError(f"saved state is for {sd['strategy']!r} version {sd['version']}, "
+                             f"not {self.name!r} version {self.version}; build the matching "
+                             "strategy (or save the state again with this version)")
         if sd["hparams"] != _to_cpu(self.hparams()):
             raise StateError(f"{self.name}: saved hyperparameters {sd['hparams']} differ from "
                              f"this strategy's {self.hparams()}; build it with the saved ones")

@@ -6,19 +6,13 @@ Owns the Ω = 1 importance (and which weights it covers). The penalty lives in `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
 from lifelong.data.task import Task
+from lifelong.models.heads import MultiHead
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import Params, PenaltyState, QuadraticAnchor
-
-
-@dataclass
-class L2State(PenaltyState):
-    start: Params = field(default_factory=dict)  # the weights when the current task began
+from lifelong.strategies._penalty import Params, QuadraticAnchor
 
 
 @STRATEGIES.register("l2")
@@ -29,9 +23,9 @@ class L2(QuadraticAnchor):
     use it to show the other failure: old tasks are kept because *every* weight is held, so
     new tasks are learned poorly (intransigence, Chaudhry et al. 2018).
 
-    Ω = 1 for every weight the task changed. Weights it left exactly as they were — the rows of
-    another task's head in a multi-head model — carry nothing of it and get Ω = 0; in a
-    single-head model this is every weight, the classic baseline.
+    Ω = 1 for every trainable weight, as in the classic baseline — except, in a multi-head
+    (task-incremental) model, the rows of the heads of other tasks: the task never used them,
+    so they carry nothing of it and stay free for the tasks they belong to.
 
     Args:
         strength: λ. The default 1.0 already makes L2 clearly intransigent on
@@ -43,14 +37,17 @@ class L2(QuadraticAnchor):
     def __init__(self, model: nn.Module, *, strength: float = 1.0,
                  stiffness_cap: bool = True) -> None:
         super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
-        self.state: L2State = L2State()
-
-    def before_task(self, task: Task) -> None:
-        self.state.start = {n: p.detach().clone() for n, p in self.model.named_parameters()}
 
     def importance(self, task: Task) -> Params:
-        live = dict(self.model.named_parameters())
-        start = self.state.start
-        with torch.no_grad():
-            return {n: (p != start[n]).to(p.dtype) if n in start else torch.ones_like(p)
-                    for n, p in live.items() if p.requires_grad}
+        omega = {n: torch.ones_like(p) for n, p in self.model.named_parameters()
+                 if p.requires_grad}
+        for where, m in self.model.named_modules():
+            if isinstance(m, MultiHead) and m.num_heads > 1:
+                rows = torch.zeros(m.num_heads, m.num_outputs, device=self.device)
+                rows[task.label] = 1.0  # the output rows of this task's head
+                for n in ("weight", "bias"):
+                    key = f"{where}.{n}" if where else n
+                    if key in omega:
+                        w = omega[key]
+                        omega[key] = w * rows.view(-1, *([1] * (w.dim() - 1)))
+        return omega
