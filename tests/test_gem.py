@@ -125,7 +125,7 @@ def test_gem_step_violates_no_past_task(split_digits) -> None:  # type: ignore[n
     fit_stream(gem, split_digits.__class__(
         split_digits.name, split_digits.scenario, split_digits.tasks[:2],
         split_digits.num_classes, split_digits.num_outputs, split_digits.input_shape),
-        TrainConfig(epochs=1, batch_size=10, lr=0.1), seed=0)
+        TrainConfig(epochs=1, batch_size=10, lr=0.1, device="cpu"), seed=0)
     task = split_digits.tasks[2]
     gem.before_task(task)
     params = list(gem.trainable_parameters())

@@ -24,7 +24,8 @@ from lifelong.train import LifelongWarning
 
 register_all()
 NAMES = STRATEGIES.names()
-CFG = TrainConfig(epochs=1, batch_size=16, lr=0.05)
+# CPU: some tests below step by hand with CPU tensors after fit_stream.
+CFG = TrainConfig(epochs=1, batch_size=16, lr=0.05, device="cpu")
 
 
 def tiny(scenario: str) -> Stream:
