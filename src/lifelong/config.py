@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,20 @@ from lifelong.registry import suggest
 
 SECTIONS = ("stream", "model", "strategy", "strategies", "train", "options", "seed")
 
+# YAML 1.1 (PyYAML) reads 1e-3 as a string: it wants a dot (1.0e-3). Users write 1e-3.
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _numbers(value: Any) -> Any:
+    """`value` with strings like ``1e-3`` read as floats, in nested lists and dicts too."""
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
 
 def parse_sets(items: Iterable[str]) -> list[tuple[list[str], Any]]:
     """Parse ``a.b=value`` strings; values are read as YAML (numbers, bools, lists, null)."""
@@ -37,7 +52,7 @@ def parse_sets(items: Iterable[str]) -> list[tuple[list[str], Any]]:
             problems.append(f"--set {item!r}: expected key=value, e.g. --set train.epochs=2")
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _numbers(yaml.safe_load(raw)) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         out.append(([p for p in key.strip().split(".")], value))
@@ -88,9 +103,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file (a mapping)."""
     p = Path(path)
     try:
-        doc = yaml.safe_load(p.read_text())
+        doc = _numbers(yaml.safe_load(p.read_text()))
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} cannot be read ({e}); give the path of a YAML "
+                          "file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
     if not isinstance(doc, dict):
@@ -103,7 +121,15 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
 
 
+# Keys that say where something is, not what it is: they do not change a run's identity.
+LOCATION_KEYS = {"stream": ("data_dir",)}
+
+
 def run_id(run_config: Mapping[str, Any], seed: int) -> str:
-    """A 12-hex-digit id from the canonical run config and the seed."""
-    digest = hashlib.sha256(canonical({"config": run_config, "seed": seed}).encode())
+    """A 12-hex-digit id from the canonical run config (less `LOCATION_KEYS`) and the seed."""
+    identity = {section: ({k: v for k, v in value.items()
+                           if k not in LOCATION_KEYS.get(section, ())}
+                          if isinstance(value, Mapping) else value)
+                for section, value in run_config.items()}
+    digest = hashlib.sha256(canonical({"config": identity, "seed": seed}).encode())
     return digest.hexdigest()[:12]

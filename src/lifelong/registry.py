@@ -1,17 +1,22 @@
 """Name → factory registries with signature-checked construction.
 
 Owns looking names up ("did you mean"), describing a factory's options and defaults (for
-`lifelong list`), and checking a dict of options against the factory's keyword arguments before
-anything is built, reporting every problem at once. Does not own what the factories build.
+`lifelong list`), and checking a dict of options against the factory's keyword arguments —
+names, and value types read from the annotations — before anything is built, reporting every
+problem at once; and the canonical form of option values (an int where a float is declared
+becomes a float, so `lr=1` and `lr=1.0` are one config). Does not own what the factories build
+nor the range of a value (each factory checks its own).
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, Union
 
 from lifelong.errors import ConfigError
 
@@ -24,6 +29,95 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" — did you mean '{close[0]}'?" if close else ""
 
 
+def type_problem(key: str, value: Any, hint: Any) -> str | None:
+    """``"key=value must be ..."`` when `value` does not fit the annotation `hint`, else None.
+    Understands bool, int, float, str, None, unions, Literal and lists/tuples of those; any
+    other annotation accepts everything. For a Literal only the type of its values is checked
+    here: which value is allowed is the factory's check, made with its range checks so that
+    they are all reported together."""
+    if _fits(value, hint):
+        return None
+    return f"{key}={value!r} must be {_describe(hint)}"
+
+
+def canonical_value(value: Any, hint: Any) -> Any:
+    """`value` in canonical form for `hint`: ints become floats where only a float is
+    declared, tuples become lists (element by element). Assumes `type_problem` found none."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        fitting = [a for a in args if _fits(value, a)]
+        exact = [a for a in fitting if a is not float]
+        return canonical_value(value, (exact or fitting or [Any])[0])
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin in (list, tuple, Sequence) and isinstance(value, (list, tuple)):
+        return [canonical_value(v, _element(hint, i)) for i, v in enumerate(value)]
+    return value
+
+
+def hints(target: Callable[..., Any]) -> dict[str, Any]:
+    """The resolved annotations of `target` (a function or a class's `__init__`), or {} when
+    they cannot be resolved (then values are not type-checked)."""
+    fn = target.__init__ if inspect.isclass(target) else target
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 — an unresolvable annotation only turns the check off
+        return {}
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is Literal:
+        return any(type(value) is type(a) for a in args)
+    if hint is None or hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
+            return False
+        return all(_fits(v, _element(hint, i)) for i, v in enumerate(value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _element(hint: Any, i: int) -> Any:
+    args = typing.get_args(hint)
+    if not args:
+        return Any
+    if typing.get_origin(hint) is tuple and args[-1] is not Ellipsis:
+        return args[i] if i < len(args) else Any
+    return args[0]
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        parts = list(dict.fromkeys(_describe(a) for a in args))
+        if typing.get_origin(args[0]) in (list, tuple, Sequence) and "a list" in parts[0]:
+            parts = [parts[0], *[p for p in parts[1:] if "a list" not in p]]
+        return " or ".join(parts)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if hint is None or hint is type(None):
+        return "null"
+    if origin in (list, tuple, Sequence):
+        return f"a list, each item {_describe(_element(hint, 0))}"
+    return {bool: "true or false", int: "an integer", float: "a number",
+            str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One keyword option of a factory: its name, default (``inspect.Parameter.empty`` if
@@ -32,6 +126,7 @@ class Option:
     name: str
     default: Any
     annotation: str
+    hint: Any = Any  # the resolved annotation, for type checks
 
     @property
     def required(self) -> bool:
@@ -78,7 +173,7 @@ class Registry(Generic[F]):
 
     def unknown(self, name: str) -> str:
         return (
-            f"unknown {self.kind} '{name}'{suggest(name, self._items)}"
+            f"unknown {self.kind} '{name}'{suggest(name, self._items)};"
             f" valid: {', '.join(self.names())}"
         )
 
@@ -86,13 +181,14 @@ class Registry(Generic[F]):
         """The user-settable keyword options of `name`, in signature order."""
         obj = self.get(name)
         target = obj.__init__ if inspect.isclass(obj) else obj
+        resolved = hints(obj)
         out = []
         for p in inspect.signature(target).parameters.values():
             if p.name in ("self", *self.skip) or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
             ann = p.annotation if isinstance(p.annotation, str) else getattr(
                 p.annotation, "__name__", str(p.annotation))
-            out.append(Option(p.name, p.default, ann))
+            out.append(Option(p.name, p.default, ann, resolved.get(p.name, Any)))
         return out
 
     def check(self, name: str, options: dict[str, Any], where: str) -> list[str]:
@@ -101,16 +197,29 @@ class Registry(Generic[F]):
             return [f"{where}: {self.unknown(name)}"]
         valid = {o.name: o for o in self.options(name)}
         problems = []
-        for key in options:
+        for key, value in options.items():
             if key not in valid:
                 problems.append(
-                    f"{self.kind} '{name}' has no option '{key}'{suggest(key, valid)}"
+                    f"{self.kind} '{name}' has no option '{key}'{suggest(key, valid)};"
                     f" valid: {', '.join(valid) or '(none)'}"
                 )
+            elif (bad := type_problem(key, value, valid[key].hint)) is not None:
+                problems.append(f"{self.kind} '{name}': {bad}")
         for o in valid.values():
             if o.required and o.name not in options:
                 problems.append(f"{self.kind} '{name}' needs option '{o.name}' ({where}.{o.name})")
         return problems
+
+    def canonical(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` (already checked) with every default filled in and values in canonical
+        form (see `canonical_value`): what a run config records and hashes."""
+        out = {}
+        for o in self.options(name):
+            if o.name in options:
+                out[o.name] = canonical_value(options[o.name], o.hint)
+            elif not o.required:
+                out[o.name] = canonical_value(o.default, o.hint)
+        return out
 
     def build(self, name: str, *args: Any, where: str | None = None, **options: Any) -> Any:
         """Check `options`, then call the factory with the library's `args` and them."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import subprocess
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from lifelong.experiments.base import Experiment, Outcome, Reference
 from lifelong.io import atomic_write_json, atomic_write_text
 from lifelong.models import MODELS, build_model
 from lifelong.models import register_all as register_models
-from lifelong.registry import Registry, suggest
+from lifelong.registry import Registry, canonical_value, suggest, type_problem
 from lifelong.store import Store
 from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.strategies import register_all as register_strategies
@@ -67,9 +68,7 @@ class ExperimentResult:
 
 
 def _with_defaults(registry: Registry[Any], name: str, opts: dict[str, Any]) -> dict[str, Any]:
-    full = {o.name: o.default for o in registry.options(name) if not o.required}
-    full.update(opts)
-    return {"name": name, **full}
+    return {"name": name, **registry.canonical(name, opts)}
 
 
 def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None = None,
@@ -116,18 +115,22 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     model_name = str(model.pop("name", "mlp"))
     problems += MODELS.check(model_name, model, "model.name")
     train = dict(config.get("train", {}))
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    for key in train:
-        if key not in fields:
-            problems.append(f"train has no option '{key}'{suggest(key, fields)} valid: "
-                            f"{', '.join(fields)}")
+    train_hints = typing.get_type_hints(TrainConfig)
+    for key, value in list(train.items()):
+        if key not in train_hints:
+            problems.append(f"train has no option '{key}'{suggest(key, train_hints)}; valid: "
+                            f"{', '.join(train_hints)}")
+        elif (bad := type_problem(key, value, train_hints[key])) is not None:
+            problems.append(f"train.{bad}")
+        else:
+            train[key] = canonical_value(value, train_hints[key])
     if not problems:
         problems += TrainConfig(**train).problems()
     options = dict(experiment.options)
     for key, value in config.get("options", {}).items():
         if key not in options:
             problems.append(f"experiment '{experiment.name}' has no option '{key}'"
-                            f"{suggest(key, options)} valid: {', '.join(options) or '(none)'}")
+                            f"{suggest(key, options)}; valid: {', '.join(options) or '(none)'}")
         options[key] = value
 
     shared = dict(config.get("strategy", {}))
@@ -171,7 +174,7 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))  # a shared mistake is named once
 
-    run_seeds = list(seeds) if seeds else [int(config.get("seed", 0))]
+    run_seeds = list(dict.fromkeys(seeds)) if seeds else [int(config.get("seed", 0))]
     base = {
         "experiment": experiment.name,
         "model": _with_defaults(MODELS, model_name, model),
@@ -181,6 +184,9 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
         RunSpec(name, seed, {**base, "stream": stream_cfg,
                              "strategy": _with_defaults(STRATEGIES, name, strategy_opts[name])})
         for stream_cfg in stream_cfgs for seed in run_seeds for name in chosen)
+    if not runs:
+        raise ConfigError(f"experiment '{experiment.name}': these settings leave nothing to run "
+                          "(no stream or no strategy chosen)")
     return Plan(experiment, config, options, runs)
 
 

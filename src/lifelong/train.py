@@ -74,6 +74,10 @@ class TrainConfig:
             out.append(f"train.optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
         if not isinstance(self.lr, (int, float)) or not self.lr > 0:
             out.append(f"train.lr={self.lr!r} must be a positive number")
+        if not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
+            out.append(f"train.momentum={self.momentum!r} must be in [0, 1) (0 = none)")
+        if not isinstance(self.weight_decay, (int, float)) or not self.weight_decay >= 0:
+            out.append(f"train.weight_decay={self.weight_decay!r} must be a number >= 0")
         if self.eval_every is not None and (not isinstance(self.eval_every, int)
                                             or self.eval_every < 1):
             out.append(f"train.eval_every={self.eval_every!r} must be a positive integer or null")

@@ -6,7 +6,7 @@ own any particular transformation (permutation, rotation, split, noise).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -15,6 +15,7 @@ from torch import Tensor
 from lifelong.data.sources import SourceData, load_source
 from lifelong.data.task import SCENARIOS, Scenario, Stream, Task, TensorData
 from lifelong.errors import ConfigError
+from lifelong.registry import suggest
 from lifelong.seeding import generator
 
 
@@ -39,8 +40,25 @@ def check_common(
     if scenario not in allowed:
         problems.append(
             f"stream '{builder}': scenario={scenario!r} is not one of {', '.join(allowed)}"
+            f"{suggest(str(scenario), allowed)}"
         )
     return problems
+
+
+def task_angles(builder: str, angles: list[float] | None, num_tasks: int | None,
+                default: Callable[[int], list[float]], default_count: int,
+                ) -> tuple[list[float], list[str]]:
+    """One angle per task: `angles` as given (then `num_tasks`, if given, must agree), or
+    `default(num_tasks or default_count)`. Returns the angles and any problems."""
+    if angles is None:
+        n = default_count if num_tasks is None else num_tasks
+        return (default(n) if isinstance(n, int) and n >= 1 else []), []
+    if not angles:
+        return [], [f"stream '{builder}': angles=[] gives no task; give one angle per task"]
+    if num_tasks is not None and num_tasks != len(angles):
+        return [], [f"stream '{builder}': {len(angles)} angles given but num_tasks="
+                    f"{num_tasks}; give one angle per task or drop num_tasks"]
+    return [float(a) for a in angles], []
 
 
 def load(source: str, data_dir: str | None) -> SourceData:

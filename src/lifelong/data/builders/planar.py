@@ -18,7 +18,13 @@ import math
 import torch
 
 from lifelong.data.builders import STREAMS
-from lifelong.data.builders._common import check_common, make_stream, make_task, raise_if
+from lifelong.data.builders._common import (
+    check_common,
+    make_stream,
+    make_task,
+    raise_if,
+    task_angles,
+)
 from lifelong.data.task import Scenario, Stream
 from lifelong.seeding import generator
 
@@ -27,7 +33,7 @@ from lifelong.seeding import generator
 def build_planar(
     seed: int,
     *,
-    num_tasks: int = 2,
+    num_tasks: int | None = None,
     train_per_task: int | None = 2000,
     test_per_task: int | None = 2000,
     scenario: Scenario = "domain",
@@ -38,7 +44,8 @@ def build_planar(
     """Two-class tasks on 2-D points.
 
     Args:
-        num_tasks: tasks (default 2); must match `angles` when both are given.
+        num_tasks: tasks (default: one per angle, 2 without angles); must match `angles`
+            when both are given.
         train_per_task, test_per_task: points per task (None = 2000).
         angles: the direction of each task's inputs and teacher, in degrees (default 0 and
             135: the second task pulls the first weight the other way).
@@ -47,19 +54,14 @@ def build_planar(
         narrow: standard deviation of the inputs across their main direction (the main
             direction has 1).
     """
-    chosen = [float(a) for a in angles] if angles is not None else [0.0, 135.0][:num_tasks]
-    problems = check_common("planar", num_tasks=num_tasks, train_per_task=train_per_task,
-                            test_per_task=test_per_task, scenario=scenario,
-                            allowed=("domain", "task"))
-    if angles is None and num_tasks > 2:
+    chosen, problems = task_angles("planar", angles, num_tasks, lambda n: [0.0, 135.0][:n],
+                                   default_count=2)
+    problems += check_common("planar", num_tasks=num_tasks or max(len(chosen), 1),
+                             train_per_task=train_per_task, test_per_task=test_per_task,
+                             scenario=scenario, allowed=("domain", "task"))
+    if angles is None and isinstance(num_tasks, int) and num_tasks > 2:
         problems.append(f"stream 'planar': num_tasks={num_tasks} needs one angle per task "
                         "(stream.angles=[0, 135, ...])")
-    elif angles is not None and len(chosen) != num_tasks:
-        if num_tasks == 2:  # the default: follow the angles given
-            num_tasks = len(chosen)
-        else:
-            problems.append(f"stream 'planar': {len(chosen)} angles given but num_tasks="
-                            f"{num_tasks}; give one angle per task or drop num_tasks")
     for key, value in (("sharpness", sharpness), ("narrow", narrow)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             problems.append(f"stream 'planar': {key}={value!r} must be a number > 0")

@@ -20,6 +20,7 @@ from lifelong.data.builders._common import (
     make_task,
     raise_if,
     subset,
+    task_angles,
 )
 from lifelong.data.task import Scenario, Stream
 
@@ -38,7 +39,7 @@ def build_rotated(
     seed: int,
     *,
     source: str = "digits",
-    num_tasks: int = 5,
+    num_tasks: int | None = None,
     train_per_task: int | None = None,
     test_per_task: int | None = None,
     scenario: Scenario = "domain",
@@ -53,17 +54,12 @@ def build_rotated(
             [0, max_angle).
         max_angle: upper end of the default angles.
     """
-    problems = check_common("rotated", num_tasks=num_tasks, train_per_task=train_per_task,
-                            test_per_task=test_per_task, scenario=scenario)
-    if angles is not None and len(angles) != num_tasks:
-        if num_tasks == 5:  # the default: follow the angles given
-            num_tasks = len(angles)
-        else:
-            problems.append(f"stream 'rotated': {len(angles)} angles given but num_tasks="
-                            f"{num_tasks}; give one angle per task or drop num_tasks")
+    chosen, problems = task_angles("rotated", angles, num_tasks, lambda n: [
+        max_angle * i / n for i in range(n)], default_count=5)
+    problems += check_common("rotated", num_tasks=len(chosen) if chosen else num_tasks or 5,
+                             train_per_task=train_per_task, test_per_task=test_per_task,
+                             scenario=scenario)
     raise_if(problems)
-    chosen = [float(a) for a in angles] if angles is not None else [
-        max_angle * i / num_tasks for i in range(num_tasks)]
     src = load_sized("rotated", source, data_dir, train_per_task, test_per_task)
     tasks = []
     for i, angle in enumerate(chosen):
