@@ -110,6 +110,9 @@ def test_list_shows_every_registry(capsys) -> None:  # type: ignore[no-untyped-d
 
 def test_console_script_prints_no_traceback_for_user_errors(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("lifelong")
+    from lifelong.store import Store
+
+    Store(tmp_path / "s.sqlite").close()  # an empty store
     p = subprocess.run([str(exe), "show", "nope", "--store", str(tmp_path / "s.sqlite")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "nope" in p.stderr

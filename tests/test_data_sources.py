@@ -340,8 +340,10 @@ def test_mnist_10k(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_mnist
-def test_mnist_10k_accepts_mnist_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = tmp_path / "data" / "mnist"
+@pytest.mark.parametrize("name", ["mnist", "mnist-10k"])  # the full set's folder, the source's
+def test_mnist_10k_accepts_other_folder_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              name: str) -> None:
+    folder = tmp_path / "data" / name
     folder.mkdir(parents=True)
     for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (folder / f).symlink_to(SHARED / "mnist-t10k" / f)  # links, never copies

@@ -82,7 +82,7 @@ def test_round_trip_of_a_three_task_run(tmp_path: Path) -> None:
 def test_versions_are_recorded_by_default(tmp_path: Path) -> None:
     with Store(tmp_path / "s.sqlite") as store:
         begin(store)
-        assert set(store.get_run("abc123").versions) == {"python", "torch", "lifelong"}
+        assert set(store.get_run("abc123").versions) == {"python", "torch", "numpy", "lifelong"}
 
 
 def test_rerun_replaces_the_old_rows(tmp_path: Path) -> None:

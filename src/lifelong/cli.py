@@ -19,11 +19,14 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lifelong.errors import ConfigError, LifelongError
+from lifelong.store import DEFAULT_PATH
 
-DEFAULT_STORE = "runs/lifelong.sqlite"
+DEFAULT_STORE = str(DEFAULT_PATH)
+DEFAULT_OUT = str(DEFAULT_PATH.parent)
 
 
 def _seeds(text: str) -> list[int]:
@@ -44,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="a small version (< 1 min on 2 cores)")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     run.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
-    run.add_argument("--out", default="runs", help="folder for run files and figures")
+    run.add_argument("--out", default=DEFAULT_OUT, help="folder for run files and figures")
     run.add_argument("--strategies", default=None, help="comma-separated strategies to run")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     ls = sub.add_parser("list", help="experiments, streams, models, strategies and options")
@@ -138,8 +141,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from lifelong.store import Store
     from lifelong.tables import format_runs_table
 
-    with Store(args.store) as store:
-        rows = store.list_runs(experiment=args.experiment)
+    if not Path(args.store).exists():  # nothing stored yet: say so, create nothing
+        rows = []
+    else:
+        with Store(args.store, create=False) as store:
+            rows = store.list_runs(experiment=args.experiment)
     if args.json:
         _emit({"runs": [dataclasses.asdict(r) for r in rows]})
     else:
@@ -151,7 +157,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from lifelong.store import Store
     from lifelong.tables import format_run
 
-    with Store(args.store) as store:
+    with Store(args.store, create=False) as store:
         record = store.get_run(args.run_id)
     if args.json:
         _emit(dataclasses.asdict(record))

@@ -104,16 +104,15 @@ def _element(hint: Any, i: int) -> Any:
 def _describe(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):
-        parts = list(dict.fromkeys(_describe(a) for a in args))
-        if typing.get_origin(args[0]) in (list, tuple, Sequence) and "a list" in parts[0]:
-            parts = [parts[0], *[p for p in parts[1:] if "a list" not in p]]
-        return " or ".join(parts)
+        return " or ".join(dict.fromkeys(_describe(a) for a in args))
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if hint is None or hint is type(None):
         return "null"
     if origin in (list, tuple, Sequence):
-        return f"a list, each item {_describe(_element(hint, 0))}"
+        plural = {bool: "true/false values", int: "integers", float: "numbers",
+                  str: "strings"}.get(_element(hint, 0))
+        return f"a list of {plural}" if plural else "a list"
     return {bool: "true or false", int: "an integer", float: "a number",
             str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
 

@@ -9,7 +9,6 @@ experiment draw its figures). Does not own the CLI's argument parsing or printin
 from __future__ import annotations
 
 import dataclasses
-import platform
 import subprocess
 import typing
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from torch import nn
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import Callback, ProgressBar, RunStart, TaskEnd
-from lifelong.data.builders import STREAMS, build_stream
+from lifelong.data.builders import STREAMS, build_stream, check_stream
 from lifelong.data.builders import register_all as register_streams
 from lifelong.data.task import Stream
 from lifelong.errors import ConfigError
@@ -32,7 +31,7 @@ from lifelong.io import atomic_write_json, atomic_write_text
 from lifelong.models import MODELS, build_model
 from lifelong.models import register_all as register_models
 from lifelong.registry import Registry, canonical_value, suggest, type_problem
-from lifelong.store import Store
+from lifelong.store import DEFAULT_PATH, Store, installed_versions
 from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.strategies import register_all as register_strategies
 from lifelong.train import TrainConfig, fit_stream
@@ -71,6 +70,25 @@ def _with_defaults(registry: Registry[Any], name: str, opts: dict[str, Any]) -> 
     return {"name": name, **registry.canonical(name, opts)}
 
 
+def _forget_defaults_of_renamed(defaults: dict[str, Any], shrink: dict[str, Any],
+                                overrides: dict[str, Any]) -> None:
+    """Where the user picks another stream or model than the experiment's default, the
+    default's options (e.g. the MLP's `hidden`) are dropped: the new one's own defaults
+    apply. `--quick` keeps the sizes the new one also has (num_tasks, train_per_task, ...)."""
+    for section, registry in (("stream", STREAMS), ("model", MODELS)):
+        chosen = overrides.get(section)
+        default = defaults.get(section)
+        if not (isinstance(chosen, dict) and isinstance(default, dict) and "name" in chosen
+                and chosen["name"] != default.get("name")):
+            continue
+        defaults[section] = {}
+        small = shrink.get(section)
+        if isinstance(small, dict):
+            accepted = ({o.name for o in registry.options(chosen["name"])}
+                        if chosen["name"] in registry else set())
+            shrink[section] = {k: v for k, v in small.items() if k in accepted}
+
+
 def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None = None,
          quick: bool = False, strategies: Sequence[str] | None = None) -> Plan:
     """Resolve `target` (an experiment name or a YAML file) and every override into runs.
@@ -85,12 +103,13 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
         file_cfg = cfgmod.load_yaml(target)
         target = str(file_cfg.pop("experiment", "single"))
     experiment = get_experiment(target)
-    config = experiment.defaults()
-    if quick:
-        config = cfgmod.merge(config, experiment.quick())
-    config = cfgmod.merge(config, file_cfg)
+    overrides: dict[str, Any] = cfgmod.merge({}, file_cfg)
     for path, value in cfgmod.parse_sets(sets):
-        cfgmod.set_path(config, path, value)
+        cfgmod.set_path(overrides, path, value)
+    defaults = experiment.defaults()
+    shrink = experiment.quick() if quick else {}
+    _forget_defaults_of_renamed(defaults, shrink, overrides)
+    config = cfgmod.merge(cfgmod.merge(defaults, shrink), overrides)
     problems = cfgmod.check_sections(config, experiment.name)
     # Go on checking the sections that are well formed, so every problem is reported at once.
     config = {k: v for k, v in config.items() if k in cfgmod.SECTIONS and (
@@ -101,7 +120,7 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     for stream in experiment.stream_variants(config):
         stream = dict(stream)
         stream_name = str(stream.pop("name", ""))
-        problems += STREAMS.check(stream_name, stream, "stream.name")
+        problems += check_stream(stream_name, stream, "stream.name")
         if "source" in stream:
             from lifelong.data.sources import SOURCES
             from lifelong.data.sources import register_all as register_sources
@@ -116,16 +135,16 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     problems += MODELS.check(model_name, model, "model.name")
     train = dict(config.get("train", {}))
     train_hints = typing.get_type_hints(TrainConfig)
+    train_problems = []
     for key, value in list(train.items()):
         if key not in train_hints:
-            problems.append(f"train has no option '{key}'{suggest(key, train_hints)}; valid: "
-                            f"{', '.join(train_hints)}")
+            train_problems.append(f"train has no option '{key}'{suggest(key, train_hints)}; "
+                                  f"valid: {', '.join(train_hints)}")
         elif (bad := type_problem(key, value, train_hints[key])) is not None:
-            problems.append(f"train.{bad}")
+            train_problems.append(f"train.{bad}")
         else:
             train[key] = canonical_value(value, train_hints[key])
-    if not problems:
-        problems += TrainConfig(**train).problems()
+    problems += train_problems or TrainConfig(**train).problems()
     options = dict(experiment.options)
     for key, value in config.get("options", {}).items():
         if key not in options:
@@ -209,16 +228,6 @@ class StoreRecorder(Callback):
             curve=[(p.step, j, a) for p in event.curve for j, a in enumerate(p.accuracies)])
 
 
-def versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    from lifelong import __version__
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "lifelong": __version__}
-
-
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -228,13 +237,16 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def execute(p: Plan, *, store_path: str | Path = "runs/lifelong.sqlite",
-            out_dir: str | Path = "runs", progress: bool | None = None) -> ExperimentResult:
+def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
+            out_dir: str | Path = DEFAULT_PATH.parent,
+            progress: bool | None = None) -> ExperimentResult:
     """Run every `RunSpec` of the plan, store and write its results, and report."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the run files and figures")
     built: tuple[str, Stream] | None = None  # runs come grouped by stream and seed: keep one
     outcomes = []
-    meta = {"versions": versions(), "git_commit": git_commit()}
+    meta = {"versions": installed_versions(), "git_commit": git_commit()}
     with Store(store_path) as store:
         for spec in p.runs:
             key = cfgmod.canonical([spec.config["stream"], spec.seed])
@@ -277,19 +289,26 @@ def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
         store.fail_run(run_id, error=f"{type(e).__name__}: {e}")
         raise
     metrics = summary(result.matrix)
-    store.finish_run(run_id, metrics=metrics)
     run_dir = out / run_id
-    atomic_write_text(run_dir / "config.yaml",
-                      yaml.safe_dump({**cfg, "seed": spec.seed}, sort_keys=False))
-    atomic_write_json(run_dir / "matrix.json", {
-        "run_id": run_id, "matrix": [list(r) for r in result.matrix], **metrics,
-        "train_seconds": list(result.train_seconds), "eval_seconds": list(result.eval_seconds),
-        "peak_memory_bytes": list(result.peak_memory_bytes),
-        "parameters": list(result.parameters),
-        "curves": [{"task": c.task_index, "step": c.step, "accuracies": list(c.accuracies)}
-                   for c in result.curves]})
-    matrix_heatmap(result.matrix, f"{spec.strategy} on {stream.name} (seed {spec.seed})",
-                   run_dir / "matrix.png")
+    try:  # the files first: a run is 'completed' only once everything it wrote is there
+        atomic_write_text(run_dir / "config.yaml",
+                          yaml.safe_dump({**cfg, "seed": spec.seed}, sort_keys=False))
+        atomic_write_json(run_dir / "matrix.json", {
+            "run_id": run_id, "matrix": [list(r) for r in result.matrix], **metrics,
+            "train_seconds": list(result.train_seconds),
+            "eval_seconds": list(result.eval_seconds),
+            "after_task_seconds": list(result.after_task_seconds),
+            "peak_memory_bytes": list(result.peak_memory_bytes),
+            "parameters": list(result.parameters),
+            "curves": [{"task": c.task_index, "step": c.step, "accuracies": list(c.accuracies)}
+                       for c in result.curves]})
+        matrix_heatmap(result.matrix, f"{spec.strategy} on {stream.name} (seed {spec.seed})",
+                       run_dir / "matrix.png")
+    except OSError as e:
+        store.fail_run(run_id, error=f"writing {run_dir}: {e}")
+        raise ConfigError(f"cannot write the run's files in {run_dir} ({e}); pass --out with "
+                          "a writable folder (its rows stay in the store, marked failed)") from None
+    store.finish_run(run_id, metrics=metrics)
     return Outcome(run_id, spec.strategy, spec.strategy, spec.seed, cfg, result, run_dir)
 
 

@@ -2,10 +2,10 @@
 
 Owns the on-disk record of runs: one SQLite file (default ``runs/lifelong.sqlite``) holding each
 run's metadata, its accuracy matrix R cell by cell, summary metrics, per-task costs and
-within-task learning curves; marking runs whose process died as failed; and the plain-text
-tables printed by ``lifelong runs`` and ``lifelong show``. Every write is one transaction, so a
-killed process leaves whole matrix rows or none. Does not own computing metrics (`metrics.py`),
-deriving run ids (`config.py`), training, or plots.
+within-task learning curves; marking runs whose process died as failed. Every write is one
+transaction, so a killed process leaves whole matrix rows or none. Does not own computing
+metrics (`metrics.py`), deriving run ids (`config.py`), training, plots, or the plain-text
+tables of ``lifelong runs`` and ``lifelong show`` (`tables.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
@@ -49,7 +48,7 @@ _SCHEMA = (
     "CREATE INDEX runs_by_start ON runs (started_at)",
     f"""CREATE TABLE cells ({_FK}, "row" INTEGER NOT NULL, col INTEGER NOT NULL,
         accuracy REAL NOT NULL, PRIMARY KEY (run_id, "row", col)) WITHOUT ROWID""",
-    # value is NULL for an undefined metric, e.g. BWT of a one-task stream (NaN in Python).
+    # value is NULL for an undefined metric (NaN in Python).
     f"""CREATE TABLE metrics ({_FK}, name TEXT NOT NULL, value REAL,
         PRIMARY KEY (run_id, name)) WITHOUT ROWID""",
     f"""CREATE TABLE costs ({_FK}, task INTEGER NOT NULL, name TEXT NOT NULL,
@@ -122,14 +121,27 @@ class Store:
     """The results store in one SQLite file (WAL mode, so readers never block the writer).
 
     Args:
-        path: the database file; its folder is created. Opening checks that the file is a
-            lifelong store of a schema this version reads, and marks runs left 'running' by a
-            dead process on this host as failed.
+        path: the database file. Opening checks that the file is a lifelong store of a schema
+            this version reads, and marks runs left 'running' by a dead process on this host
+            as failed.
+        create: create the file (and its folder) if missing; False for commands that only
+            read, which then fail with a clear message instead of leaving an empty store.
     """
 
-    def __init__(self, path: str | Path = DEFAULT_PATH) -> None:
+    def __init__(self, path: str | Path = DEFAULT_PATH, *, create: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            if not create:
+                raise StateError(f"{self.path}: no results store here; run an experiment first "
+                                 "(lifelong run NAME) or pass --store PATH")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"{self.path}: cannot create the store's folder ({exc}); "
+                                 "pass --store with a writable path") from None
+        elif self.path.is_dir():
+            raise StateError(f"{self.path} is a folder; pass --store with a file path, e.g. "
+                             f"{self.path / 'lifelong.sqlite'}")
         with self._errors():
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the
             # lock up front and waits for it, instead of failing when upgrading a read lock.
@@ -165,7 +177,7 @@ class Store:
             raise StateError(f"run {run_id!r}: needs a non-empty id and num_tasks >= 1, "
                              f"got num_tasks={num_tasks}")
         config_json = _json(config, f"run {run_id!r}: config")
-        versions_json = _json(_versions() if versions is None else versions, "versions")
+        versions_json = _json(installed_versions() if versions is None else versions, "versions")
         host, pid = socket.gethostname(), os.getpid()
         with self._tx() as con:
             old = con.execute("SELECT status, pid, host FROM runs WHERE run_id = ?",
@@ -435,9 +447,12 @@ def _json(obj: Any, what: str) -> str:
                           "strings, lists and dicts") from None
 
 
-def _versions() -> dict[str, str]:
+def installed_versions() -> dict[str, str]:
+    """Versions of Python and the packages a result depends on, as installed."""
+    from importlib import metadata
+
     out = {"python": platform.python_version()}
-    for dist in ("torch", "lifelong"):
+    for dist in ("torch", "numpy", "lifelong"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

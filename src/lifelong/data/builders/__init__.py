@@ -21,6 +21,28 @@ def register_all() -> None:
     from lifelong.data.builders import noisy, permuted, planar, rotated, split  # noqa: F401
 
 
+def check_stream(name: str, options: dict[str, Any], where: str = "stream") -> list[str]:
+    """Every problem with building `name` from `options` — names, types and the builder's own
+    range checks — without loading any data (builders check before they load)."""
+    from lifelong.data.builders._common import CHECK_ONLY, OptionsChecked
+    from lifelong.errors import ConfigError
+
+    register_all()
+    problems = STREAMS.check(name, options, where)
+    if problems:
+        return problems
+    token = CHECK_ONLY.set(True)
+    try:
+        STREAMS.build(name, 0, where=where, **options)
+    except ConfigError as e:
+        return list(e.problems)
+    except OptionsChecked:
+        pass
+    finally:
+        CHECK_ONLY.reset(token)
+    return []
+
+
 def build_stream(name: str, *, seed: int = 0, **options: Any) -> Stream:
     """Build the registered stream `name` (options are checked first)."""
     register_all()

@@ -6,6 +6,7 @@ own any particular transformation (permutation, rotation, split, noise).
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -61,7 +62,17 @@ def task_angles(builder: str, angles: list[float] | None, num_tasks: int | None,
     return [float(a) for a in angles], []
 
 
+# Set by `check_stream`: builders run their option checks, then stop where data would load.
+CHECK_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("check_only", default=False)
+
+
+class OptionsChecked(Exception):
+    """Raised instead of loading data while only the options are being checked."""
+
+
 def load(source: str, data_dir: str | None) -> SourceData:
+    if CHECK_ONLY.get():
+        raise OptionsChecked
     return load_source(source, Path(data_dir) if data_dir else None)
 
 

@@ -67,7 +67,8 @@ def load_mnist(data_dir: Path | None = None) -> SourceData:
 def load_mnist_10k(data_dir: Path | None = None) -> SourceData:
     """The 10000 official MNIST test images, split class-stratified into 8000 / 2000."""
     files = {f: MNIST_FILES[f] for f in (TEST_IMAGES, TEST_LABELS)}
-    paths = find_files("mnist-t10k", files, MNIST_URLS, data_dir, aliases=("mnist",))
+    paths = find_files("mnist-t10k", files, MNIST_URLS, data_dir,
+                       aliases=("mnist-10k", "mnist"))
     x, y = read_images_labels(paths[TEST_IMAGES], paths[TEST_LABELS], num_classes=10)
     return SourceData.split("mnist-10k", x, y, n_test=MNIST_10K_TEST, num_classes=10)
 
