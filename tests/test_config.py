@@ -150,3 +150,45 @@ def test_a_run_whose_files_cannot_be_written_is_not_completed(capsys, tmp_path, 
         (summary,) = s.list_runs()
         assert summary.status == "failed"
         assert len(s.get_run(summary.run_id).matrix) == 4  # the rows trained are kept
+
+
+# ------------------------------------------------------------------- reusing stored runs
+def test_completed_runs_are_reused_unless_rerun_or_the_code_changed(capsys, tmp_path,  # type: ignore[no-untyped-def]
+                                                                    monkeypatch) -> None:
+    import json
+
+    import lifelong.runner as runner
+
+    args = ["run", "single", "--quick", "--no-progress", "--json", "--set",
+            "strategy.name=naive", "--seed", "0,1", "--store", str(tmp_path / "s.sqlite"),
+            "--out", str(tmp_path / "o")]
+    code, out, _ = run(capsys, *args)
+    first = json.loads(out)["runs"]
+    assert code == 0 and [r["reused"] for r in first] == [False, False]
+
+    real_fit = runner.fit_stream
+    trained: list[int] = []
+
+    def counting_fit(*a, **k):  # type: ignore[no-untyped-def]
+        trained.append(k["seed"])
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(runner, "fit_stream", counting_fit)
+    code, out, err = run(capsys, *args[:-6], "--seed", "0,1,2", *args[-4:])
+    again = json.loads(out)["runs"]
+    assert code == 0 and trained == [2]  # only the new seed trained
+    assert [r["reused"] for r in again] == [True, True, False]
+    assert [r["matrix"] for r in again[:2]] == [r["matrix"] for r in first]
+    assert "2 of 3 runs were already complete" in err
+    assert (tmp_path / "o" / first[0]["run_id"] / "matrix.json").exists()
+
+    code, out, _ = run(capsys, *args, "--rerun")
+    assert code == 0 and trained == [2, 0, 1]
+    monkeypatch.setattr(runner, "git_commit", lambda: "another-commit")
+    code, out, _ = run(capsys, *args)
+    assert trained == [2, 0, 1, 0, 1]  # stored by other code: trained again
+
+
+def test_an_experiment_whose_figure_needs_live_runs_never_reuses() -> None:
+    assert not plan("ewc-surface", quick=True).experiment.reuses_runs
+    assert plan("gem-table", quick=True).experiment.reuses_runs

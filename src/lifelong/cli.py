@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=DEFAULT_OUT, help="folder for run files and figures")
     run.add_argument("--strategies", default=None, help="comma-separated strategies to run")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--rerun", action="store_true",
+                     help="train runs again even when the store holds them completed")
     ls = sub.add_parser("list", help="experiments, streams, models, strategies and options")
     ls.add_argument("--json", action="store_true")
     runs = sub.add_parser("runs", help="a table of stored runs")
@@ -93,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     chosen = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
     p = plan(args.target, sets=args.sets, seeds=args.seed, quick=args.quick, strategies=chosen)
     res = execute(p, store_path=args.store, out_dir=args.out,
-                  progress=False if args.no_progress else None)
+                  progress=False if args.no_progress else None, rerun=args.rerun)
     runs = []
     for o in res.outcomes:
         m = o.result.metrics
@@ -101,9 +103,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             "run_id": o.run_id, "strategy": o.strategy, "stream": o.result.stream,
             "seed": o.seed, "matrix": [list(r) for r in o.result.matrix], **m,
             "train_seconds": sum(o.result.train_seconds),
-            "eval_seconds": sum(o.result.eval_seconds), "run_dir": str(o.run_dir)})
+            "eval_seconds": sum(o.result.eval_seconds), "run_dir": str(o.run_dir),
+            "reused": o.reused})
     refs = [{"label": r.label, "published": r.value, "ours": ours, "source": r.source}
             for r, ours in res.references]
+    if reused := sum(o.reused for o in res.outcomes):
+        print(f"lifelong: {reused} of {len(res.outcomes)} runs were already complete in "
+              f"{args.store} and were reused (--rerun trains them again)", file=sys.stderr)
     if args.json:
         _emit({"experiment": res.experiment, "runs": runs,
                "figures": [str(f) for f in res.figures], "table": res.table,

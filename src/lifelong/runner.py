@@ -34,7 +34,7 @@ from lifelong.registry import Registry, canonical_value, suggest, type_problem
 from lifelong.store import DEFAULT_PATH, Store, installed_versions
 from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.strategies import register_all as register_strategies
-from lifelong.train import TrainConfig, fit_stream
+from lifelong.train import RunResult, TrainConfig, fit_stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +239,13 @@ def git_commit() -> str | None:
 
 def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
             out_dir: str | Path = DEFAULT_PATH.parent,
-            progress: bool | None = None) -> ExperimentResult:
-    """Run every `RunSpec` of the plan, store and write its results, and report."""
+            progress: bool | None = None, rerun: bool = False) -> ExperimentResult:
+    """Run every `RunSpec` of the plan, store and write its results, and report.
+
+    A run already completed in the store by this version of the code (same `lifelong`
+    version and git commit) is reused, not trained again — a sweep that stopped half way
+    resumes where it stopped — unless `rerun` or the experiment needs live runs
+    (`Experiment.reuses_runs`)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the run files and figures")
@@ -249,6 +254,10 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
     meta = {"versions": installed_versions(), "git_commit": git_commit()}
     with Store(store_path) as store:
         for spec in p.runs:
+            old = None if rerun or not p.experiment.reuses_runs else _stored(spec, store, meta)
+            if old is not None:
+                outcomes.append(_write_files(spec, old, store, out, reused=True))
+                continue
             key = cfgmod.canonical([spec.config["stream"], spec.seed])
             if built is None or built[0] != key:
                 built = None  # free the last stream before building the next
@@ -265,11 +274,35 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
                             refs, p.experiment.protocol_note)
 
 
+def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | None:
+    """The result of `spec` as stored, if it completed under the code running now."""
+    from lifelong.callbacks import CurvePoint
+
+    if not store.is_completed(spec.run_id):
+        return None
+    rec = store.get_run(spec.run_id)
+    if (rec.versions.get("lifelong") != meta["versions"].get("lifelong")
+            or rec.git_commit != meta["git_commit"]):
+        return None
+    tasks = range(len(rec.matrix) - 1)
+    cost = {name: tuple(rec.costs.get(t, {}).get(name, 0.0) for t in tasks) for name in (
+        "train_seconds", "eval_seconds", "after_task_seconds", "peak_memory_bytes",
+        "parameters")}
+    points: dict[tuple[int, int], list[float]] = {}
+    for c in rec.curves:  # ordered by task, step, then evaluated task
+        points.setdefault((c.trained_task, c.step), []).append(c.accuracy)
+    return RunResult(
+        strategy=rec.strategy, stream=rec.stream, seed=rec.seed,
+        matrix=tuple(tuple(row) for row in rec.matrix),
+        train_seconds=cost["train_seconds"], eval_seconds=cost["eval_seconds"],
+        after_task_seconds=cost["after_task_seconds"],
+        peak_memory_bytes=tuple(int(m) for m in cost["peak_memory_bytes"]),
+        parameters=tuple(int(n) for n in cost["parameters"]),
+        curves=tuple(CurvePoint(t, step, tuple(acc)) for (t, step), acc in points.items()))
+
+
 def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
              progress: bool | None, meta: dict[str, Any]) -> Outcome:
-    from lifelong.metrics import summary
-    from lifelong.plots import matrix_heatmap
-
     cfg = spec.config
     model_opts = {k: v for k, v in cfg["model"].items() if k != "name"}
     model = build_model(cfg["model"]["name"], stream, seed=spec.seed, **model_opts)
@@ -288,7 +321,17 @@ def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
     except BaseException as e:
         store.fail_run(run_id, error=f"{type(e).__name__}: {e}")
         raise
-    metrics = summary(result.matrix)
+    outcome = _write_files(spec, result, store, out)
+    store.finish_run(run_id, metrics=result.metrics)
+    return outcome
+
+
+def _write_files(spec: RunSpec, result: RunResult, store: Store, out: Path, *,
+                 reused: bool = False) -> Outcome:
+    """Write `runs/<run_id>/`: config.yaml, matrix.json and matrix.png, atomically."""
+    from lifelong.plots import matrix_heatmap
+
+    cfg, run_id, metrics = spec.config, spec.run_id, result.metrics
     run_dir = out / run_id
     try:  # the files first: a run is 'completed' only once everything it wrote is there
         atomic_write_text(run_dir / "config.yaml",
@@ -302,14 +345,14 @@ def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
             "parameters": list(result.parameters),
             "curves": [{"task": c.task_index, "step": c.step, "accuracies": list(c.accuracies)}
                        for c in result.curves]})
-        matrix_heatmap(result.matrix, f"{spec.strategy} on {stream.name} (seed {spec.seed})",
+        matrix_heatmap(result.matrix, f"{spec.strategy} on {result.stream} (seed {spec.seed})",
                        run_dir / "matrix.png")
     except OSError as e:
-        store.fail_run(run_id, error=f"writing {run_dir}: {e}")
+        if not store.is_completed(run_id):
+            store.fail_run(run_id, error=f"writing {run_dir}: {e}")
         raise ConfigError(f"cannot write the run's files in {run_dir} ({e}); pass --out with "
-                          "a writable folder (its rows stay in the store, marked failed)") from None
-    store.finish_run(run_id, metrics=metrics)
-    return Outcome(run_id, spec.strategy, spec.strategy, spec.seed, cfg, result, run_dir)
+                          "a writable folder (its rows stay in the store)") from None
+    return Outcome(run_id, spec.strategy, spec.strategy, spec.seed, cfg, result, run_dir, reused)
 
 
 def describe_experiments() -> list[tuple[str, str]]:

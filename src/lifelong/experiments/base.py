@@ -45,6 +45,7 @@ class Outcome:
     config: dict[str, Any]
     result: RunResult
     run_dir: Path
+    reused: bool = False  # taken from the store, not trained in this call
 
 
 class Experiment:
@@ -61,6 +62,9 @@ class Experiment:
     references: ClassVar[tuple[Reference, ...]] = ()
     protocol_note: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}
+    # Whether a run already completed in the store may stand in for training it again. False
+    # where `callbacks` record something the store does not keep (e.g. parameter paths).
+    reuses_runs: ClassVar[bool] = True
 
     def defaults(self) -> dict[str, Any]:
         """The full default config (sections stream, model, strategy(ies), train, seed)."""

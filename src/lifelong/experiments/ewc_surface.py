@@ -99,6 +99,7 @@ def _loss_at(stream: Stream, w: tuple[float, float]) -> list[float]:
 @EXPERIMENTS.register("ewc-surface")
 class EWCSurface(Experiment):
     name = "ewc-surface"
+    reuses_runs = False  # the figure needs the parameter paths, which the store does not keep
     summary = ("two weights, two tasks: loss contours with the SGD, L2 and EWC paths from the "
                "task-1 optimum, and task 1's Fisher as an ellipse")
     strategies = ("naive", "l2", "ewc")
