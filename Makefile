@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of PyTorch by default; for CUDA e.g. TORCH_SPEC="torch==2.13.0" with your index.
+# PyTorch as pip resolves it (here a local CPU wheel; from PyPI on Linux the CUDA build). For a
+# CPU-only install: TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu".
 TORCH_SPEC ?= torch==2.13.0
 # Real data for tests and the demo: the shared folder beside the project, when it exists.
 SHARED_DATA := $(abspath ../shared/data)
@@ -43,4 +44,4 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py --threads 1
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache  # never runs/: it holds your results

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lifelong.errors import ConfigError, StateError
-from lifelong.store import CurvePoint, Store
+from lifelong.store import CurveRow, Store
 from lifelong.tables import format_run, format_runs_table
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -61,8 +61,8 @@ def test_round_trip_of_a_three_task_run(tmp_path: Path) -> None:
     assert rec.metrics == {"acc": 0.88, "bwt": -0.1, "forgetting": 0.12, "fwt": 0.05}
     assert rec.costs == {t: {"train_seconds": 1.5 * (t + 1), "peak_memory_bytes": 2.0**20}
                          for t in range(3)}
-    assert rec.curves[:2] == [CurvePoint(0, 0, 0, 0.5), CurvePoint(0, 10, 0, 0.9)]
-    assert len(rec.curves) == 6 and rec.curves[-1] == CurvePoint(2, 10, 2, 0.99)
+    assert rec.curves[:2] == [CurveRow(0, 0, 0, 0.5), CurveRow(0, 10, 0, 0.9)]
+    assert len(rec.curves) == 6 and rec.curves[-1] == CurveRow(2, 10, 2, 0.99)
     assert rec.config == {"lr": 0.1, "b": [1, 2]} and rec.git_commit == "deadbeef"
     assert rec.versions == {"python": "3.11", "torch": "2.3"} and rec.pid == os.getpid()
     with sqlite3.connect(path) as con:  # canonical JSON, WAL, schema version

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from lifelong.callbacks import CurvePoint
 
 
+# How the EWC paper's three methods are drawn in every figure that compares them.
+STRATEGY_STYLE = {"naive": ("SGD (naive)", "tab:blue"), "l2": ("L2", "tab:green"),
+                  "ewc": ("EWC", "tab:red")}
+
+
 def new_figure(ncols: int = 1, *, width: float = 5.0, height: float = 4.0,
                nrows: int = 1) -> tuple[Figure, list[Axes]]:
     import matplotlib

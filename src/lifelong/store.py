@@ -68,7 +68,7 @@ _SUMMARY_SQL = (
 )
 
 
-class CurvePoint(NamedTuple):
+class CurveRow(NamedTuple):
     """Accuracy on `eval_task` after `step` optimiser steps of training on `trained_task`."""
 
     trained_task: int
@@ -109,7 +109,7 @@ class RunRecord(RunSummary):
     matrix: list[list[float]]
     metrics: dict[str, float]
     costs: dict[int, dict[str, float]]
-    curves: list[CurvePoint]
+    curves: list[CurveRow]
     error: str | None
     versions: dict[str, str]
     git_commit: str | None
@@ -312,7 +312,7 @@ class Store:
             **dict(zip([f.name for f in fields(RunSummary)], summary, strict=True)),
             config=json.loads(config), matrix=matrix,
             metrics={k: math.nan if v is None else v for k, v in metrics}, costs=per_task,
-            curves=[CurvePoint(*p) for p in curves], error=error,
+            curves=[CurveRow(*p) for p in curves], error=error,
             versions=json.loads(versions), git_commit=git, host=host, pid=pid)
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:

@@ -37,11 +37,9 @@ from lifelong.callbacks import CurvePoint
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference
 from lifelong.metrics import bwt, intransigence
-from lifelong.plots import new_figure, save
+from lifelong.plots import STRATEGY_STYLE, new_figure, save
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-STYLE = {"naive": ("SGD (naive)", "tab:blue"), "l2": ("L2", "tab:green"),
-         "ewc": ("EWC", "tab:red")}
 QUICK_CHECK = ("team quick check from issue #4 (not a paper): permuted 8x8 digits, L2 strength "
                "1; compare with --quick")
 
@@ -140,7 +138,7 @@ class EWCPermuted(Experiment):
         for j, (ax, name) in enumerate(zip(axes, names, strict=True)):
             start = ends.get(j - 1, 0)
             for strategy, runs in by_strategy.items():
-                label, color = STYLE.get(strategy, (strategy, None))
+                label, color = STRATEGY_STYLE.get(strategy, (strategy, None))
                 steps = [p.step for p in runs[0] if p.step > start]
                 # The mean over seeds (curves of runs with one config share their steps).
                 acc = [fmean(run[i].accuracies[j] for run in runs if len(run) == len(runs[0]))

@@ -37,12 +37,9 @@ from lifelong.data.task import Stream
 from lifelong.errors import ConfigError
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome
-from lifelong.plots import new_figure, save
+from lifelong.plots import STRATEGY_STYLE, new_figure, save
 from lifelong.strategies._penalty import QuadraticAnchor
 from lifelong.strategies.base import Strategy
-
-STYLE = {"naive": ("SGD (naive)", "tab:blue"), "l2": ("L2", "tab:green"),
-         "ewc": ("EWC", "tab:red")}
 
 
 class Path2D(Callback):
@@ -183,7 +180,7 @@ class EWCSurface(Experiment):
                 ax.contour(w1, w2, other, levels=[edge], colors="k", linestyles="--",
                            linewidths=0.8)
             for name, path in paths.items():
-                label, color = STYLE.get(name, (name, None))
+                label, color = STRATEGY_STYLE.get(name, (name, None))
                 task1 = [(a, b) for t, a, b in path.points if t <= 0]
                 task2 = [(a, b) for t, a, b in path.points if t >= 1]
                 if task1 and name == next(iter(paths)):
