@@ -240,9 +240,7 @@ def fit_stream(
     for cb in callbacks:
         cb.on_run_start(start)
     rows = [row0]
-    costs: dict[str, list[float]] = {"train": [], "eval": [], "after": [], "mem": [],
-                                     "params": []}
-    curves: list[CurvePoint] = []
+    ends: list[TaskEnd] = []
     step = 0
     for task in stream.tasks:
         t0 = time.perf_counter()
@@ -257,15 +255,10 @@ def fit_stream(
         row = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
         t2 = time.perf_counter()
         rows.append(row)
-        curves += loop.curve
         params = sum(p.numel() for p in strategy.model.parameters())
         event = TaskEnd(task.index, task.key, row, t1 - t0, t2 - t1, t1 - ta,
                         _peak_memory(device), params, tuple(loop.curve))
-        costs["train"].append(event.train_seconds)
-        costs["eval"].append(event.eval_seconds)
-        costs["after"].append(event.after_task_seconds)
-        costs["mem"].append(event.peak_memory_bytes)
-        costs["params"].append(params)
+        ends.append(event)
         for cb in callbacks:
             cb.on_task_end(event)
     matrix = tuple(rows)
@@ -273,7 +266,9 @@ def fit_stream(
         cb.on_run_end(RunEnd(matrix))
     return RunResult(
         strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix,
-        train_seconds=tuple(costs["train"]), eval_seconds=tuple(costs["eval"]),
-        after_task_seconds=tuple(costs["after"]),
-        peak_memory_bytes=tuple(int(m) for m in costs["mem"]),
-        parameters=tuple(int(p) for p in costs["params"]), curves=tuple(curves))
+        train_seconds=tuple(e.train_seconds for e in ends),
+        eval_seconds=tuple(e.eval_seconds for e in ends),
+        after_task_seconds=tuple(e.after_task_seconds for e in ends),
+        peak_memory_bytes=tuple(e.peak_memory_bytes for e in ends),
+        parameters=tuple(e.parameters for e in ends),
+        curves=tuple(p for e in ends for p in e.curve))

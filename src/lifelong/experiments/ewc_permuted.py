@@ -13,13 +13,13 @@ Why these defaults:
 - Plain SGD, lr 0.1, batch 32, 10 epochs per task: long enough that SGD visibly forgets A. With
   plain SGD a penalty is stable only while lr · curvature < 2 (see `_penalty.py`), which is what
   limits λ_EWC here; λ = 100 keeps A with no visible cost on B and C. Measured (seed 0, CPU,
-  1 min 26 s for all four runs): naive A 0.95 → 0.85 and B 0.97 → 0.85; EWC A 0.96, B 0.95,
-  C 0.96 at the end; L2 (strength 1) keeps A at 0.96 but reaches only 0.91 on B and 0.77 on C.
-  Mean intransigence: L2 +0.085, EWC +0.004, naive +0.001.
-- `--quick` (8×8 digits, λ_EWC = 400, lr 0.05, 15 s): naive A 0.94 → 0.42, L2 keeps A at 0.74
-  but learns B to 0.70 and C to 0.37 (mean intransigence +0.28), EWC A 0.75 with B 0.91 and
-  C 0.90 (+0.03). Digits have few always-blank pixels, so permuted tasks share far more weights
-  than on MNIST and even EWC keeps less of A.
+  55 s for all four runs): naive A 0.95 → 0.85 and B 0.97 → 0.87; EWC A 0.95, B 0.95,
+  C 0.96 at the end; L2 (strength 1, every weight held) keeps A at 0.94 but learns B only to
+  0.39 (0.24 at the end) and C to 0.35. Mean intransigence: L2 +0.40, EWC +0.002, naive 0.
+- `--quick` (8×8 digits, λ_EWC = 400, lr 0.05, 11 s): naive A 0.94 → 0.42, L2 keeps A at 0.90
+  but learns B to 0.44 and C to 0.26 (mean intransigence +0.40), EWC A 0.76 with B 0.79 and
+  C 0.90 (+0.025). Digits have few always-blank pixels, so permuted tasks share far more
+  weights than on MNIST and even EWC keeps less of A.
 - `joint` runs too: it is the reference a*_k of intransigence (Chaudhry et al. 2018, Eq. 6):
   I_k = a*_k − R[k+1, k], how much worse a method learns task k than training on all data.
 """
