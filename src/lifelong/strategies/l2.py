@@ -33,6 +33,7 @@ class L2(QuadraticAnchor):
     """
 
     name = "l2"
+    version = 2  # v1 kept the weights at the task's start to hold only the weights it moved
 
     def __init__(self, model: nn.Module, *, strength: float = 1.0,
                  stiffness_cap: bool = True) -> None:
