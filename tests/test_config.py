@@ -91,6 +91,12 @@ def test_range_problems_of_a_stream_are_found_without_loading_data(monkeypatch) 
     plan("single", sets=[*NAIVE, "stream.source=mnist-10k"])  # fine options: no load either
 
 
+@pytest.mark.parametrize("stream", ["rotated", "planar"])
+def test_zero_tasks_is_refused_with_or_without_angles(stream: str) -> None:
+    assert "num_tasks=0 must be an integer >= 1" in problems_of(f"stream.name={stream}",
+                                                                 "stream.num_tasks=0")
+
+
 def test_a_plan_with_nothing_to_run_is_refused() -> None:
     assert "nothing to run" in problems_of("options.streams=[]", target="gem-table")
 

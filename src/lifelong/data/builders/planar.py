@@ -56,7 +56,8 @@ def build_planar(
     """
     chosen, problems = task_angles("planar", angles, num_tasks, lambda n: [0.0, 135.0][:n],
                                    default_count=2)
-    problems += check_common("planar", num_tasks=num_tasks or max(len(chosen), 1),
+    count = num_tasks if num_tasks is not None else max(len(chosen), 1)
+    problems += check_common("planar", num_tasks=count,
                              train_per_task=train_per_task, test_per_task=test_per_task,
                              scenario=scenario, allowed=("domain", "task"))
     if angles is None and isinstance(num_tasks, int) and num_tasks > 2:

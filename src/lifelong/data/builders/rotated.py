@@ -56,7 +56,8 @@ def build_rotated(
     """
     chosen, problems = task_angles("rotated", angles, num_tasks, lambda n: [
         max_angle * i / n for i in range(n)], default_count=5)
-    problems += check_common("rotated", num_tasks=len(chosen) if chosen else num_tasks or 5,
+    count = num_tasks if num_tasks is not None else max(len(chosen), 1)
+    problems += check_common("rotated", num_tasks=count,
                              train_per_task=train_per_task, test_per_task=test_per_task,
                              scenario=scenario)
     raise_if(problems)
