@@ -165,6 +165,7 @@ def test_completed_runs_are_reused_unless_rerun_or_the_code_changed(capsys, tmp_
 
     import lifelong.runner as runner
 
+    monkeypatch.setattr(runner, "git_commit", lambda: "c1")  # whatever the checkout's state
     args = ["run", "single", "--quick", "--no-progress", "--json", "--set",
             "strategy.name=naive", "--seed", "0,1", "--store", str(tmp_path / "s.sqlite"),
             "--out", str(tmp_path / "o")]
@@ -193,6 +194,10 @@ def test_completed_runs_are_reused_unless_rerun_or_the_code_changed(capsys, tmp_
     monkeypatch.setattr(runner, "git_commit", lambda: "another-commit")
     code, out, _ = run(capsys, *args)
     assert trained == [2, 0, 1, 0, 1]  # stored by other code: trained again
+    monkeypatch.setattr(runner, "git_commit", lambda: "another-commit+dirty")
+    for _ in range(2):  # the second time too: uncommitted changes are never reused
+        code, out, _ = run(capsys, *args)
+    assert trained == [2, 0, 1, 0, 1, 0, 1, 0, 1]
 
 
 def test_an_experiment_whose_figure_needs_live_runs_never_reuses() -> None:

@@ -229,12 +229,22 @@ class StoreRecorder(Callback):
 
 
 def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).parent)
-    except (OSError, subprocess.SubprocessError):
+    """The commit the package runs from, with ``+dirty`` when tracked files are modified
+    (such code is not that commit: its stored runs are never reused); None outside git."""
+    here = Path(__file__).parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                                 cwd=here)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
@@ -243,9 +253,9 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
     """Run every `RunSpec` of the plan, store and write its results, and report.
 
     A run already completed in the store by this version of the code (same `lifelong`
-    version and git commit) is reused, not trained again — a sweep that stopped half way
-    resumes where it stopped — unless `rerun` or the experiment needs live runs
-    (`Experiment.reuses_runs`)."""
+    version and git commit, and no uncommitted change) is reused, not trained again — a
+    sweep that stopped half way resumes where it stopped — unless `rerun` or the experiment
+    needs live runs (`Experiment.reuses_runs`)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the run files and figures")
@@ -282,7 +292,8 @@ def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | No
         return None
     rec = store.get_run(spec.run_id)
     if (rec.versions.get("lifelong") != meta["versions"].get("lifelong")
-            or rec.git_commit != meta["git_commit"]):
+            or rec.git_commit != meta["git_commit"]
+            or (meta["git_commit"] or "").endswith("+dirty")):
         return None
     tasks = range(len(rec.matrix) - 1)
     cost = {name: tuple(rec.costs.get(t, {}).get(name, 0.0) for t in tasks) for name in (
