@@ -46,10 +46,27 @@ def test_intransigence_by_hand() -> None:
     assert intransigence(R, joint) == pytest.approx([0.05, 0.10, 0.02])
 
 
-def test_single_task_has_zero_transfer() -> None:
-    one = [[0.1], [0.9]]
-    assert summary(one) == {"acc": pytest.approx(0.9), "bwt": 0.0, "fwt": 0.0,
-                            "forgetting": 0.0}
+def test_transfer_and_forgetting_are_undefined_for_a_single_task() -> None:
+    import math
+
+    s = summary([[0.1], [0.9]])
+    assert s["acc"] == pytest.approx(0.9)
+    assert all(math.isnan(s[k]) for k in ("bwt", "fwt", "forgetting"))
+
+
+def test_a_one_task_run_prints_dashes_and_strict_json(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from lifelong.cli import main
+
+    args = ["run", "single", "--quick", "--no-progress", "--set", "strategy.name=naive",
+            "--set", "stream.num_tasks=1", "--store", str(tmp_path / "s.sqlite"),
+            "--out", str(tmp_path / "o")]
+    assert main([*args, "--json"]) == 0
+    run = json.loads(capsys.readouterr().out, parse_constant=lambda c: 1 / 0)["runs"][0]
+    assert run["bwt"] is None and run["fwt"] is None and run["forgetting"] is None
+    assert main([*args, "--rerun"]) == 0
+    assert "bwt=-  fwt=-  forgetting=-" in capsys.readouterr().out
 
 
 def test_bad_shape_is_rejected() -> None:

@@ -86,3 +86,18 @@ def test_unknown_option_suggests_the_right_one() -> None:
 def test_asking_for_more_examples_than_exist_is_an_error() -> None:
     with pytest.raises(ConfigError, match="train_per_task=5000"):
         build_stream("permuted", source="digits", train_per_task=5000)
+
+
+def test_split_options_are_checked_before_any_data_loads() -> None:
+    from lifelong.data.builders import check_stream
+
+    assert check_stream("split", {"scenario": "bogus", "classes_per_task": 0,
+                                  "class_order": [1, 1]}) == [
+        "stream 'split': scenario='bogus' is not one of task, domain, class",
+        "stream 'split': classes_per_task=0 must be >= 1",
+        "stream 'split': class_order=[1, 1] lists a class twice"]
+
+
+def test_split_refuses_more_examples_than_a_task_has() -> None:
+    with pytest.raises(ConfigError, match="train_per_task=1000 but classes \\[0, 1\\]"):
+        build_stream("split", source="digits", train_per_task=1000, seed=0)

@@ -85,7 +85,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _emit(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=None, default=str) + "\n")
+    """One JSON object on stdout; undefined numbers (NaN) become null, so it is strict JSON."""
+    sys.stdout.write(json.dumps(_nan_to_null(obj), indent=None, default=str,
+                                allow_nan=False) + "\n")
+
+
+def _nan_to_null(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_null(v) for v in obj]
+    return obj
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ R[i, j] = test accuracy on task j. Does not own how R is measured (`lifelong.eva
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,22 +31,23 @@ def acc(R: Matrix) -> float:
 
 def bwt(R: Matrix) -> float:
     """Backward transfer (Lopez-Paz & Ranzato 2017, Eq. 3):
-    BWT = 1/(T−1) Σ_{j=0}^{T−2} (R[T, j] − R[j+1, j]). Negative = forgetting. 0 when T = 1."""
+    BWT = 1/(T−1) Σ_{j=0}^{T−2} (R[T, j] − R[j+1, j]). Negative = forgetting.
+    Undefined (NaN) when T = 1."""
     m = _as_matrix(R)
     T = m.shape[1]
     if T < 2:
-        return 0.0
+        return math.nan
     return float(np.mean([m[T, j] - m[j + 1, j] for j in range(T - 1)]))
 
 
 def fwt(R: Matrix) -> float:
     """Forward transfer (Lopez-Paz & Ranzato 2017, Eq. 4, with the untrained model's accuracy
     R[0, j] as the reference b̄_j): FWT = 1/(T−1) Σ_{j=1}^{T−1} (R[j, j] − R[0, j]).
-    R[j, j] is the accuracy on task j *before* training on it. 0 when T = 1."""
+    R[j, j] is the accuracy on task j *before* training on it. Undefined (NaN) when T = 1."""
     m = _as_matrix(R)
     T = m.shape[1]
     if T < 2:
-        return 0.0
+        return math.nan
     return float(np.mean([m[j, j] - m[0, j] for j in range(1, T)]))
 
 
@@ -53,11 +55,11 @@ def forgetting(R: Matrix) -> float:
     """Average forgetting (Chaudhry et al. 2018, "Riemannian Walk", Eq. 5): for each task
     j < T−1, the best accuracy reached on it at any earlier point after learning it minus its
     final accuracy, f_j = max_{j+1 ≤ l ≤ T−1} R[l, j] − R[T, j]; averaged over j. (Avalanche
-    uses first-minus-last instead.) 0 when T = 1."""
+    uses first-minus-last instead.) Undefined (NaN) when T = 1."""
     m = _as_matrix(R)
     T = m.shape[1]
     if T < 2:
-        return 0.0
+        return math.nan
     return float(np.mean([m[j + 1:T, j].max() - m[T, j] for j in range(T - 1)]))
 
 

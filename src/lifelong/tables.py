@@ -17,7 +17,7 @@ from lifelong.store import RunRecord, RunSummary
 def _num(value: float | None, digits: int = 4) -> str:
     if value is None or math.isnan(value):
         return "-"
-    if digits == 0 or value.is_integer() and abs(value) >= 1000:
+    if digits == 0 or float(value).is_integer() and abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}f}"
 
@@ -83,4 +83,5 @@ def format_matrix(matrix: Sequence[Sequence[float]]) -> str:
     table = _table(("R", *(f"task {j + 1}" for j in range(T))),
                    [(lab, *(f"{v:.3f}" for v in row))
                     for lab, row in zip(labels, matrix, strict=True)], "l" + "r" * T)
-    return table + "\n" + "  ".join(f"{k}={v:+.3f}" for k, v in summary(matrix).items())
+    return table + "\n" + "  ".join(f"{k}={'-' if math.isnan(v) else f'{v:+.3f}'}"
+                                    for k, v in summary(matrix).items())

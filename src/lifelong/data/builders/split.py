@@ -41,17 +41,25 @@ def build_split(
         classes_per_task: classes in each task.
         class_order: the order classes are dealt into tasks (default 0, 1, 2, ...).
     """
+    # What can be checked without the data first (so `check_stream` sees it), then the rest.
+    problems = check_common("split", num_tasks=num_tasks if num_tasks is not None else 1,
+                            train_per_task=train_per_task, test_per_task=test_per_task,
+                            scenario=scenario)
+    if classes_per_task < 1:
+        problems.append(f"stream 'split': classes_per_task={classes_per_task} must be >= 1")
+    if class_order is not None and len(set(class_order)) != len(class_order):
+        problems.append(f"stream 'split': class_order={class_order} lists a class twice")
+    raise_if(problems)
     src = load(source, data_dir)
     order = list(class_order) if class_order is not None else list(range(src.num_classes))
-    n_tasks = num_tasks if num_tasks is not None else len(order) // max(classes_per_task, 1)
-    problems = check_common("split", num_tasks=n_tasks, train_per_task=train_per_task,
-                            test_per_task=test_per_task, scenario=scenario)
-    if sorted(set(order)) != sorted(order) or not set(order) <= set(range(src.num_classes)):
-        problems.append(f"stream 'split': class_order={order} must list distinct classes of "
-                        f"0..{src.num_classes - 1}")
-    if classes_per_task < 1 or n_tasks * classes_per_task > len(order):
+    n_tasks = num_tasks if num_tasks is not None else len(order) // classes_per_task
+    if not set(order) <= set(range(src.num_classes)):
+        problems.append(f"stream 'split': class_order={order} must list classes of "
+                        f"0..{src.num_classes - 1} ({source} has {src.num_classes})")
+    elif n_tasks < 1 or n_tasks * classes_per_task > len(order):
+        where = "class_order lists" if class_order is not None else f"{source} has"
         problems.append(f"stream 'split': {n_tasks} tasks x {classes_per_task} classes need "
-                        f"{n_tasks * classes_per_task} classes but {source} has {len(order)}")
+                        f"{n_tasks * classes_per_task} classes but {where} {len(order)}")
     raise_if(problems)
     tasks = []
     for i in range(n_tasks):
@@ -60,6 +68,11 @@ def build_split(
         wanted = torch.tensor(classes)
         tr_all = torch.isin(src.train_y, wanted).nonzero().squeeze(1)
         te_all = torch.isin(src.test_y, wanted).nonzero().squeeze(1)
+        raise_if([f"stream 'split': {part}_per_task={want} but classes {classes} of {source} "
+                  f"have only {len(have)} {part} examples; lower {part}_per_task"
+                  for part, want, have in (("train", train_per_task, tr_all),
+                                           ("test", test_per_task, te_all))
+                  if want is not None and want > len(have)])
         tr = tr_all[subset(len(tr_all), train_per_task, seed, key, "train")]
         te = te_all[subset(len(te_all), test_per_task, seed, key, "test")]
         tasks.append(make_task(
