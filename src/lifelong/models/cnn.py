@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from lifelong.errors import ConfigError
 from lifelong.models import MODELS
-from lifelong.models.heads import MultiHead
+from lifelong.models.heads import MultiHead, sizes_problems
 
 
 @MODELS.register("cnn")
@@ -31,6 +31,13 @@ class CNN(nn.Module):
         hidden: int = 128,
     ) -> None:
         super().__init__()
+        problems = sizes_problems("cnn", "channels", channels) + sizes_problems("cnn", "hidden",
+                                                                              [hidden])
+        if len(input_shape) != 3:
+            problems.append(f"model 'cnn' needs images (channels, height, width), but this "
+                            f"stream's inputs have shape {tuple(input_shape)}; use 'mlp'")
+        if problems:
+            raise ConfigError(problems)
         c, h, w = input_shape
         layers: list[nn.Module] = []
         for out in channels:
@@ -38,7 +45,8 @@ class CNN(nn.Module):
             c, h, w = int(out), h // 2, w // 2
         if h < 1 or w < 1:
             raise ConfigError(f"cnn: {len(channels)} pooling blocks are too many for "
-                             f"{input_shape[1]}x{input_shape[2]} images; use fewer channels")
+                             f"{input_shape[1]}x{input_shape[2]} images; list fewer channels "
+                              "(one block per entry)")
         layers += [nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.head = MultiHead(hidden, num_outputs, num_heads)

@@ -10,8 +10,9 @@ import math
 
 from torch import Tensor, nn
 
+from lifelong.errors import ConfigError
 from lifelong.models import MODELS
-from lifelong.models.heads import MultiHead
+from lifelong.models.heads import MultiHead, sizes_problems
 
 
 @MODELS.register("mlp")
@@ -33,6 +34,12 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        problems = sizes_problems("mlp", "hidden", hidden)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0 <= dropout < 1:
+            problems.append(f"model 'mlp': dropout={dropout!r} must be in [0, 1) (0 = none)")
+        if problems:
+            raise ConfigError(problems)
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for size in hidden:
