@@ -144,3 +144,18 @@ def test_demo_naive_forgets_task_one_and_joint_keeps_it() -> None:
     assert naive[1][0] - naive[2][0] > 0.15  # and clearly forgotten after clean task 2
     assert joint[2][0] > naive[1][0] - 0.05  # joint keeps it
     assert naive[2][1] > 0.8 and joint[2][1] > 0.8  # both learn task 2
+
+
+def test_state_bytes_count_the_model_and_what_the_method_keeps(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05, device="cpu")
+    results = {}
+    for name, opts in (("naive", {}), ("er", {"memory_size": 50}), ("ewc", {})):
+        model = build_model("mlp", permuted_digits, hidden=[16], seed=0)
+        model_bytes = sum(p.numel() * 4 for p in model.parameters())
+        strategy = build_strategy(name, model, **opts)
+        results[name] = fit_stream(strategy, permuted_digits, cfg, seed=0).state_bytes
+    assert results["naive"] == (model_bytes,) * 3
+    # ER keeps 50 examples per task: 64 float pixels and two int64 labels each.
+    assert results["er"] == tuple(model_bytes + k * 50 * (64 * 4 + 2 * 8) for k in (1, 2, 3))
+    # EWC keeps an anchor and a Fisher per task, each the size of the model.
+    assert results["ewc"] == tuple(model_bytes * (1 + 2 * k) for k in (1, 2, 3))

@@ -61,9 +61,10 @@ class TaskEnd:
     train_seconds: float  # before_task + training + after_task
     eval_seconds: float
     after_task_seconds: float  # consolidation alone (importance, memories), within train
-    peak_memory_bytes: int
+    peak_memory_bytes: int  # CUDA: peak of this task; CPU: process peak so far (see train.py)
     parameters: int
     curve: tuple[CurvePoint, ...]
+    state_bytes: int = 0  # the model and the strategy's learned state (memories, anchors, ...)
 
 
 @dataclass(frozen=True, slots=True)

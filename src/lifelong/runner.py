@@ -224,7 +224,8 @@ class StoreRecorder(Callback):
             costs={"train_seconds": event.train_seconds, "eval_seconds": event.eval_seconds,
                    "after_task_seconds": event.after_task_seconds,
                    "peak_memory_bytes": float(event.peak_memory_bytes),
-                   "parameters": float(event.parameters)},
+                   "parameters": float(event.parameters),
+                   "state_bytes": float(event.state_bytes)},
             curve=[(p.step, j, a) for p in event.curve for j, a in enumerate(p.accuracies)])
 
 
@@ -298,7 +299,7 @@ def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | No
     tasks = range(len(rec.matrix) - 1)
     cost = {name: tuple(rec.costs.get(t, {}).get(name, 0.0) for t in tasks) for name in (
         "train_seconds", "eval_seconds", "after_task_seconds", "peak_memory_bytes",
-        "parameters")}
+        "parameters", "state_bytes")}
     points: dict[tuple[int, int], list[float]] = {}
     for c in rec.curves:  # ordered by task, step, then evaluated task
         points.setdefault((c.trained_task, c.step), []).append(c.accuracy)
@@ -309,6 +310,7 @@ def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | No
         after_task_seconds=cost["after_task_seconds"],
         peak_memory_bytes=tuple(int(m) for m in cost["peak_memory_bytes"]),
         parameters=tuple(int(n) for n in cost["parameters"]),
+        state_bytes=tuple(int(n) for n in cost["state_bytes"]),
         curves=tuple(CurvePoint(t, step, tuple(acc)) for (t, step), acc in points.items()))
 
 
@@ -354,6 +356,7 @@ def _write_files(spec: RunSpec, result: RunResult, store: Store, out: Path, *,
             "after_task_seconds": list(result.after_task_seconds),
             "peak_memory_bytes": list(result.peak_memory_bytes),
             "parameters": list(result.parameters),
+            "state_bytes": list(result.state_bytes),
             "curves": [{"task": c.task_index, "step": c.step, "accuracies": list(c.accuracies)}
                        for c in result.curves]})
         matrix_heatmap(result.matrix, f"{spec.strategy} on {result.stream} (seed {spec.seed})",

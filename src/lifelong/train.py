@@ -107,6 +107,7 @@ class RunResult:
     after_task_seconds: tuple[float, ...]
     peak_memory_bytes: tuple[int, ...]
     parameters: tuple[int, ...]
+    state_bytes: tuple[int, ...] = ()
     curves: tuple[CurvePoint, ...] = field(default=())
 
     @property
@@ -183,6 +184,9 @@ def make_optimizer(strategy: Strategy, cfg: TrainConfig) -> torch.optim.Optimize
 
 
 def _peak_memory(device: torch.device) -> int:
+    """On CUDA, the peak allocated since the task began. On the CPU, the peak resident memory
+    of the whole process so far: an upper bound that includes everything the process did
+    before (PyTorch keeps no CPU allocator statistics); compare methods with `state_bytes`."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     # Peak resident set size of the process (kB on Linux, bytes on macOS).
@@ -231,8 +235,6 @@ def fit_stream(
     device = resolve_device(cfg.device)
     strategy.to(device)
     strategy.attach(seed=seed)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
     row0 = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
     start = RunStart(strategy.name, stream.name, tuple(t.key for t in stream.tasks),
@@ -243,6 +245,8 @@ def fit_stream(
     ends: list[TaskEnd] = []
     step = 0
     for task in stream.tasks:
+        if device.type == "cuda":  # the peak of this task alone
+            torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         strategy.before_task(task)
         loop = TaskLoop(strategy, stream, task, cfg, make_optimizer(strategy, cfg), seed,
@@ -257,7 +261,8 @@ def fit_stream(
         rows.append(row)
         params = sum(p.numel() for p in strategy.model.parameters())
         event = TaskEnd(task.index, task.key, row, t1 - t0, t2 - t1, t1 - ta,
-                        _peak_memory(device), params, tuple(loop.curve))
+                        _peak_memory(device), params, tuple(loop.curve),
+                        strategy.memory_bytes())
         ends.append(event)
         for cb in callbacks:
             cb.on_task_end(event)
@@ -271,4 +276,5 @@ def fit_stream(
         after_task_seconds=tuple(e.after_task_seconds for e in ends),
         peak_memory_bytes=tuple(e.peak_memory_bytes for e in ends),
         parameters=tuple(e.parameters for e in ends),
+        state_bytes=tuple(e.state_bytes for e in ends),
         curves=tuple(p for e in ends for p in e.curve))

@@ -147,6 +147,21 @@ class Strategy:
         return (p for p in self.model.parameters() if p.requires_grad)
 
     # ------------------------------------------------------------------------ state
+    def memory_bytes(self) -> int:
+        """Bytes the method keeps: the model's parameters and buffers plus every tensor of its
+        learned state (episodic memories, anchors and importances, stored data)."""
+        seen: dict[int, int] = {}
+
+        def add(t: Tensor) -> Tensor:
+            seen[id(t)] = t.numel() * t.element_size()
+            return t
+
+        for t in (*self.model.parameters(), *self.model.buffers()):
+            add(t)
+        for f in dataclasses.fields(self.state):
+            _map_tensors(getattr(self.state, f.name), add)
+        return sum(seen.values())
+
     def hparams(self) -> dict[str, Any]:
         """The hyperparameters: keyword-only `__init__` arguments, read from attributes of the
         same name."""
