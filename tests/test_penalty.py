@@ -220,6 +220,25 @@ def test_vectorised_importances_equal_a_per_sample_loop(model_name: str, heads: 
                 assert got["head.weight"][h * 4:(h + 1) * 4].abs().sum() == 0
 
 
+def test_importances_with_a_frozen_first_layer() -> None:
+    # Its output is outside the autograd graph: the closed form must leave it out, not fail.
+    from lifelong.models.mlp import MLP
+
+    torch.manual_seed(0)
+    model = MLP((1, 4, 4), 3, 1, hidden=(5, 4))
+    first = model.features[1]
+    assert isinstance(first, nn.Linear)
+    first.requires_grad_(False)
+    data = TensorData(torch.randn(9, 1, 4, 4), torch.randint(0, 3, (9,)),
+                      torch.zeros(9, dtype=torch.int64))
+    exact = diagonal_fisher(model, data, method="linear")
+    looped = diagonal_fisher(model, data, method="vmap")
+    assert set(exact) == set(looped) == {n for n, p in model.named_parameters()
+                                         if p.requires_grad}
+    for name in exact:
+        torch.testing.assert_close(exact[name], looped[name], rtol=1e-5, atol=1e-7)
+
+
 def test_sampled_fisher_is_seeded_and_differs_from_the_empirical_one() -> None:
     task = tiny_task(64)
 

@@ -126,6 +126,9 @@ def _linear_closed_form(model: nn.Module, data: TensorData, sample_loss: SampleL
                 if any(len(c) != 1 for c in seen.values()) or any(
                         a.dim() != 2 for _, a, _, _ in calls):
                     return None  # a layer used twice, or inputs with extra dimensions
+                # A frozen layer fed by nothing trainable has an output outside the graph (and
+                # no parameter to estimate): leave it out.
+                calls = [c for c in calls if c[2].requires_grad]
                 deltas = torch.autograd.grad(loss, [out for _, _, out, _ in calls],
                                              allow_unused=True)
             for (m, a, out, heads), delta in zip(calls, deltas, strict=True):
