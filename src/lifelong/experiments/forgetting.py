@@ -12,7 +12,7 @@ Why these defaults:
   useless on such images, so task 2 pulls the weights away from task 1's solution. Gaussian
   noise (`--set stream.noise=gaussian`) forgets much less, as the lecture notes.
 - Adam (lr 1e-3), batch 32, 5 epochs per task. We measured (seeds 0 and 1): task-1 accuracy
-  0.68 → 0.35 / 0.69 → 0.30 for naive, joint 0.70. Plain SGD at lr 0.1 learns task 1 as well
+  0.68 → 0.37 / 0.68 → 0.40 for naive, joint 0.69 / 0.68. Plain SGD at lr 0.1 learns task 1 as well
   but forgets less (0.69 → 0.55): its smaller steps on task 2 stay nearer task 1's solution.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from lifelong.experiments import EXPERIMENTS
@@ -59,12 +60,15 @@ class Forgetting(Experiment):
         return {"stream": {"train_per_task": 4000}, "train": {"epochs": 3}}
 
     def ours(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
-        out = {}
+        """Means over seeds; only on mnist-10k, the data the references were measured on."""
+        values: dict[str, list[float]] = {}
         for o in outcomes:
+            if o.config["stream"].get("source") != "mnist-10k":
+                continue
             R = o.result.matrix
-            out[f"{o.strategy}_1_1"] = R[1][0]
-            out[f"{o.strategy}_2_1"] = R[2][0]
-        return out
+            values.setdefault(f"{o.strategy}_1_1", []).append(R[1][0])
+            values.setdefault(f"{o.strategy}_2_1", []).append(R[2][0])
+        return {k: fmean(v) for k, v in values.items()}
 
     def report(self, outcomes: Sequence[Outcome], out_dir: Path,
                options: dict[str, Any]) -> tuple[str, list[Path]]:
