@@ -187,11 +187,15 @@ def measure(name: str, stream: Stream, p: Protocol, repeats: int) -> dict[str, A
     """Alternate bare, ours, bare, ours... and report median ratios and seconds."""
     bare: list[dict[str, Any]] = []
     ours: list[dict[str, Any]] = []
-    for _ in range(repeats):
+    for i in range(repeats):
         net = bare_model(build_model("mlp", stream, hidden=[100, 100], seed=SEED))
         gc.collect()
-        bare.append(bare_run(net, stream, p))
-        ours.append(ours_run(name, stream, p))
+        if i % 2:  # alternate which goes first, so neither always gets the warmer machine
+            ours.append(ours_run(name, stream, p))
+            bare.append(bare_run(net, stream, p))
+        else:
+            bare.append(bare_run(net, stream, p))
+            ours.append(ours_run(name, stream, p))
 
     def med(runs: list[dict[str, Any]], key: str) -> float:
         return float(statistics.median(r[key] for r in runs))

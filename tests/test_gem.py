@@ -166,3 +166,57 @@ def test_bad_options_are_refused(name: str) -> None:
         with pytest.raises(ConfigError, match="memory_strength"):
             build_strategy(name, model, memory_strength=-1.0)
         build_strategy(name, model, memory_batch=None)  # all memories: GEM's paper setting
+
+
+def _two_tasks_learned(name: str, split_digits, **options):  # type: ignore[no-untyped-def]
+    """`name` after the first two tasks of task-IL split digits, and the third task."""
+    s = build_strategy(name, build_model("mlp", split_digits, hidden=[32], seed=0), **options)
+    two = split_digits.__class__(
+        split_digits.name, split_digits.scenario, split_digits.tasks[:2],
+        split_digits.num_classes, split_digits.num_outputs, split_digits.input_shape)
+    fit_stream(s, two, TrainConfig(epochs=1, batch_size=10, lr=0.1, device="cpu"), seed=0)
+    task = split_digits.tasks[2]
+    s.before_task(task)
+    return s, task
+
+
+def test_agem_step_projects_against_one_averaged_gradient_of_all_past_tasks(split_digits) -> None:  # type: ignore[no-untyped-def]
+    agem, task = _two_tasks_learned("agem", split_digits, memory_size=40, memory_batch=64)
+    params = list(agem.trainable_parameters())
+    projected = untouched = 0
+    for i in range(12):
+        idx = torch.arange(i * 10, (i + 1) * 10)
+        batch = Batch(task.train.x[idx], task.train.y[idx], task.train.t[idx])
+        agem.model.zero_grad()
+        agem.loss(batch, agem.model(batch.x, batch.t)).backward()
+        g = flat_grad(params)
+        twin = torch.Generator()
+        twin.set_state(agem.draws().get_state())  # the draw after_backward is about to make
+        mem = agem.state.sample(64, twin)
+        assert set(mem.t.tolist()) == {0, 1}  # the reference batch covers every past task
+        ref = memory_gradient(agem.model, params, mem)
+        agem.after_backward()
+        got = flat_grad(params)
+        if float(g @ ref) >= 0:
+            assert torch.equal(got, g)  # no conflict: the gradient is left alone
+            untouched += 1
+        else:
+            torch.testing.assert_close(got, g - (g @ ref) / (ref @ ref) * ref)
+            assert float(got @ ref) > -1e-5  # no longer raises the memories' average loss
+            projected += 1
+    assert projected and untouched  # both branches were exercised on real data
+
+
+def test_er_loss_weighs_the_batch_and_the_replayed_memories_by_their_sizes(split_digits) -> None:  # type: ignore[no-untyped-def]
+    import torch.nn.functional as F
+
+    er, task = _two_tasks_learned("er", split_digits, memory_size=40, memory_batch=6)
+    batch = Batch(task.train.x[:10], task.train.y[:10], task.train.t[:10])
+    twin = torch.Generator()
+    twin.set_state(er.draws().get_state())
+    mem = er.state.sample(6, twin)
+    with torch.no_grad():
+        want = (10 * F.cross_entropy(er.model(batch.x, batch.t), batch.y)
+                + 6 * F.cross_entropy(er.model(mem.x, mem.t), mem.y)) / 16
+        got = er.loss(batch, er.model(batch.x, batch.t))
+    torch.testing.assert_close(got, want)

@@ -41,8 +41,12 @@ def test_default_protocol_is_gems() -> None:
     assert cfg["stream"]["num_tasks"] == 20 and cfg["stream"]["train_per_task"] == 1000
     assert cfg["model"]["hidden"] == [100, 100]
     assert cfg["train"]["batch_size"] == 10 and cfg["train"]["epochs"] == 1
-    gem = next(r for r in plan("gem-table").runs if r.strategy == "gem").config["strategy"]
-    assert gem["memory_size"] == 256 and gem["memory_strength"] == 0.5
+    assert cfg["train"]["optimizer"] == "sgd" and cfg["train"]["lr"] == 0.1
+    assert cfg["train"]["momentum"] == 0.0 and cfg["stream"]["scenario"] == "domain"
+    runs = {r.strategy: r.config["strategy"] for r in plan("gem-table").runs}
+    assert runs["gem"]["memory_size"] == 256 and runs["gem"]["memory_strength"] == 0.5
+    assert runs["gem"]["memory_batch"] is None  # all memories of each past task, as GEM
+    assert runs["agem"]["memory_size"] == runs["er"]["memory_size"] == 256
 
 
 def test_report_has_mean_and_std_over_seeds_and_a_figure(tmp_path: Path) -> None:
@@ -53,4 +57,19 @@ def test_report_has_mean_and_std_over_seeds_and_a_figure(tmp_path: Path) -> None
     assert sum(line.startswith(("permuted", "rotated")) for line in res.table.splitlines()) == 4
     assert any(f.name == "gem_table.png" and f.stat().st_size > 0 for f in res.figures)
     published = {r.ours: ours for r, ours in res.references}
-    assert published["gem/permuted/acc"] is not None
+    # Every cell is the mean (and sample std) over seeds of the runs' own metrics.
+    from statistics import fmean, stdev
+
+    from lifelong.metrics import summary
+
+    for o_stream in ("permuted", "rotated"):
+        for method in ("naive", "gem"):
+            runs = [o for o in res.outcomes if o.strategy == method
+                    and o.config["stream"]["name"] == o_stream]
+            line = next(ln for ln in res.table.splitlines()
+                        if ln.split()[:2] == [o_stream, method])
+            values = [summary(o.result.matrix)["acc"] for o in runs]
+            assert f"{fmean(values):+8.3f} ± {stdev(values):.3f}" in line
+    gem_perm = [summary(o.result.matrix)["acc"] for o in res.outcomes
+                if o.strategy == "gem" and o.config["stream"]["name"] == "permuted"]
+    assert published["gem/permuted/acc"] == pytest.approx(fmean(gem_perm))

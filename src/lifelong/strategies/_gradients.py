@@ -13,6 +13,7 @@ of arithmetic (a plain batched backward with k grad-outputs would cost k·(k·m)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -34,12 +35,14 @@ def flat_grad(params: Sequence[nn.Parameter]) -> Tensor:
 
 
 def write_grad(params: Sequence[nn.Parameter], flat: Tensor) -> None:
-    """Copy `flat` back into the `.grad` of `params` (the inverse of `flat_grad`)."""
+    """Copy `flat` back into the `.grad` of `params` (the inverse of `flat_grad`). A parameter
+    that had no gradient keeps none where its part is all zeros, so weight decay or momentum
+    do not start moving a parameter the step never touched."""
     for p, part in zip(params, torch.split(flat, [p.numel() for p in params]), strict=True):
-        if p.grad is None:
-            p.grad = part.view_as(p).clone()
-        else:
+        if p.grad is not None:
             p.grad.copy_(part.view_as(p))
+        elif bool(part.any()):  # rare (a parameter unused by this batch): one check
+            p.grad = part.view_as(p).clone()
 
 
 def memory_gradient(model: nn.Module, params: Sequence[nn.Parameter], batch: Batch) -> Tensor:
@@ -81,7 +84,13 @@ class TaskGradients:
                 with torch.no_grad():  # torch.func.grad ignores it; no outer graph is built
                     grads = self.vmapped(tuple(self.params), mem.x, mem.y, mem.t, mem.weight)
                 return torch.cat([g.reshape(k, -1) for g in grads], dim=1)
-            except (RuntimeError, NotImplementedError):
+            except torch.cuda.OutOfMemoryError:
+                raise  # not a vmap limitation: the memories do not fit; say so
+            except (RuntimeError, NotImplementedError) as e:
+                warnings.warn(f"GEM: per-task memory gradients cannot be vectorised for this "
+                              f"model ({type(e).__name__}: {str(e)[:200]}); computing them one "
+                              "task at a time from now on (same result, slower)",
+                              RuntimeWarning, stacklevel=2)
                 self.use_loop = True
         rows = []
         for j in range(k):
