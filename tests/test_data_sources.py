@@ -214,6 +214,64 @@ def test_cache_verified(tmp_path: Path) -> None:
     assert find_files("toy", FILES, [], None) == {f: folder / f for f in FILES}
 
 
+def test_a_file_in_a_user_folder_that_is_not_the_official_one_is_refused_and_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = put(tmp_path / "data" / "toy", {**CONTENT, "b.gz": b"another dataset's file"})
+    monkeypatch.setenv("LIFELONG_DATA", str(tmp_path / "data"))
+    with pytest.raises(DataError, match="is not the official file's") as err:
+        find_files("toy", FILES, [], None)
+    assert str(folder / "b.gz") in str(err.value)
+    assert (folder / "b.gz").exists()  # the user's file is never deleted
+    with pytest.raises(DataError, match="is not the official file's"):
+        find_files("toy", FILES, [], folder)  # the same from an explicit data_dir
+    (folder / "b.gz").unlink()
+    (folder / "b").write_bytes(b"an unzipped copy cannot be hashed against the archive")
+    assert find_files("toy", FILES, [], None)["b.gz"] == folder / "b"
+
+
+def test_lifelong_data_that_is_a_file_is_named(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "f").write_text("")
+    monkeypatch.setenv("LIFELONG_DATA", str(tmp_path / "f"))
+    with pytest.raises(DataError, match="a file, not a folder"):
+        find_files("toy", FILES, [], None)
+
+
+def test_corrupt_cache_is_deleted_and_downloaded_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_mirror: str) -> None:
+    monkeypatch.delenv("LIFELONG_OFFLINE")
+    cache = put(tmp_path / "cache" / "lifelong" / "toy", {**CONTENT, "a.gz": b"tampered"})
+    found = find_files("toy", FILES, [f"{http_mirror}/mirror/"], None)
+    assert found["a.gz"] == cache / "a.gz" and (cache / "a.gz").read_bytes() == CONTENT["a.gz"]
+
+
+def test_unwritable_cache_is_named_not_blamed_on_the_network(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIFELONG_OFFLINE")
+    (tmp_path / "blocker").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocker"))
+    with pytest.raises(DataError, match="cannot be written") as err:
+        find_files("toy", FILES, ["http://127.0.0.1:9/"], None)
+    assert "XDG_CACHE_HOME" in str(err.value) and "network" not in str(err.value)
+
+
+def test_a_transfer_cut_short_is_reported_as_such(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    class Short(io.BytesIO):
+        headers = {"Content-Length": "999"}
+
+        def __enter__(self) -> Short:
+            return self
+
+    monkeypatch.delenv("LIFELONG_OFFLINE")
+    monkeypatch.setattr(locate, "urlopen", lambda url, timeout: Short(CONTENT["a.gz"]))
+    with pytest.raises(DataError, match="cut off after 10 of 999 bytes"):
+        find_files("toy", FILES, ["http://mirror.invalid/"], None)
+    assert not any((tmp_path / "cache" / "lifelong" / "toy").glob("*"))
+
+
 def test_cache_bad_checksum_deletes_file(tmp_path: Path) -> None:
     folder = put(tmp_path / "cache" / "lifelong" / "toy", {**CONTENT, "a.gz": b"tampered"})
     with pytest.raises(DataError) as err:

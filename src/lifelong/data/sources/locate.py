@@ -17,11 +17,13 @@ Lookup order for a dataset ``name`` (a folder counts only when it holds *all* th
    files missing there are downloaded from the given base URLs in order, unless
    ``LIFELONG_OFFLINE=1``.
 
-Checksums: files in the cache, and every download, are checked against their SHA-256 (about
-0.1 s for a 26 MB file); a mismatch deletes the file and raises `DataError`. Files in folders
-the user points at (1–3) are *not* hashed: they may legitimately be unzipped copies, and the
-strict IDX checks of `idx.read_idx` (gzip CRC, magic number, exact payload size) already catch
-truncation and corruption at no extra cost.
+Checksums: every official (``.gz``) file is checked against its SHA-256 wherever it is found
+(about 0.1 s for a 26 MB file, once per process): a file in a user's folder that is not the
+official one — another dataset's file under this name, an old version — raises `DataError`
+and is left alone; a corrupt cached file is deleted and downloaded again; a download with the
+wrong checksum is discarded. Unzipped copies in user folders cannot be hashed against the
+official archives; the strict IDX checks of `idx.read_idx` (magic number, exact payload size)
+still catch truncation and corruption there.
 """
 
 from __future__ import annotations
@@ -50,6 +52,23 @@ class _ChecksumMismatch(Exception):
     def __init__(self, actual: str) -> None:
         super().__init__(actual)
         self.actual = actual
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+
+
+def _verified(path: Path, expected: str, folder_kind: str) -> None:
+    """Raise `DataError` unless the file at `path` has SHA-256 `expected` (memoised per
+    file version, so a process hashes each file once)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    actual = _VERIFIED.get(key) or sha256_of(path)
+    if actual != expected:
+        raise DataError(
+            f"{path}: sha256 {actual} is not the official file's {expected}. This {folder_kind} "
+            "holds another file under this name (another dataset's, or another version); "
+            "replace it with the official file, or point stream.data_dir elsewhere")
+    _VERIFIED[key] = actual
 
 
 def cache_root() -> Path:
@@ -113,10 +132,14 @@ def find_files(
     if not roots:
         looked.append("$LIFELONG_DATA: not set")
     for root in [*roots, *SYSTEM_DIRS]:
+        if root in roots and root.exists() and not root.is_dir():
+            looked.append(f"{root} ($LIFELONG_DATA): a file, not a folder; set LIFELONG_DATA "
+                          "to the folder that holds <dataset>/ folders")
+            continue
         for folder in folders:
             found, note = _complete(root / folder, files)
             if found is not None:
-                return found
+                return _checked(found, files, "folder")
             tag = " ($LIFELONG_DATA)" if root in roots else ""
             looked.append(f"{root / folder}{tag}: {note}")
     return _from_cache(name, files, urls, cache_root() / name, looked, apt_package)
@@ -138,6 +161,15 @@ def _complete(folder: Path, files: Mapping[str, str]) -> tuple[dict[str, Path] |
     return None, f"has {len(found)} of {len(files)} files (missing {', '.join(missing)})"
 
 
+def _checked(found: dict[str, Path], files: Mapping[str, str],
+             folder_kind: str) -> dict[str, Path]:
+    """`found`, after checking every file that is the official archive itself."""
+    for fname, path in found.items():
+        if path.name == fname and files[fname]:
+            _verified(path, files[fname], folder_kind)
+    return found
+
+
 def _in_explicit_dir(
     name: str, files: Mapping[str, str], urls: Sequence[str], data_dir: Path,
     folders: Sequence[str],
@@ -146,7 +178,7 @@ def _in_explicit_dir(
     for folder in [data_dir, *(data_dir / f for f in folders)]:
         found, note = _complete(folder, files)
         if found is not None:
-            return found
+            return _checked(found, files, "data_dir")
         looked.append(f"  - {folder}: {note}")
     raise DataError(
         f"{name}: data_dir {data_dir} does not hold the data files. Looked in:\n"
@@ -167,12 +199,11 @@ def _from_cache(
         path = cache / fname
         if path.is_file():
             actual = sha256_of(path)
-            if actual != expected:
+            if actual != expected:  # corrupt: delete it, and download it again below
                 path.unlink(missing_ok=True)
-                raise DataError(
-                    f"{path}: sha256 {actual} is not the expected {expected}; the file was "
-                    "corrupt and has been deleted — run again to download it again"
-                )
+                looked.append(f"{path}: sha256 {actual} is not the expected {expected}; the "
+                              "corrupt copy was deleted")
+                continue
             found[fname] = path
     if len(found) == len(files):
         return found
@@ -183,6 +214,16 @@ def _from_cache(
     if offline():
         looked.append("download: disabled by LIFELONG_OFFLINE")
         raise _not_found(name, files, urls, cache, looked, apt_package)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = cache / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DataError(
+            f"{name}: the download cache {cache} cannot be written ({e}). Set XDG_CACHE_HOME "
+            "to a writable folder, or get the files yourself and pass "
+            "--set stream.data_dir=FOLDER") from None
     for fname, expected in files.items():
         if fname in found:
             continue
@@ -215,11 +256,15 @@ def _download(
             log.info("downloading %s to %s", url, target)
             with urlopen(url, timeout=TIMEOUT_S) as response:
 
-                def write(fh: IO[bytes], src: IO[bytes] = response) -> None:
-                    h = hashlib.sha256()
+                def write(fh: IO[bytes], src: IO[bytes] = response,
+                          length: str | None = response.headers.get("Content-Length")) -> None:
+                    h, size = hashlib.sha256(), 0
                     while chunk := src.read(_CHUNK):
                         h.update(chunk)
                         fh.write(chunk)
+                        size += len(chunk)
+                    if length is not None and length.isdigit() and size != int(length):
+                        raise OSError(f"transfer cut off after {size} of {length} bytes")
                     if h.hexdigest() != expected:
                         raise _ChecksumMismatch(h.hexdigest())
 
