@@ -128,6 +128,13 @@ def test_corrupt_data_file_is_one_clear_error(capsys, where, tmp_path) -> None: 
     code, out, err = lifelong(capsys, "run", "forgetting", "--quick", "--set",
                               f"stream.data_dir={bad}", *where)
     assert code == 2 and out == "" and "Traceback" not in err
+    assert "t10k-" in err and "not the official file" in err  # the archive's checksum
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # unzipped copies:
+        (bad / f"{name}.gz").unlink()  # no archive to hash, so the IDX reader catches them
+        (bad / name).write_bytes(b"\x00\x00\x00\x00garbage")
+    code, out, err = lifelong(capsys, "run", "forgetting", "--quick", "--set",
+                              f"stream.data_dir={bad}", *where)
+    assert code == 2 and out == "" and "Traceback" not in err
     assert "t10k-" in err and "magic" in err.lower()
 
 
