@@ -77,6 +77,7 @@ def test_angles_and_num_tasks_must_agree() -> None:
     ok = plan("single", sets=[*NAIVE, "stream.name=rotated", "stream.angles=[0, 45, 90]"])
     assert ok.runs[0].config["stream"]["angles"] == [0.0, 45.0, 90.0]
     assert "angles=[] gives no task" in problems_of("stream.name=planar", "stream.angles=[]")
+    assert "repeat an angle" in problems_of("stream.name=rotated", "stream.angles=[0, 30, 0]")
 
 
 def test_range_problems_of_a_stream_are_found_without_loading_data(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -169,8 +169,7 @@ class TaskLoop:
     def _curve_point(self) -> None:
         point = CurvePoint(self.task.index, self.step, tuple(accuracies(
             self.strategy, self.stream, batch_size=self.cfg.eval_batch_size)))
-        self.strategy.model.train()
-        self.curve.append(point)
+        self.curve.append(point)  # (`accuracies` restores the training mode itself)
         for cb in self.callbacks:
             cb.on_curve_point(point)
 

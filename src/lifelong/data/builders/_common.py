@@ -59,6 +59,10 @@ def task_angles(builder: str, angles: list[float] | None, num_tasks: int | None,
     if num_tasks is not None and num_tasks != len(angles):
         return [], [f"stream '{builder}': {len(angles)} angles given but num_tasks="
                     f"{num_tasks}; give one angle per task or drop num_tasks"]
+    names = [f"{float(a):g}" for a in angles]  # how the angle appears in the task key
+    if len(set(names)) != len(names):
+        return [], [f"stream '{builder}': angles={list(angles)} repeat an angle (as "
+                    f"{names}); each task needs its own"]
     return [float(a) for a in angles], []
 
 

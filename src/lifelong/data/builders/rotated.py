@@ -26,7 +26,8 @@ from lifelong.data.task import Scenario, Stream
 
 
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
-    """Rotate a batch of images (N, C, H, W) counter-clockwise about the centre."""
+    """Rotate a batch of images (N, C, H, W) about the centre by `degrees`, clockwise as the
+    image is displayed (row 0 at the top): at 90° the top-right corner goes bottom-right."""
     a = math.radians(degrees)
     theta = torch.tensor([[math.cos(a), math.sin(a), 0.0], [-math.sin(a), math.cos(a), 0.0]],
                          dtype=x.dtype).expand(len(x), 2, 3)
@@ -71,6 +72,8 @@ def build_rotated(
             key=key, index=i, scenario=scenario,
             train=(rotate(src.train_x[tr], angle), src.train_y[tr]),
             test=(rotate(src.test_x[te], angle), src.test_y[te]),
+            # In class-IL each task gets its own block of class ids by its position in the
+            # stream as built (reorder keeps them with their task).
             classes=range(src.num_classes), offset=src.num_classes * i,
         ))
     return make_stream(f"rotated/{source}", scenario, tasks, src.image_shape)
