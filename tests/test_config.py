@@ -166,7 +166,6 @@ def test_completed_runs_are_reused_unless_rerun_or_the_code_changed(capsys, tmp_
 
     import lifelong.runner as runner
 
-    monkeypatch.setattr(runner, "git_commit", lambda: "c1")  # whatever the checkout's state
     args = ["run", "single", "--quick", "--no-progress", "--json", "--set",
             "strategy.name=naive", "--seed", "0,1", "--store", str(tmp_path / "s.sqlite"),
             "--out", str(tmp_path / "o")]
@@ -192,13 +191,29 @@ def test_completed_runs_are_reused_unless_rerun_or_the_code_changed(capsys, tmp_
 
     code, out, _ = run(capsys, *args, "--rerun")
     assert code == 0 and trained == [2, 0, 1]
-    monkeypatch.setattr(runner, "git_commit", lambda: "another-commit")
+    import lifelong.store as store
+
+    real_versions = store.installed_versions
+    monkeypatch.setattr(runner, "installed_versions",
+                        lambda: {**real_versions(), "lifelong-code": "edited"})
     code, out, _ = run(capsys, *args)
     assert trained == [2, 0, 1, 0, 1]  # stored by other code: trained again
-    monkeypatch.setattr(runner, "git_commit", lambda: "another-commit+dirty")
-    for _ in range(2):  # the second time too: uncommitted changes are never reused
-        code, out, _ = run(capsys, *args)
-    assert trained == [2, 0, 1, 0, 1, 0, 1, 0, 1]
+    code, out, _ = run(capsys, *args)
+    assert trained == [2, 0, 1, 0, 1]  # ... and that code's runs are then reused
+
+
+def test_the_code_hash_follows_every_source_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import lifelong.store as store
+
+    fake = tmp_path / "lifelong"
+    (fake / "sub").mkdir(parents=True)
+    (fake / "store.py").write_text("x = 1\n")
+    (fake / "sub" / "m.py").write_text("y = 2\n")
+    monkeypatch.setattr(store, "__file__", str(fake / "store.py"))
+    before = store.code_hash()
+    assert store.code_hash() == before  # stable
+    (fake / "sub" / "m.py").write_text("y = 3\n")
+    assert store.code_hash() != before  # any edit, committed or not
 
 
 def test_an_experiment_whose_figure_needs_live_runs_never_reuses() -> None:

@@ -82,7 +82,8 @@ def test_round_trip_of_a_three_task_run(tmp_path: Path) -> None:
 def test_versions_are_recorded_by_default(tmp_path: Path) -> None:
     with Store(tmp_path / "s.sqlite") as store:
         begin(store)
-        assert set(store.get_run("abc123").versions) == {"python", "torch", "numpy", "lifelong"}
+        assert set(store.get_run("abc123").versions) == {
+            "python", "torch", "numpy", "lifelong", "lifelong-code"}
 
 
 def test_rerun_replaces_the_old_rows(tmp_path: Path) -> None:

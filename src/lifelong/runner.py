@@ -231,7 +231,7 @@ class StoreRecorder(Callback):
 
 def git_commit() -> str | None:
     """The commit the package runs from, with ``+dirty`` when tracked files are modified
-    (such code is not that commit: its stored runs are never reused); None outside git."""
+    (recorded for provenance); None outside git."""
     here = Path(__file__).parent
 
     def git(*args: str) -> str | None:
@@ -253,10 +253,10 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
             progress: bool | None = None, rerun: bool = False) -> ExperimentResult:
     """Run every `RunSpec` of the plan, store and write its results, and report.
 
-    A run already completed in the store by this version of the code (same `lifelong`
-    version and git commit, and no uncommitted change) is reused, not trained again — a
-    sweep that stopped half way resumes where it stopped — unless `rerun` or the experiment
-    needs live runs (`Experiment.reuses_runs`)."""
+    A run already completed in the store by the same code (same `lifelong` version, same
+    hash of its source files, same torch) is reused, not trained again — a sweep that stopped
+    half way resumes where it stopped — unless `rerun` or the experiment needs live runs
+    (`Experiment.reuses_runs`)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the run files and figures")
@@ -292,10 +292,9 @@ def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | No
     if not store.is_completed(spec.run_id):
         return None
     rec = store.get_run(spec.run_id)
-    if (rec.versions.get("lifelong") != meta["versions"].get("lifelong")
-            or rec.git_commit != meta["git_commit"]
-            or (meta["git_commit"] or "").endswith("+dirty")):
-        return None
+    if any(rec.versions.get(k) != meta["versions"].get(k)
+           for k in ("lifelong", "lifelong-code", "torch")):
+        return None  # stored by other code: train again
     tasks = range(len(rec.matrix) - 1)
     cost = {name: tuple(rec.costs.get(t, {}).get(name, 0.0) for t in tasks) for name in (
         "train_seconds", "eval_seconds", "after_task_seconds", "peak_memory_bytes",

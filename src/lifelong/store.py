@@ -10,6 +10,7 @@ tables of ``lifelong runs`` and ``lifelong show`` (`tables.py`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -457,4 +458,15 @@ def installed_versions() -> dict[str, str]:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
+    out["lifelong-code"] = code_hash()
     return out
+
+
+def code_hash() -> str:
+    """A hash of the `lifelong` package's source files as they are on disk: it changes with
+    any edit of the code, committed or not, installed from git or from a wheel."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
