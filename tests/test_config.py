@@ -30,6 +30,13 @@ def test_wrong_types_are_named_with_what_is_expected_all_at_once() -> None:
     assert "num_tasks=2.5 must be an integer" in text
 
 
+def test_type_and_range_problems_of_one_stream_or_strategy_come_together() -> None:
+    text = problems_of("stream.name=noisy", "stream.level=abc", "stream.num_tasks=0",
+                       "strategy.name=ewc", "strategy.strength=x", "strategy.decay=5")
+    assert "level='abc' must be a number" in text and "num_tasks=0" in text
+    assert "strength='x' must be a number" in text and "decay=5" in text
+
+
 def test_stream_option_types_are_checked_per_builder() -> None:
     assert "level='abc' must be a number" in problems_of("stream.name=noisy", "stream.level=abc")
     assert "angles='x' must be a list of numbers or null" in problems_of(

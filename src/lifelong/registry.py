@@ -209,6 +209,22 @@ class Registry(Generic[F]):
                 problems.append(f"{self.kind} '{name}' needs option '{o.name}' ({where}.{o.name})")
         return problems
 
+    def well_typed(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` less unknown names and with every value of the wrong type replaced by its
+        default (or dropped): what a dry build can use to find the factory's own range
+        problems in the same pass as the type problems `check` reports."""
+        valid = {o.name: o for o in self.options(name)} if name in self._items else {}
+        out = {}
+        for key, value in options.items():
+            o = valid.get(key)
+            if o is None:
+                continue
+            if type_problem(key, value, o.hint) is None:
+                out[key] = value
+            elif not o.required:
+                out[key] = o.default
+        return out
+
     def canonical(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
         """`options` (already checked) with every default filled in and values in canonical
         form (see `canonical_value`): what a run config records and hashes."""

@@ -175,13 +175,13 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
         else:
             own.update({k: v for k, v in shared.items() if k in accepted})
         found = STRATEGIES.check(name, own, f"strategies.{name}")
-        if not found:
-            # Build it once around a stand-in model so bad option *values* are reported now,
-            # with every other problem, not when a composite experiment reaches this run.
-            try:
-                build_strategy(name, nn.Linear(1, 1), **own)
-            except ConfigError as e:
-                found = e.problems
+        # Build it once around a stand-in model (with the well-typed options) so bad option
+        # *values* are reported now, with every other problem, not when a composite
+        # experiment reaches this run.
+        try:
+            build_strategy(name, nn.Linear(1, 1), **STRATEGIES.well_typed(name, own))
+        except ConfigError as e:
+            found += [p for p in e.problems if p not in found]
         problems += found
         strategy_opts[name] = own
     if len(chosen) > 1:

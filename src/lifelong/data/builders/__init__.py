@@ -29,18 +29,18 @@ def check_stream(name: str, options: dict[str, Any], where: str = "stream") -> l
 
     register_all()
     problems = STREAMS.check(name, options, where)
-    if problems:
+    if name not in STREAMS or any("needs option" in p for p in problems):
         return problems
     token = CHECK_ONLY.set(True)
-    try:
-        STREAMS.build(name, 0, where=where, **options)
+    try:  # the builder's own checks, on the options whose types are right
+        STREAMS.build(name, 0, where=where, **STREAMS.well_typed(name, options))
     except ConfigError as e:
-        return list(e.problems)
+        problems += [p for p in e.problems if p not in problems]
     except OptionsChecked:
         pass
     finally:
         CHECK_ONLY.reset(token)
-    return []
+    return problems
 
 
 def build_stream(name: str, *, seed: int = 0, **options: Any) -> Stream:
