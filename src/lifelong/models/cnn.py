@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from lifelong import checks
 from lifelong.errors import ConfigError
 from lifelong.models import MODELS
-from lifelong.models.heads import MultiHead, sizes_problems
+from lifelong.models.heads import MultiHead
 
 
 @MODELS.register("cnn")
@@ -31,8 +32,8 @@ class CNN(nn.Module):
         hidden: int = 128,
     ) -> None:
         super().__init__()
-        problems = sizes_problems("cnn", "channels", channels) + sizes_problems("cnn", "hidden",
-                                                                              [hidden])
+        problems = [*checks.sizes("model 'cnn'", "channels", channels),
+                    *checks.sizes("model 'cnn'", "hidden", [hidden])]
         if len(input_shape) != 3:
             problems.append(f"model 'cnn' needs images (channels, height, width), but this "
                             f"stream's inputs have shape {tuple(input_shape)}; use 'mlp'")

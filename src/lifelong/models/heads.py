@@ -12,15 +12,6 @@ import torch
 from torch import Tensor, nn
 
 
-def sizes_problems(model: str, option: str, sizes: object) -> list[str]:
-    """A problem unless `sizes` is a list of positive integers (layer widths, channels)."""
-    if isinstance(sizes, (list, tuple)) and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
-        return []
-    return [f"model '{model}': {option}={list(sizes) if isinstance(sizes, tuple) else sizes!r} "
-            "must be a list of positive integers (layer sizes)"]
-
-
 class MultiHead(nn.Module):
     """`num_heads` linear heads of `num_outputs` units over the same features.
 

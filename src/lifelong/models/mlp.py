@@ -10,9 +10,10 @@ import math
 
 from torch import Tensor, nn
 
+from lifelong import checks
 from lifelong.errors import ConfigError
 from lifelong.models import MODELS
-from lifelong.models.heads import MultiHead, sizes_problems
+from lifelong.models.heads import MultiHead
 
 
 @MODELS.register("mlp")
@@ -34,10 +35,9 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        problems = sizes_problems("mlp", "hidden", hidden)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
-                or not 0 <= dropout < 1:
-            problems.append(f"model 'mlp': dropout={dropout!r} must be in [0, 1) (0 = none)")
+        problems = [*checks.sizes("model 'mlp'", "hidden", hidden),
+                    *checks.number("model 'mlp'", "dropout", dropout, low=0.0, high=1.0,
+                                   high_open=True, hint="0 = none")]
         if problems:
             raise ConfigError(problems)
         layers: list[nn.Module] = [nn.Flatten()]

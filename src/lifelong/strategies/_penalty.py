@@ -38,9 +38,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from lifelong import checks
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
-from lifelong.strategies import _checks as checks
 from lifelong.strategies.base import Batch, Strategy, StrategyState
 
 Params = dict[str, Tensor]
@@ -182,7 +182,7 @@ class QuadraticAnchor(Strategy):
                  stiffness_cap: bool = True) -> None:
         super().__init__(model)
         self.stiffness_cap = bool(stiffness_cap)
-        problems = checks.number(self.name, "strength", strength, low=0.0,
+        problems = checks.number(f"strategy '{self.name}'", "strength", strength, low=0.0,
                                  hint="0 turns the penalty off")
         if problems:
             raise ConfigError(problems)

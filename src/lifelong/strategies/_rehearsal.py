@@ -13,10 +13,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from lifelong import checks
 from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.memory import EpisodicMemory
-from lifelong.strategies import _checks as checks
 from lifelong.strategies.base import Strategy
 
 
@@ -34,9 +34,10 @@ class Rehearsal(Strategy):
 
     def __init__(self, model: nn.Module, *, memory_size: int, memory_batch: int | None) -> None:
         super().__init__(model)
+        who = f"strategy '{self.name}'"
         problems = [
-            *checks.count(self.name, "memory_size", memory_size, hint="examples kept per task"),
-            *checks.count(self.name, "memory_batch", memory_batch,
+            *checks.count(who, "memory_size", memory_size, hint="examples kept per task"),
+            *checks.count(who, "memory_batch", memory_batch,
                           none="all memories" if self.all_memories_allowed else None,
                           hint="memories used per step")]
         if problems:

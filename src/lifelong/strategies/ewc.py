@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lifelong import checks
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies import _checks as checks
 from lifelong.strategies._penalty import Params, QuadraticAnchor
 from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 
@@ -61,9 +61,9 @@ class EWC(QuadraticAnchor):
                  stiffness_cap: bool = True) -> None:
         super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
         problems = [
-            *checks.number("ewc", "decay", decay, low=0.0, high=1.0, low_open=True,
+            *checks.number("strategy 'ewc'", "decay", decay, low=0.0, high=1.0, low_open=True,
                            hint="γ of online EWC; 1 = plain sum"),
-            *checks.count("ewc", "fisher_samples", fisher_samples,
+            *checks.count("strategy 'ewc'", "fisher_samples", fisher_samples,
                           none="all training examples")]
         if fisher not in ("sampled", "empirical"):
             problems.append(f"strategy 'ewc': fisher={fisher!r} must be 'sampled' (labels drawn "

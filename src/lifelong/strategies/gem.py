@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from lifelong import checks
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies import _checks as checks
 from lifelong.strategies._gradients import TaskGradients, flat_grad, gem_project, write_grad
 from lifelong.strategies._rehearsal import Rehearsal
 
@@ -42,7 +42,7 @@ class GEM(Rehearsal):
     def __init__(self, model: nn.Module, *, memory_size: int = 256,
                  memory_batch: int | None = None, memory_strength: float = 0.5) -> None:
         super().__init__(model, memory_size=memory_size, memory_batch=memory_batch)
-        problems = checks.number("gem", "memory_strength", memory_strength, low=0.0,
+        problems = checks.number("strategy 'gem'", "memory_strength", memory_strength, low=0.0,
                                  hint="0 = exact projection; the paper uses 0.5")
         if problems:
             raise ConfigError(problems)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from lifelong import checks
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies import _checks as checks
 from lifelong.strategies._penalty import Params, QuadraticAnchor
 from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 
@@ -44,7 +44,7 @@ class MAS(QuadraticAnchor):
                  importance_samples: int | None = 1000,
                  stiffness_cap: bool = True) -> None:
         super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
-        problems = checks.count("mas", "importance_samples", importance_samples,
+        problems = checks.count("strategy 'mas'", "importance_samples", importance_samples,
                                 none="all training examples")
         if problems:
             raise ConfigError(problems)

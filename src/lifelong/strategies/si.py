@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from lifelong import checks
 from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies import _checks as checks
 from lifelong.strategies._penalty import Params, PenaltyState, QuadraticAnchor, Tensors
 
 
@@ -58,7 +58,7 @@ class SI(QuadraticAnchor):
                  damping: float = 0.1,
                  stiffness_cap: bool = True) -> None:
         super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
-        problems = checks.number("si", "damping", damping, low=0.0, low_open=True,
+        problems = checks.number("strategy 'si'", "damping", damping, low=0.0, low_open=True,
                                  hint="ξ, e.g. 0.1")
         if problems:
             raise ConfigError(problems)

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from lifelong import checks
 from lifelong.data.builders import STREAMS
 from lifelong.data.builders._common import (
     check_common,
@@ -64,8 +65,7 @@ def build_planar(
         problems.append(f"stream 'planar': num_tasks={num_tasks} needs one angle per task "
                         "(stream.angles=[0, 135, ...])")
     for key, value in (("sharpness", sharpness), ("narrow", narrow)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            problems.append(f"stream 'planar': {key}={value!r} must be a number > 0")
+        problems += checks.number("stream 'planar'", key, value, low=0.0, low_open=True)
     raise_if(problems)
     sizes = {"train": train_per_task or 2000, "test": test_per_task or 2000}
     tasks = []
