@@ -145,3 +145,21 @@ def test_bad_memory_options_are_refused_with_a_reason(bad: dict[str, object]) ->
     key = next(iter(bad))
     with pytest.raises(ConfigError, match=f"strategy 'er': {key}="):
         build_strategy("er", build_model("mlp", stream, hidden=[8]), **bad)
+
+
+def test_a_batch_that_fits_is_drawn_without_replacement() -> None:
+    from lifelong.memory import distinct
+
+    mem = EpisodicMemory()
+    for k in range(2):
+        mem.add(str(k), data(list(range(128)), task=k), slots=128, generator=gen())
+    whole = mem.sample(256, gen())  # as large as the memory: all of it, each once
+    assert sorted(zip(whole.t.tolist(), whole.x[:, 0].tolist())) == sorted(
+        zip(mem.t.tolist(), mem.x[:, 0].tolist()))
+    for size, n in ((256, 200), (5000, 64), (50, 3)):  # both ways of drawing
+        assert len(set(distinct(size, n, gen()).tolist())) == n
+    # every position equally likely: 3 of 12, 6000 draws, 1500 expected per position
+    counts = torch.bincount(torch.cat([distinct(12, 3, g) for g in [gen()] for _ in
+                                       range(6000)]), minlength=12)
+    assert int(counts.min()) > 1350 and int(counts.max()) < 1650
+    assert mem.sample(300, gen()).x.shape == (300, 1)  # more than the memory: with replacement

@@ -94,16 +94,17 @@ class Still(nn.Module):
         self.weight = nn.Parameter(torch.tensor([w]))
 
     def forward(self, x: torch.Tensor, t: object = None) -> torch.Tensor:
-        return torch.zeros(len(x), 2) + 0.0 * self.weight.sum().detach()
+        return torch.zeros(len(x), 2) + 0.0 * self.weight.sum()  # a zero gradient
 
 
-def _penalty_steps(strength: float, optimizer: str, steps: int,
-                   cap: bool = True) -> torch.Tensor:
+def _penalty_steps(strength: float, optimizer: str, steps: int, cap: bool = False,
+                   step: str = "gradient", momentum: float = 0.0) -> torch.Tensor:
     model = Still([1.0, 1.0])
-    ewc = EWC(model, strength=strength, stiffness_cap=cap)
+    ewc = EWC(model, strength=strength, stiffness_cap=cap, step=step)  # type: ignore[arg-type]
     ewc.state.anchors = [{"weight": torch.zeros(1, 2)}]
     ewc.state.importances = [{"weight": torch.tensor([[1.0, 1000.0]])}]
-    opt: torch.optim.Optimizer = (torch.optim.SGD(model.parameters(), lr=0.1)
+    opt: torch.optim.Optimizer = (torch.optim.SGD(model.parameters(), lr=0.1,
+                                                  momentum=momentum)
                                   if optimizer == "sgd" else
                                   torch.optim.Adam(model.parameters(), lr=0.1))
     batch = Batch(torch.zeros(2, 2), torch.zeros(2, dtype=torch.int64), torch.zeros(2))
@@ -112,22 +113,122 @@ def _penalty_steps(strength: float, optimizer: str, steps: int,
     return model.weight.detach()[0]
 
 
-def test_a_penalty_too_stiff_for_sgd_is_capped_and_a_gentle_one_is_exact() -> None:
+def test_the_default_penalty_is_the_papers_exact_one() -> None:
+    # Curvature λ·Ω = 1000 on the second weight: plain SGD at lr 0.1 multiplies its distance
+    # to the anchor by (1 − lr·λ·Ω) = −99 each step, as the exact penalty says; the gentle
+    # one by 0.9.
+    exact = _penalty_steps(1.0, "sgd", 3)
+    assert exact[1].item() == pytest.approx((-99.0) ** 3, rel=1e-5)
+    assert exact[0].item() == pytest.approx(0.9 ** 3, rel=1e-6)
+    ewc = EWC(nn.Linear(2, 2))
+    assert (ewc.step, ewc.stiffness_cap) == ("gradient", False)
+
+
+def test_the_proximal_step_is_the_implicit_step_on_the_penalty() -> None:
+    # θ ← θ / (1 + lr·λ·Ω) per step (factor ½: curvature λ·Ω): stable at any stiffness.
+    w = _penalty_steps(1.0, "sgd", 3, step="proximal")
+    assert w[0].item() == pytest.approx(1.1 ** -3, rel=1e-6)
+    assert w[1].item() == pytest.approx(101.0 ** -3, rel=1e-5)
+    # With momentum μ the step size at rest is lr / (1 − μ); the task gradient is 0 here, so
+    # momentum adds nothing and the step is θ / (1 + lr·λ·Ω / (1 − μ)).
+    w = _penalty_steps(1.0, "sgd", 2, step="proximal", momentum=0.5)
+    assert w[0].item() == pytest.approx(1.2 ** -2, rel=1e-6)
+    with pytest.raises(ConfigError, match="plain SGD"):
+        _penalty_steps(1.0, "adam", 1, step="proximal")
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_the_proximal_step_converges_to_the_exact_objectives_stationary_point(
+        momentum: float) -> None:
+    # A stiff penalty (λ·F up to thousands) that plain gradient steps at this lr cannot follow:
+    # the proximal iteration settles where ∇(task loss + penalty) = 0.
+    task = tiny_task(n=16)
+    model = Pair([0.5, -0.5])
+    ewc = EWC(model, strength=5000.0, step="proximal")
+    ewc.state.anchors = [{n: torch.full_like(p, 0.3) for n, p in model.named_parameters()}]
+    ewc.state.importances = [{n: torch.rand(p.shape, generator=torch.Generator().manual_seed(1))
+                              for n, p in model.named_parameters()}]
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=momentum)
+    d = task.train
+    batch = Batch(d.x, d.y, d.t)
+    for _ in range(3000):
+        ewc.train_batch(batch, opt)
+    exact = EWC(model, strength=5000.0)
+    exact.state = ewc.state
+    total = exact.loss(batch, model(d.x))
+    grads = torch.autograd.grad(total, list(model.parameters()))
+    assert max(float(g.abs().max()) for g in grads) < 1e-4
+
+
+def test_a_diverging_exact_penalty_names_the_proximal_step(permuted_digits: Stream) -> None:
+    from lifelong.errors import DivergenceError
+
+    model = build_model("mlp", permuted_digits, hidden=[32], seed=0)
+    with pytest.raises(DivergenceError, match="step=proximal"):
+        fit_stream(EWC(model, strength=1e7), permuted_digits,
+                   TrainConfig(epochs=2, batch_size=32, lr=0.1, device="cpu"), seed=0)
+    # ... and the proximal step runs the same setting to the end, keeping task 1 far better.
+    stable = EWC(build_model("mlp", permuted_digits, hidden=[32], seed=0), strength=1e7,
+                 step="proximal")
+    R = fit_stream(stable, permuted_digits,
+                   TrainConfig(epochs=2, batch_size=32, lr=0.1, device="cpu"), seed=0).matrix
+    assert all(v == v for row in R for v in row)
+    assert R[-1][0] >= R[1][0] - 0.02  # task 1 held where it was
+
+
+def test_online_ewc_penalises_gamma_times_the_running_fisher() -> None:
+    # Schwarz et al. 2018: the penalty on task i is ½λ·γ·F*_{i−1}, F* = γ·F*_{i−2} + F_{i−1}.
+    model = nn.Linear(2, 1, bias=False)
+    model.weight.data = torch.tensor([[1.0, 2.0]])
+    ewc = EWC(model, strength=2.0, online=True, decay=0.5)
+    ewc.state.anchors = [{"weight": torch.zeros(1, 2)}]
+    ewc.state.importances = [{"weight": torch.tensor([[1.0, 3.0]])}]
+    batch = Batch(torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64), torch.zeros(1))
+    logits = torch.zeros(1, 2)
+    extra = ewc.loss(batch, logits) - F.cross_entropy(logits, batch.y)
+    assert extra.item() == pytest.approx(0.5 * 2.0 * 0.5 * 13.0)
+
+
+def test_importances_of_parameters_the_model_no_longer_has_are_an_error() -> None:
+    from lifelong.errors import StateError
+
+    model = nn.Sequential(nn.Linear(2, 2))
+    ewc = EWC(model)
+    ewc.state.anchors = [{"0.weight": torch.zeros(2, 2), "_orig_mod.0.bias": torch.zeros(2)}]
+    ewc.state.importances = [{"0.weight": torch.ones(2, 2), "_orig_mod.0.bias": torch.ones(2)}]
+    with pytest.raises(StateError, match="_orig_mod.0.bias"):
+        ewc.penalty()
+
+
+def test_the_stiffness_cap_reports_what_it_held() -> None:
+    model = Still([1.0, 1.0])
+    ewc = EWC(model, strength=1.0, stiffness_cap=True)
+    ewc.state.anchors = [{"weight": torch.zeros(1, 2)}]
+    ewc.state.importances = [{"weight": torch.tensor([[1.0, 1000.0]])}]
+    task = tiny_task()
+    ewc.before_task(task)
+    batch = Batch(torch.zeros(2, 2), torch.zeros(2, dtype=torch.int64), torch.zeros(2))
+    ewc.train_batch(batch, torch.optim.SGD(model.parameters(), lr=0.1))
+    report = ewc.task_report()
+    assert report.values == {"capped_fraction": 0.5}
+    assert len(report.warnings) == 1 and "50.0%" in report.warnings[0]
+    assert "stiffness_cap=false" in report.warnings[0]
+    ewc.before_task(task)  # a new task starts a new count
+    assert ewc.task_report().values == {}
+    assert EWC(Still([1.0, 1.0])).task_report().values == {}  # no cap, nothing to report
+
+
+def test_a_penalty_too_stiff_for_sgd_is_capped_when_asked() -> None:
     # Curvature λ·Ω = 1000 on the second weight: plain SGD at lr 0.1 would multiply its
     # distance to the anchor by (1 − 100) each step. Capped at 1/lr, it lands on the anchor.
-    w = _penalty_steps(1.0, "sgd", 3)
+    w = _penalty_steps(1.0, "sgd", 3, cap=True)
     assert torch.isfinite(w).all()
     assert w[1].abs() < 1e-6
     # The first weight (curvature 1, far below the cap) follows the exact gradient:
     # θ ← θ − lr·λ·Ω·θ, i.e. 0.9³ after three steps.
     assert w[0].item() == pytest.approx(0.9 ** 3, rel=1e-6)
     # Adam rescales its steps: no cap, and no divergence either.
-    assert torch.isfinite(_penalty_steps(1.0, "adam", 20)).all()
-    # With the cap off the penalty is the paper's exactly: the stiff weight is multiplied by
-    # (1 − lr·λ·Ω) = −99 each step, and the gentle one is unchanged by the option.
-    exact = _penalty_steps(1.0, "sgd", 3, cap=False)
-    assert exact[1].item() == pytest.approx((-99.0) ** 3, rel=1e-5)
-    assert exact[0].item() == pytest.approx(0.9 ** 3, rel=1e-6)
+    assert torch.isfinite(_penalty_steps(1.0, "adam", 20, cap=True)).all()
 
 
 def test_bad_options_are_refused_with_the_option_named() -> None:
@@ -142,6 +243,10 @@ def test_bad_options_are_refused_with_the_option_named() -> None:
         SI(model, damping=0.0)
     with pytest.raises(ConfigError, match="importance_samples"):
         MAS(model, importance_samples=0)
+    with pytest.raises(ConfigError, match="step"):
+        SI(model, step="implicit")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="exclude each other"):
+        EWC(model, step="proximal", stiffness_cap=True)
 
 
 # ------------------------------------------------------------------------------ L2

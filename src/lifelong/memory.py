@@ -45,6 +45,27 @@ def reservoir(n: int, k: int, generator: torch.Generator) -> Tensor:
     return torch.where(winner >= 0, winner, torch.arange(k, device=device))
 
 
+def distinct(size: int, n: int, generator: torch.Generator) -> Tensor:
+    """`n` ≤ `size` distinct positions in range(size), every n-subset (and order) equally
+    likely.
+
+    A small batch from a large memory draws `n` positions and redraws the repeats until none
+    is left (the procedure treats all positions alike, so every subset is equally likely),
+    costing O(n) instead of the O(size) of a full permutation; a batch that is a large part of
+    the memory takes the head of a permutation."""
+    if 4 * n > size:
+        return torch.randperm(size, generator=generator)[:n]
+    idx = torch.randint(size, (n,), generator=generator)
+    while True:
+        values, order = idx.sort()
+        repeat = torch.zeros(n, dtype=torch.bool)
+        repeat[order[1:]] = values[1:] == values[:-1]  # every copy but the first of a value
+        redraw = int(repeat.sum())
+        if not redraw:
+            return idx
+        idx[repeat] = torch.randint(size, (redraw,), generator=generator)
+
+
 def class_quotas(counts: list[int], slots: int) -> list[int]:
     """Slots per class: as equal as possible, a class never getting more than it has; slots a
     small class cannot use go to the others (water filling). Leftover single slots go to the
@@ -132,10 +153,13 @@ class EpisodicMemory(StrategyState):
         del self.keys[k], self.count[k]
 
     def sample(self, n: int, generator: torch.Generator) -> Batch:
-        """`n` examples drawn uniformly, with replacement, from all memories (every stored
-        example equally likely, whatever its task)."""
+        """`n` examples drawn uniformly from all memories (every stored example equally likely,
+        whatever its task): without replacement whenever `n` fits in the memory (a batch as
+        large as the memory is then the whole memory), with replacement beyond that."""
         assert self.x is not None and self.y is not None and self.t is not None, "empty"
-        idx = torch.randint(len(self), (n,), generator=generator).to(self.y.device)
+        size = len(self)
+        idx = (distinct(size, n, generator) if n <= size
+               else torch.randint(size, (n,), generator=generator)).to(self.y.device)
         return Batch(self.x[idx], self.y[idx], self.t[idx])
 
     def per_task(self, n: int | None, generator: torch.Generator) -> PerTask:

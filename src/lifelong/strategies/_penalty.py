@@ -18,33 +18,42 @@ computed together with a handful of `torch._foreach_*` calls over all parameters
 over parameters, no autograd graph per parameter) and handed to autograd through one custom
 `Function`.
 
-Stability with plain SGD: on a weight whose penalty curvature k = 2 · factor · strength · Ω̄
-exceeds 2(1 + momentum)/lr, SGD overshoots the anchor by more each step and the run diverges —
-which large importances (a few biases, SI's Ω) do at everyday learning rates. So when the step
-is taken by `torch.optim.SGD`, Ω̄ is capped per weight at half that bound, (1 + momentum)/lr:
-the stiffest pull SGD follows without growing oscillations (with momentum 0 it lands the weight
-on its anchor in one step, the limit of an infinitely strong penalty). Where the cap does not
-bind — every weight when the strength is moderate — nothing changes; Adam and the like rescale
-each step and are left alone. Does not own any importance estimator (l2.py, ewc.py, si.py,
-mas.py).
+The default is the papers' exact penalty, added to the loss and followed by the optimizer like
+any other term. With plain SGD a weight whose penalty curvature k = 2 · factor · strength · Ω̄
+exceeds 2(1 + momentum)/lr is overshot by more at every step and the run diverges — which a
+large strength does at everyday learning rates. Two ways out, both optional:
+
+- ``step="proximal"``: the quadratic term is taken by an implicit (proximal) step after the
+  optimizer's step on the task loss alone, θ ← (θ + c·m) / (1 + c) with c = η'·k and
+  η' = lr / (1 − momentum) (the step size of heavy-ball SGD at rest). It is stable for any
+  curvature, and its fixed point is the exact objective's stationary point:
+  ∇L_task(θ) + k·Ω̄·(θ − m) = 0 (proximal gradient method; Parikh & Boyd 2014, §4.2).
+- ``stiffness_cap=true`` (the library's earlier default, kept as an option): with plain SGD,
+  Ω̄ is capped per weight at (1 + momentum) / (lr · 2 · factor · strength). Above the cap the
+  strength stops meaning anything and the objective is no longer the paper's, so the fraction
+  of weights capped is reported each task (a warning, and `capped_fraction` in the run's
+  diagnostics). Adam and its kin are never capped.
+
+Does not own any importance estimator (l2.py, ewc.py, si.py, mas.py).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from lifelong import checks
 from lifelong.data.task import Task, TensorData
-from lifelong.errors import ConfigError
-from lifelong.strategies.base import Batch, Strategy, StrategyState
+from lifelong.errors import ConfigError, StateError
+from lifelong.strategies.base import Batch, Strategy, StrategyState, TaskReport
 
 Params = dict[str, Tensor]
 Tensors = list[Tensor] | tuple[Tensor, ...]  # what torch._foreach_* take and return
+Step = Literal["gradient", "proximal"]
 
 CLASS_IL_CAVEAT = (
     "quadratic penalties (L2, EWC, SI, MAS) are known to fail in class-incremental learning: "
@@ -65,9 +74,19 @@ class PenaltyState(StrategyState):
 class _Folded:
     """The terms of `PenaltyState` folded into Ω̄ (θ − m)² + const, for the live parameters."""
 
-    def __init__(self, model: nn.Module, anchors: list[Params], importances: list[Params]):
+    def __init__(self, model: nn.Module, anchors: list[Params], importances: list[Params],
+                 who: str = "penalty"):
         live = dict(model.named_parameters())
-        names = [n for n in importances[0] if n in live]
+        names = list(importances[0])
+        if missing := [n for n in names if n not in live]:
+            # Dropping them would silently make the penalty zero on those weights.
+            raise StateError(
+                f"{who}: the penalty holds importances for parameters the model no longer has "
+                f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}; the model's "
+                f"are {', '.join(list(live)[:4])}{', ...' if len(live) > 4 else ''}). A "
+                "wrapper such as torch.compile ('_orig_mod.') or DataParallel ('module.') "
+                "renames parameters: build the strategy around the model you train, and keep "
+                "it for the whole stream")
         self.params = [live[n] for n in names]
         self.centre: list[Tensor] = []
         self.omega: list[Tensor] = []  # Ω̄ = Σ_k Ω_k
@@ -100,6 +119,28 @@ class _Folded:
         self.last_grads: Tensors | None = None
         self.keep_grads = False  # set by SI, which needs the penalty's gradient after the step
         self._weights: dict[tuple[float, float], tuple[list[Tensor], ...]] = {}
+        self._prox: dict[tuple[float, ...], tuple[list[Tensor], list[Tensor]]] = {}
+
+    def capped_fraction(self, scale: float, limit: float) -> float:
+        """The fraction of the penalised weights whose Ω̄ exceeds the cap limit / (2·scale)."""
+        if not math.isfinite(limit) or not self.omega:
+            return 0.0
+        with torch.no_grad():
+            over = sum(int((o > limit / (2 * scale)).sum()) for o in self.omega)
+        return over / sum(o.numel() for o in self.omega)
+
+    def proximal(self, scale: float, rates: tuple[float, ...]) -> tuple[list[Tensor], ...]:
+        """(1 / (1 + c), c·m / (1 + c)) per weight with c = rate · 2 · scale · Ω̄, `rates` the
+        effective step size of each parameter: θ ← θ / (1 + c) + c·m / (1 + c) is the implicit
+        step on scale · Ω̄ (θ − m)² (computed once per task and learning rate)."""
+        key = (scale, *rates)
+        if key not in self._prox:
+            with torch.no_grad():
+                c = [2 * scale * r * o for r, o in zip(rates, self.omega, strict=True)]
+                self._prox[key] = ([1 / (1 + ci) for ci in c],
+                                   [ci * m / (1 + ci) for ci, m in zip(c, self.centre,
+                                                                        strict=True)])
+        return self._prox[key]
 
     def weights(self, scale: float, limit: float) -> tuple[list[Tensor], ...]:
         """(r, −r ⊙ m, 2r) with r = √(scale · Ω') and Ω' = min(Ω̄, limit / (2·scale)): the
@@ -165,10 +206,13 @@ class QuadraticAnchor(Strategy):
 
     Args:
         strength: the penalty weight (λ of EWC, L2 and MAS; c of SI). 0 turns the penalty off.
+        step: how the penalty is followed. ``"gradient"`` (the papers): its gradient joins the
+            task loss's and the optimizer takes both. ``"proximal"``: an implicit step for the
+            quadratic after the optimizer's step on the task loss alone — same stationary
+            point, stable at any strength; plain SGD only (see the module doc).
         stiffness_cap: with plain SGD, cap each weight's importance at the stiffest pull SGD
-            can follow, (1 + momentum)/lr (see the module doc). A departure from the papers
-            that only acts where they would diverge; set false for the exact penalty (and
-            expect a DivergenceError where lr · curvature > 2(1 + momentum)).
+            can follow (see the module doc). Off by default: it changes the objective wherever
+            it binds. When on, the fraction of weights capped is reported every task.
     """
 
     name = "quadratic-anchor"
@@ -176,20 +220,34 @@ class QuadraticAnchor(Strategy):
     factor: ClassVar[float] = 0.5
     keeps_penalty_gradients: ClassVar[bool] = False  # SI reads them after the step
     online: bool = False  # merge every task into one decayed term
-    decay: float = 1.0  # γ of online EWC: Ω ← decay·Ω + Ω_new
+    decay: float = 1.0  # γ of online EWC: Ω ← decay·Ω + Ω_new, penalised as decay·Ω
 
-    def __init__(self, model: nn.Module, *, strength: float,
-                 stiffness_cap: bool = True) -> None:
+    def __init__(self, model: nn.Module, *, strength: float, step: Step = "gradient",
+                 stiffness_cap: bool = False) -> None:
         super().__init__(model)
-        self.stiffness_cap = bool(stiffness_cap)
         problems = checks.number(f"strategy '{self.name}'", "strength", strength, low=0.0,
                                  hint="0 turns the penalty off")
+        if step not in ("gradient", "proximal"):
+            problems.append(f"strategy '{self.name}': step={step!r} must be 'gradient' (the "
+                            "penalty's gradient joins the loss's) or 'proximal' (an implicit "
+                            "step for the penalty, stable at any strength with plain SGD)")
+        if not isinstance(stiffness_cap, bool):
+            problems.append(f"strategy '{self.name}': stiffness_cap={stiffness_cap!r} must be "
+                            "true or false")
+        elif stiffness_cap and step == "proximal":
+            problems.append(f"strategy '{self.name}': stiffness_cap=true and step='proximal' "
+                            "exclude each other (the proximal step needs no cap)")
         if problems:
             raise ConfigError(problems)
         self.strength = strength
+        self.step = step
+        self.stiffness_cap = stiffness_cap
         self.state: PenaltyState = PenaltyState()
         self._folded: _Folded | None = None
         self._limit = math.inf  # set from the optimizer at each step
+        self._rates: tuple[float, ...] = ()  # effective SGD step per penalised parameter
+        self._rates_key: tuple[object, ...] = ()
+        self._capped: float | None = None  # fraction of weights capped in the current task
 
     # ------------------------------------------------------------------ to implement
     def importance(self, task: Task) -> Params:
@@ -211,9 +269,14 @@ class QuadraticAnchor(Strategy):
         sources = (*anchors, *importances)
         if f is None or len(f.sources) != len(sources) or any(
                 a is not b for a, b in zip(f.sources, sources, strict=True)):
-            f = self._folded = _Folded(self.model, anchors, importances)
+            f = self._folded = _Folded(self.model, anchors, importances, self.name)
             f.keep_grads = self.keeps_penalty_gradients
         return f
+
+    def penalty_scale(self) -> float:
+        """The factor in front of Σ Ω̄ (θ − m)²: factor · strength, times γ for online EWC,
+        whose penalty on task i is γ·F*_{i−1} (Schwarz et al. 2018, Eq. 4)."""
+        return self.factor * self.strength * (self.decay if self.online else 1.0)
 
     def penalty(self, scale: float = 1.0, limit: float = math.inf) -> Tensor:
         """`scale` · Σ_k Σ_i Ω_k,i (θ_i − θ*_k,i)², differentiable; each Ω̄_i capped at
@@ -229,14 +292,47 @@ class QuadraticAnchor(Strategy):
         f = self.folded()
         if f is not None:
             f.last_grads = None  # set again by this step's penalty, if any
-        if f is None or not self.strength:
+        if f is None or not self.strength or self.step == "proximal":
             return base
-        return base + self.penalty(self.factor * self.strength, self._limit)
+        return base + self.penalty(self.penalty_scale(), self._limit)
 
     def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
-        # The optimizer of this step decides how stiff the penalty may be (see the module doc).
-        self._limit = stiffness_limit(optimizer) if self.stiffness_cap else math.inf
+        # The optimizer of this step decides how stiff the penalty may be, or the size of the
+        # implicit step (see the module doc).
+        if self.step == "proximal":
+            self._rates = self._proximal_rates(optimizer)
+        elif self.stiffness_cap:
+            self._limit = stiffness_limit(optimizer)
+            f = self.folded()
+            if self._capped is None and f is not None and self.strength:
+                self._capped = f.capped_fraction(self.penalty_scale(), self._limit)
         return super().train_batch(batch, optimizer)
+
+    def after_step(self) -> None:
+        f = self.folded()
+        if self.step != "proximal" or f is None or not self.strength:
+            return
+        inv, shift = f.proximal(self.penalty_scale(), self._rates)
+        with torch.no_grad():
+            torch._foreach_mul_(f.params, inv)
+            torch._foreach_add_(f.params, shift)
+
+    def _proximal_rates(self, optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
+        if type(optimizer) is not torch.optim.SGD or any(
+                g.get("nesterov") or g.get("dampening") for g in optimizer.param_groups):
+            raise ConfigError(f"strategy '{self.name}': step='proximal' needs plain SGD "
+                              f"(train.optimizer=sgd, got {type(optimizer).__name__}); use "
+                              "step='gradient' with Adam")
+        f = self.folded()
+        if f is None:
+            return ()
+        key = (optimizer, f, *((g["lr"], g.get("momentum")) for g in optimizer.param_groups))
+        if self._rates_key != key:  # once per task, not per step
+            rate = {id(p): float(g["lr"]) / (1.0 - float(g.get("momentum", 0.0)))
+                    for g in optimizer.param_groups for p in g["params"]}
+            self._rates_key = key
+            self._rates = tuple(rate.get(id(p), 0.0) for p in f.params)
+        return self._rates
 
     def penalty_gradients(self) -> Tensors | None:
         """The penalty's gradient from the last `loss` call, aligned with `folded().params`
@@ -244,7 +340,16 @@ class QuadraticAnchor(Strategy):
         f = self._folded
         return f.last_grads if f is not None and f is self.folded() else None
 
+    def divergence_hint(self) -> str:
+        if self.step == "proximal" or not self.strength:
+            return ""
+        return (f"or set strategy.step=proximal (an implicit step for {self.name}'s penalty, "
+                "stable at any strength with plain SGD)")
+
     # ---------------------------------------------------------------- consolidation
+    def before_task(self, task: Task) -> None:
+        self._capped = None
+
     def after_task(self, task: Task) -> None:
         omega = {n: v.detach() for n, v in self.importance(task).items()}
         anchor = {n: p.detach().clone() for n, p in self.model.named_parameters()
@@ -256,6 +361,19 @@ class QuadraticAnchor(Strategy):
         else:
             self.state.anchors = [*self.state.anchors, anchor]
             self.state.importances = [*self.state.importances, omega]
+
+    def task_report(self) -> TaskReport:
+        if not self.stiffness_cap or self._capped is None:
+            return TaskReport()
+        values = {"capped_fraction": self._capped}
+        if not self._capped:
+            return TaskReport(values)
+        return TaskReport(values, (
+            f"{self.name}: stiffness_cap held {self._capped:.1%} of the penalised weights "
+            f"below their importance (strength {self.strength:g}, lr-bound curvature "
+            f"{self._limit:g}); for those weights the penalty is not the paper's and a larger "
+            "strength changes nothing. Set stiffness_cap=false, with step=proximal for "
+            "stability",))
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         super().load_state_dict(sd)

@@ -20,7 +20,8 @@ class AGEM(Rehearsal):
 
     "Efficient Lifelong Learning with A-GEM", §4. GEM's k constraints, one per past task,
     become one on the average memory loss (Eq. 10): ⟨g̃, g_ref⟩ ≥ 0, with g_ref the gradient
-    on `memory_batch` examples drawn uniformly from the memories of all past tasks. When g
+    on `memory_batch` examples drawn uniformly, without replacement (the whole memory when
+    the batch is as large), from the memories of all past tasks. When g
     violates it, g̃ = g − (gᵀg_ref / g_refᵀg_ref)·g_ref (Eq. 11); otherwise g is kept. No QP
     and no host sync per step.
 

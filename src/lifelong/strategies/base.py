@@ -40,6 +40,17 @@ class Batch(NamedTuple):
     t: Tensor
 
 
+@dataclass(frozen=True, slots=True)
+class TaskReport:
+    """What a strategy reports about the task it just consolidated, read by the loop once per
+    task after `after_task`: numbers recorded with the run (events, store, JSON), e.g. the
+    fraction of weights a stiffness cap acted on, and warnings the loop shows (as
+    `LifelongWarning`) and records with the run."""
+
+    values: dict[str, float] = dataclasses.field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
 @dataclass
 class StrategyState:
     """Learned state of a strategy (subclasses add fields). Values: tensors, numbers, lists
@@ -121,6 +132,16 @@ class Strategy:
 
     def after_task(self, task: Task) -> None:
         """Consolidate after `task` (importance, memories, snapshots)."""
+
+    def task_report(self) -> TaskReport:
+        """Observations about the task just learned (called once per task after
+        `after_task`; it must not change learning). Default: nothing to report."""
+        return TaskReport()
+
+    def divergence_hint(self) -> str:
+        """A remedy of this method's own that the loop adds to its `DivergenceError` message
+        (e.g. a stable step for a stiff penalty); empty by default."""
+        return ""
 
     def predict(self, x: Tensor, t: Tensor | None) -> Tensor:
         """Logits at test time. `t` is given only in the task-incremental scenario."""

@@ -28,6 +28,12 @@ class GEM(Rehearsal):
     do). Past-task gradients are one (k, P) matrix from a single vmapped pass over the
     memories, so all tasks cost one call per step.
 
+    Departure: the paper keeps the last `memory_size` examples of each task's stream; here
+    each task's memory is a class-balanced random sample of its training set (a reservoir per
+    class, `lifelong.memory`), shared with ER and A-GEM. With a single pass over shuffled
+    data the two are samples of the same distribution, but ours keeps every class even when a
+    task's last examples happen to miss one.
+
     Args:
         memory_size: examples kept per task (the paper: 256 on MNIST).
         memory_batch: memories per past task for g_k each step, drawn with replacement;

@@ -12,7 +12,7 @@ from torch import nn
 from lifelong.data.task import Task
 from lifelong.models.heads import MultiHead
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import Params, QuadraticAnchor
+from lifelong.strategies._penalty import Params, QuadraticAnchor, Step
 
 
 @STRATEGIES.register("l2")
@@ -36,8 +36,8 @@ class L2(QuadraticAnchor):
     version = 2  # v1 kept the weights at the task's start to hold only the weights it moved
 
     def __init__(self, model: nn.Module, *, strength: float = 1.0,
-                 stiffness_cap: bool = True) -> None:
-        super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
+                 step: Step = "gradient", stiffness_cap: bool = False) -> None:
+        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap)
 
     def importance(self, task: Task) -> Params:
         omega = {n: torch.ones_like(p) for n, p in self.model.named_parameters()

@@ -12,7 +12,7 @@ from lifelong import checks
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import Params, QuadraticAnchor
+from lifelong.strategies._penalty import Params, QuadraticAnchor, Step
 from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 
 
@@ -42,8 +42,8 @@ class MAS(QuadraticAnchor):
 
     def __init__(self, model: nn.Module, *, strength: float = 0.5,
                  importance_samples: int | None = 1000,
-                 stiffness_cap: bool = True) -> None:
-        super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
+                 step: Step = "gradient", stiffness_cap: bool = False) -> None:
+        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap)
         problems = checks.count("strategy 'mas'", "importance_samples", importance_samples,
                                 none="all training examples")
         if problems:

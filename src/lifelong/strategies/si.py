@@ -16,7 +16,13 @@ from lifelong import checks
 from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import Params, PenaltyState, QuadraticAnchor, Tensors
+from lifelong.strategies._penalty import (
+    Params,
+    PenaltyState,
+    QuadraticAnchor,
+    Step,
+    Tensors,
+)
 
 
 @dataclass
@@ -40,6 +46,12 @@ class SI(QuadraticAnchor):
     Ω_k += max(0, ω_k / ((θ_k(t^μ) − θ_k(t^{μ−1}))² + ξ)) — summed over tasks, and anchored at
     the latest weights. The penalty is c · Σ_k Ω_k (θ_k − θ̃_k)² (Eq. 4, no ½).
 
+    Departure: Eq. 5 does not clamp, and the authors' code only clamps the sum. Here each
+    task's contribution is clamped at 0 before it is added: a weight whose path integral came
+    out negative (the loss rose along its path, which noise in SGD does) gets no importance
+    from that task, rather than a negative one that would push it away from its anchor and
+    cancel what earlier tasks recorded.
+
     Args:
         strength: c. Zenke et al. use c = 0.1 on permuted MNIST and c = 1 on split MNIST,
             both with Adam. With plain SGD our Ω came out small (mean ~2e-3 on 8×8 digits), so
@@ -56,8 +68,8 @@ class SI(QuadraticAnchor):
 
     def __init__(self, model: nn.Module, *, strength: float = 5.0,
                  damping: float = 0.1,
-                 stiffness_cap: bool = True) -> None:
-        super().__init__(model, strength=strength, stiffness_cap=stiffness_cap)
+                 step: Step = "gradient", stiffness_cap: bool = False) -> None:
+        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap)
         problems = checks.number("strategy 'si'", "damping", damping, low=0.0, low_open=True,
                                  hint="ξ, e.g. 0.1")
         if problems:
@@ -76,6 +88,7 @@ class SI(QuadraticAnchor):
         self._pairs: tuple[object, list[Tensor], list[tuple[int, int]]] | None = None
 
     def before_task(self, task: Task) -> None:
+        super().before_task(task)
         self._reset_path()
 
     def _aligned(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
@@ -90,6 +103,7 @@ class SI(QuadraticAnchor):
         return cache[1], cache[2], cache[3]
 
     def after_step(self) -> None:
+        super().after_step()  # the proximal step, if any, is part of this step's Δθ
         params, omega, previous = self._aligned()
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         with torch.no_grad():
