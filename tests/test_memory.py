@@ -154,8 +154,8 @@ def test_a_batch_that_fits_is_drawn_without_replacement() -> None:
     for k in range(2):
         mem.add(str(k), data(list(range(128)), task=k), slots=128, generator=gen())
     whole = mem.sample(256, gen())  # as large as the memory: all of it, each once
-    assert sorted(zip(whole.t.tolist(), whole.x[:, 0].tolist())) == sorted(
-        zip(mem.t.tolist(), mem.x[:, 0].tolist()))
+    assert sorted(zip(whole.t.tolist(), whole.x[:, 0].tolist(), strict=True)) == sorted(
+        zip(mem.t.tolist(), mem.x[:, 0].tolist(), strict=True))
     for size, n in ((256, 200), (5000, 64), (50, 3)):  # both ways of drawing
         assert len(set(distinct(size, n, gen()).tolist())) == n
     # every position equally likely: 3 of 12, 6000 draws, 1500 expected per position

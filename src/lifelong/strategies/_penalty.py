@@ -313,9 +313,10 @@ class QuadraticAnchor(Strategy):
         if self.step != "proximal" or f is None or not self.strength:
             return
         inv, shift = f.proximal(self.penalty_scale(), self._rates)
+        params: list[Tensor] = list(f.params)
         with torch.no_grad():
-            torch._foreach_mul_(f.params, inv)
-            torch._foreach_add_(f.params, shift)
+            torch._foreach_mul_(params, inv)
+            torch._foreach_add_(params, shift)
 
     def _proximal_rates(self, optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
         if type(optimizer) is not torch.optim.SGD or any(

@@ -28,8 +28,12 @@ class L2(QuadraticAnchor):
     so they carry nothing of it and stay free for the tasks they belong to.
 
     Args:
-        strength: λ. The default 1.0 already makes L2 clearly intransigent on
-            `ewc-permuted` (tasks B and C learned far worse than by SGD or EWC).
+        strength: λ. The default 1.0 is deliberately intransigent: it is the lecture's
+            baseline (Kirkpatrick et al. Fig. 2A), which keeps old tasks by failing to learn new
+            ones, and it loses to naive fine-tuning on ACC. `lifelong run strength-sweep` shows
+            the whole range: below 0.01 L2 is naive fine-tuning, above 0.1 it cannot learn.
+        step: ``"gradient"`` (the default) or ``"proximal"`` (see `_penalty.py`).
+        stiffness_cap: the earlier per-weight cap (off; see `_penalty.py`).
     """
 
     name = "l2"

@@ -27,11 +27,14 @@ class MAS(QuadraticAnchor):
     λ · Σ_ij Ω_ij (θ_ij − θ*_ij)² (Eq. 3, no ½).
 
     Args:
-        strength: λ. Aljundi et al. use λ = 1. Ω adds up over tasks and, from the logits'
-            squared norm, is large (up to ~40 on Fashion-MNIST), so our default is 0.5: on
-            permuted 8×8 digits (MLP 64, SGD lr 0.05) it cuts naive's BWT from −0.22 to −0.06
-            while task 2 is still learned to 0.71-0.76; λ = 1 holds a little more (−0.03) but
-            learns task 2 only to 0.67.
+        strength: λ. Aljundi et al. use λ = 1 on their object-recognition sequences. Ω adds
+            up over tasks and, from the logits' squared norm, is far larger than a Fisher, so
+            λ = 1 diverges with plain SGD at lr 0.1 and holds the weights too hard otherwise.
+            The default was chosen by `lifelong run strength-sweep` (see `ewc.EWC`'s
+            `strength` for the rule; the table is in the README).
+        step: ``"gradient"`` (the paper's, and the sweep's choice) or ``"proximal"`` (same
+            objective, stable at any strength; see `_penalty.py`).
+        stiffness_cap: the earlier per-weight cap (off; see `_penalty.py`).
         importance_samples: training examples (a seeded random subset) Ω is averaged over;
             None = all of them.
     """
@@ -40,7 +43,7 @@ class MAS(QuadraticAnchor):
     factor = 1.0
     online = True
 
-    def __init__(self, model: nn.Module, *, strength: float = 0.5,
+    def __init__(self, model: nn.Module, *, strength: float = 0.01,
                  importance_samples: int | None = 1000,
                  step: Step = "gradient", stiffness_cap: bool = False) -> None:
         super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap)

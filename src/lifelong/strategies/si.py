@@ -54,11 +54,16 @@ class SI(QuadraticAnchor):
 
     Args:
         strength: c. Zenke et al. use c = 0.1 on permuted MNIST and c = 1 on split MNIST,
-            both with Adam. With plain SGD our Ω came out small (mean ~2e-3 on 8×8 digits), so
-            the default is 5.0: on permuted digits (MLP 64, lr 0.05) it cuts naive's BWT from
-            −0.24 to −0.10, where c = 1 only reaches −0.17.
+            both with Adam; Ω scales with the optimizer's steps, so their values do not carry
+            over to plain SGD. The default was chosen by `lifelong run strength-sweep` (see
+            `ewc.EWC`'s `strength` for the rule; the table is in the README).
         damping: ξ, which keeps Ω finite for weights that barely moved (0.1 on permuted MNIST
             in the paper's code).
+        step: ``"proximal"`` (the default, chosen by the same sweep: the gradient step diverges
+            at c ≥ 1 with SGD at lr 0.1) or ``"gradient"``, the paper's; same objective (see
+            `_penalty.py`). Δθ in the path integral is the whole step, the implicit pull
+            included; g is the task loss's gradient alone either way.
+        stiffness_cap: the earlier per-weight cap (off; see `_penalty.py`).
     """
 
     name = "si"
@@ -66,9 +71,9 @@ class SI(QuadraticAnchor):
     online = True
     keeps_penalty_gradients = True
 
-    def __init__(self, model: nn.Module, *, strength: float = 5.0,
+    def __init__(self, model: nn.Module, *, strength: float = 1.0,
                  damping: float = 0.1,
-                 step: Step = "gradient", stiffness_cap: bool = False) -> None:
+                 step: Step = "proximal", stiffness_cap: bool = False) -> None:
         super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap)
         problems = checks.number("strategy 'si'", "damping", damping, low=0.0, low_open=True,
                                  hint="ξ, e.g. 0.1")
