@@ -50,13 +50,14 @@ from lifelong.strategies import STRATEGIES, register_all
 # Strategy name -> options used in this benchmark. Add yours here when you add a strategy.
 OPTIONS: dict[str, dict[str, Any]] = {
     "naive": {},
-    # Episodic memories (issue #5): 256 per task as in GEM. GEM draws 32 memories per past task
+    # Episodic memories: 256 per task as in GEM. GEM draws 32 memories per past task
     # per step (its paper default, all 256, costs k·256 examples of arithmetic per step).
     "er": {"memory_size": 256, "memory_batch": 10},
     "gem": {"memory_size": 256, "memory_batch": 32},
     "agem": {"memory_size": 256, "memory_batch": 256},
-    # Quadratic penalties (issue #4), at their defaults. EWC and MAS estimate the importance
-    # from all 1000 examples of a P1 task (1000 of the 10000 in P2).
+    # Quadratic penalties at their defaults (chosen by `lifelong run strength-sweep`). EWC
+    # and MAS estimate the importance from all 1000 examples of a P1 task (1000 of 10000 in
+    # P2).
     "l2": {}, "ewc": {}, "si": {}, "mas": {},
 }
 

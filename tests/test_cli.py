@@ -37,6 +37,7 @@ def test_run_single_json_contract(capsys, where, tmp_path) -> None:  # type: ign
                 "forgetting", "train_seconds", "eval_seconds"):
         assert key in run
     assert len(run["matrix"]) == 4 and all(len(r) == 3 for r in run["matrix"])
+    assert run["warnings"] == [] and run["diagnostics"] == [{}, {}, {}]  # it learns: no warning
     assert run["acc"] == pytest.approx(sum(run["matrix"][-1]) / 3)
     run_dir = tmp_path / "out" / run["run_id"]
     assert (run_dir / "config.yaml").exists() and (run_dir / "matrix.json").exists()
@@ -146,3 +147,98 @@ def test_bad_option_values_of_later_strategies_are_reported_before_any_run(capsy
     assert "memory_strength=-1" in err and "memory_size=0" in err
     code, out, _ = lifelong(capsys, "runs", "--store", where[1])
     assert "no runs" in out  # nothing ran before the problems were found
+
+
+def test_a_run_at_chance_is_warned_and_the_warning_is_recorded(capsys, where, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lifelong.train import LifelongWarning
+
+    with pytest.warns(LifelongWarning, match="at chance"):  # lr=100: dead ReLUs, finite loss
+        code, out, err = lifelong(capsys, *SINGLE, "--set", "train.lr=100", "--json", *where)
+    assert code == 0, err
+    run = json.loads(out)["runs"][0]
+    assert [w["task"] for w in run["warnings"]] == [0, 1, 2]
+    first = run["warnings"][0]["message"]
+    assert "task 1/3 (permuted/digits/0)" in first and "at chance (0.1" in first
+    assert "train.lr too high (100.0)" in first and "--set train.lr=" in first
+    matrix = json.loads((tmp_path / "out" / run["run_id"] / "matrix.json").read_text())
+    assert matrix["warnings"] == run["warnings"]
+    code, out, _ = lifelong(capsys, "show", run["run_id"], "--store", where[1], "--json")
+    assert code == 0 and json.loads(out)["warnings"] == run["warnings"]
+
+
+@pytest.fixture()
+def reporting(monkeypatch):  # type: ignore[no-untyped-def]
+    """A strategy `reporting` (registered for this test only) whose `task_report` gives a value
+    and a warning per task."""
+    from lifelong.strategies import STRATEGIES, register_all
+    from lifelong.strategies.base import TaskReport
+    from lifelong.strategies.naive import Naive
+
+    class Reporting(Naive):
+        name = "reporting"
+
+        def task_report(self) -> TaskReport:
+            return TaskReport({"capped_fraction": 0.125}, ("stiffness capped",))
+
+    register_all()
+    monkeypatch.setitem(STRATEGIES._items, "reporting", Reporting)
+
+
+def test_a_strategy_report_reaches_store_show_and_both_outputs(capsys, where, reporting) -> None:  # type: ignore[no-untyped-def]
+    from lifelong.train import LifelongWarning
+
+    args = [a if a != "strategy.name=naive" else "strategy.name=reporting" for a in SINGLE]
+    with pytest.warns(LifelongWarning, match="stiffness capped"):
+        code, out, err = lifelong(capsys, *args, "--json", *where)
+    assert code == 0, err
+    run = json.loads(out)["runs"][0]
+    assert run["diagnostics"] == [{"capped_fraction": 0.125}] * 3
+    assert run["warnings"] == [{"task": t, "message": "stiffness capped"} for t in range(3)]
+    code, out, _ = lifelong(capsys, "show", run["run_id"], "--store", where[1], "--json")
+    shown = json.loads(out)
+    assert shown["diagnostics"] == {str(t): {"capped_fraction": 0.125} for t in range(3)}
+    assert shown["warnings"] == run["warnings"]
+    code, out, _ = lifelong(capsys, "show", run["run_id"], "--store", where[1])
+    assert "capped_fraction" in out and "task 3: stiffness capped" in out
+    # Reused from the store: the warnings are rebuilt and printed under the matrix.
+    code, out, err = lifelong(capsys, *args, *where)
+    assert code == 0 and "were reused" in err
+    assert "acc=" in out and "warning: task 3: stiffness capped" in out
+
+
+@pytest.fixture()
+def threads():  # type: ignore[no-untyped-def]
+    """Restore the process's intra-op thread count after a test that sets it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_are_applied_recorded_and_do_not_block_reuse(capsys, where, threads) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    torch.set_num_threads(2)
+    code, out, err = lifelong(capsys, *SINGLE, "--threads", "1", "--json", *where)
+    assert code == 0, err
+    assert torch.get_num_threads() == 1
+    run = json.loads(out)["runs"][0]
+    code, out, _ = lifelong(capsys, "show", run["run_id"], "--store", where[1], "--json")
+    assert json.loads(out)["versions"]["torch_threads"] == "1"
+    code, out, err = lifelong(capsys, *SINGLE, "--threads", "2", "--json", *where)
+    again = json.loads(out)["runs"][0]
+    assert code == 0 and torch.get_num_threads() == 2
+    assert again["run_id"] == run["run_id"] and again["reused"] and "were reused" in err
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5"])
+def test_a_bad_thread_count_is_one_error_with_exit_code_2(capsys, where, value) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exit_:
+        main([*SINGLE, "--threads", value, *where])
+    _, err = capsys.readouterr()
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"--threads {value!r}: expected a whole number >= 0" in err
+    from lifelong.cli import parser
+
+    assert parser().parse_args(["run", "single", "--threads", "0"]).threads == 0  # torch's own

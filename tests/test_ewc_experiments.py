@@ -48,6 +48,8 @@ def test_ewc_permuted_shows_forgetting_intransigence_and_ewc(tmp_path: Path) -> 
     means = {line.split()[0]: float(line.split()[-1]) for line in doc["table"].splitlines()
              if line.split() and line.split()[0] in R}
     assert means["l2"] > max(means["naive"], means["ewc"]) + 0.2
+    gap = [line for line in doc["table"].splitlines() if line.startswith("A-gap")]
+    assert len(gap) == 1 and f"{ewc[3][0] - naive[3][0]:+.3f} over 1 seed" in gap[0]
     for name in ("naive", "l2", "ewc"):  # the printed mean is Chaudhry's I from the matrices
         by_hand = sum(R["joint"][k + 1][k] - R[name][k + 1][k] for k in range(3)) / 3
         assert means[name] == pytest.approx(by_hand, abs=6e-4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifelong.metrics import acc, bwt, forgetting, fwt, intransigence, summary
+from lifelong.metrics import acc, bwt, forgetting, fwt, intransigence, learning_accuracy, summary
 
 # Rows: init, after task 1, after task 2, after task 3.
 R = [
@@ -44,6 +44,11 @@ def test_forgetting_differs_from_first_minus_last_when_accuracy_rises_later() ->
 def test_intransigence_by_hand() -> None:
     joint = [[0.1, 0.2, 0.3], [0.95, 0.3, 0.3], [0.9, 0.9, 0.4], [0.9, 0.9, 0.97]]
     assert intransigence(R, joint) == pytest.approx([0.05, 0.10, 0.02])
+
+
+def test_learning_accuracy_is_the_mean_just_learned_accuracy() -> None:
+    # R[1][0] = 0.90, R[2][1] = 0.80, R[3][2] = 0.95
+    assert learning_accuracy(R) == pytest.approx((0.90 + 0.80 + 0.95) / 3)
 
 
 def test_transfer_and_forgetting_are_undefined_for_a_single_task() -> None:

@@ -68,7 +68,7 @@ def test_round_trip_of_a_three_task_run(tmp_path: Path) -> None:
     with sqlite3.connect(path) as con:  # canonical JSON, WAL, schema version
         assert con.execute("SELECT config_json FROM runs").fetchone()[0] == '{"b":[1,2],"lr":0.1}'
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
 
     text = format_run(rec)
     lines = text.splitlines()
@@ -266,3 +266,94 @@ def test_concurrent_writers_from_two_processes(tmp_path: Path) -> None:
         runs = store.list_runs()
         assert len(runs) == 60
         assert all(store.is_completed(r.run_id) and r.rows_recorded == 3 for r in runs)
+
+
+def test_diagnostics_and_warnings_round_trip_with_the_row(tmp_path: Path) -> None:
+    from lifelong.store import TaskWarning
+
+    with Store(tmp_path / "s.sqlite") as store:
+        begin(store)
+        store.record_row("abc123", row=0, accuracies=MATRIX[0])
+        store.record_row("abc123", row=1, accuracies=MATRIX[1],
+                         diagnostics={"capped_fraction": 0.25, "undefined": math.nan},
+                         warnings=["first", "second"])
+        with pytest.raises(StateError, match="diagnostic 'bad' is inf"):
+            store.record_row("abc123", row=2, accuracies=MATRIX[2],
+                             costs={"train_seconds": 1.0}, diagnostics={"bad": math.inf},
+                             warnings=["lost"])
+        store.record_row("abc123", row=2, accuracies=MATRIX[2], warnings=["third"])
+        rec = store.get_run("abc123")
+    assert rec.matrix[:3] == MATRIX[:3] and rec.costs == {}  # the refused row left nothing
+    assert rec.diagnostics[0]["capped_fraction"] == 0.25
+    assert math.isnan(rec.diagnostics[0]["undefined"]) and set(rec.diagnostics) == {0}
+    assert rec.warnings == [TaskWarning(0, "first"), TaskWarning(0, "second"),
+                            TaskWarning(1, "third")]
+    shown = format_run(rec)
+    assert "capped_fraction" in shown and "task 1: second" in shown and "task 2: third" in shown
+
+
+def test_warnings_belong_to_trained_rows(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite") as store:
+        begin(store)
+        with pytest.raises(StateError, match="belong to a trained task"):
+            store.record_row("abc123", row=0, accuracies=MATRIX[0], warnings=["early"])
+
+
+# The schema of version 1, as it shipped, to check that such a file is migrated.
+V1_SCHEMA = """
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, experiment TEXT NOT NULL,
+    strategy TEXT NOT NULL, stream TEXT NOT NULL, seed INTEGER NOT NULL,
+    config_json TEXT NOT NULL, versions_json TEXT NOT NULL, git_commit TEXT,
+    status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')), error TEXT,
+    pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+    num_tasks INTEGER NOT NULL CHECK (num_tasks > 0));
+CREATE INDEX runs_by_start ON runs (started_at);
+CREATE TABLE cells (run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    "row" INTEGER NOT NULL, col INTEGER NOT NULL, accuracy REAL NOT NULL,
+    PRIMARY KEY (run_id, "row", col)) WITHOUT ROWID;
+CREATE TABLE metrics (run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    name TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, name)) WITHOUT ROWID;
+CREATE TABLE costs (run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    task INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (run_id, task, name)) WITHOUT ROWID;
+CREATE TABLE curves (run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    trained_task INTEGER NOT NULL, step INTEGER NOT NULL, eval_task INTEGER NOT NULL,
+    accuracy REAL NOT NULL, PRIMARY KEY (run_id, trained_task, step, eval_task)) WITHOUT ROWID;
+PRAGMA application_id = 1280070484;
+PRAGMA user_version = 1;
+INSERT INTO runs VALUES ('old1', 'single', 'naive', 'permuted/digits', 0, '{}', '{}', NULL,
+    'completed', NULL, 1, 'elsewhere', '2024-01-01T00:00:00+00:00',
+    '2024-01-01T00:01:00+00:00', 1);
+INSERT INTO cells VALUES ('old1', 0, 0, 0.1), ('old1', 1, 0, 0.9);
+INSERT INTO metrics VALUES ('old1', 'acc', 0.9);
+INSERT INTO costs VALUES ('old1', 0, 'train_seconds', 2.0);
+"""
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    from lifelong.store import APPLICATION_ID, SCHEMA_VERSION
+
+    path = tmp_path / "v1.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(V1_SCHEMA)
+    con.close()
+    assert APPLICATION_ID == 1280070484 and SCHEMA_VERSION == 2
+    with Store(path) as store:
+        old = store.get_run("old1")
+        assert old.matrix == [[0.1], [0.9]] and old.costs == {0: {"train_seconds": 2.0}}
+        assert old.diagnostics == {} and old.warnings == []
+        begin(store, "new1")
+        record_all(store, "new1")
+        store.finish_run("new1", metrics={"acc": 0.5})
+    with Store(path) as store:  # opening the migrated file again changes nothing
+        store.begin_run("new2", experiment="e", strategy="s", stream="x", seed=0, config={},
+                        num_tasks=1)
+        store.record_row("new2", row=0, accuracies=[0.1])
+        store.record_row("new2", row=1, accuracies=[0.2], diagnostics={"d": 1.0},
+                         warnings=["w"])
+        assert store.get_run("new2").diagnostics == {0: {"d": 1.0}}
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone() == (2,)
+    tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    con.close()
+    assert {"diagnostics", "warnings", "runs", "cells", "costs"} <= tables

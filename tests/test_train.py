@@ -159,3 +159,92 @@ def test_state_bytes_count_the_model_and_what_the_method_keeps(permuted_digits) 
     assert results["er"] == tuple(model_bytes + k * 50 * (64 * 4 + 2 * 8) for k in (1, 2, 3))
     # EWC keeps an anchor and a Fisher per task, each the size of the model.
     assert results["ewc"] == tuple(model_bytes * (1 + 2 * k) for k in (1, 2, 3))
+
+
+def _stream(scenario: str, labels: list[int], num_outputs: int):  # type: ignore[no-untyped-def]
+    from lifelong.data.task import Stream, Task, TensorData
+
+    y = torch.tensor(labels)
+    data = TensorData(torch.zeros(len(labels), 2), y, torch.zeros_like(y))
+    task = Task("t/0", 0, data, data, tuple(sorted(set(labels))))
+    return Stream("t", scenario, (task,), max(labels) + 1, num_outputs, (2,))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("scenario", "labels", "outputs", "chance"), [
+    ("domain", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 10, 0.1),   # balanced: 1 / head width
+    ("task", [0, 0, 0, 1], 2, 0.75),                       # skewed: the frequent class
+    ("class", [8, 9, 8, 9], 10, 0.5),                      # class-IL: 2 of 10 classes
+    ("class", list(range(10)) * 2, 10, 0.1),
+])
+def test_chance_level_by_hand(scenario: str, labels: list[int], outputs: int,
+                              chance: float) -> None:
+    from lifelong.train import chance_level
+
+    stream = _stream(scenario, labels, outputs)
+    assert chance_level(stream, stream.tasks[0]) == pytest.approx(chance)
+
+
+def test_accuracy_at_chance_warns_and_reaches_task_end(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    from lifelong.train import LifelongWarning
+
+    ends: list[TaskEnd] = []
+
+    class Keep(Callback):
+        def on_task_end(self, event: TaskEnd) -> None:
+            ends.append(event)
+
+    model = build_model("mlp", permuted_digits, hidden=[64], seed=0)
+    cfg = TrainConfig(epochs=1, lr=100.0)  # absurd, yet the loss stays finite (dead ReLUs)
+    with pytest.warns(LifelongWarning, match="at chance") as caught:
+        result = fit_stream(build_strategy("naive", model), permuted_digits, cfg, seed=0,
+                            callbacks=[Keep()])
+    chance = [str(w.message) for w in caught if "at chance" in str(w.message)]
+    assert len(chance) == 3  # one per task
+    assert "task 2/3 (permuted/digits/1)" in chance[1] and "train.lr too high (100.0)" in chance[1]
+    assert "train.epochs=1" in chance[1] and "strength" not in chance[1]  # naive has none
+    assert [e.warnings for e in ends] == [(m,) for m in chance] == list(result.warnings)
+    assert result.diagnostics == ({}, {}, {})
+
+
+def test_a_run_that_learns_gets_no_chance_warning(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("naive", permuted_digits)
+    assert not [w for w in caught if "at chance" in str(w.message)]
+    assert result.warnings == ((), (), ())  # type: ignore[attr-defined]
+
+
+def test_task_report_reaches_the_warning_the_event_and_the_result(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    from lifelong.strategies.base import TaskReport
+    from lifelong.train import LifelongWarning
+
+    class Reporting(Strategy):
+        name = "reporting"
+
+        def task_report(self) -> TaskReport:
+            n = len(self.seen)
+            return TaskReport({"capped_fraction": n / 4, "tasks_seen": n}, (f"report {n}",))
+
+        def after_task(self, task):  # type: ignore[no-untyped-def]
+            self.seen.append(task.key)
+
+    strategy = Reporting(build_model("mlp", permuted_digits, hidden=[64], seed=0))
+    strategy.seen = []  # type: ignore[attr-defined]
+    ends: list[TaskEnd] = []
+
+    class Keep(Callback):
+        def on_task_end(self, event: TaskEnd) -> None:
+            ends.append(event)
+
+    with pytest.warns(LifelongWarning, match="report") as caught:
+        result = fit_stream(strategy, permuted_digits, TrainConfig(epochs=1, lr=0.1), seed=0,
+                            callbacks=[Keep()])
+    assert [str(w.message) for w in caught] == ["report 1", "report 2", "report 3"]
+    assert [dict(e.diagnostics) for e in ends] == [
+        {"capped_fraction": n / 4, "tasks_seen": float(n)} for n in (1, 2, 3)]
+    assert [e.warnings for e in ends] == [("report 1",), ("report 2",), ("report 3",)]
+    assert result.diagnostics == tuple(e.diagnostics for e in ends)
+    assert result.notes()["warnings"][2] == {"task": 2, "message": "report 3"}
+    assert result.per_task()["train_seconds"] == list(result.train_seconds)

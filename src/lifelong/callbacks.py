@@ -7,7 +7,8 @@ stops; rows already stored stay.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
@@ -51,9 +52,22 @@ class CurvePoint:
     accuracies: tuple[float, ...]
 
 
+# The per-task costs, with their types: each is a field of `TaskEnd` (one number) and of
+# `lifelong.train.RunResult` (one number per task). The store's recorder, the reuse of stored
+# runs and the JSON files go through this mapping, so a new cost is named here and in those two
+# dataclasses only.
+COSTS: dict[str, type[float] | type[int]] = {
+    "train_seconds": float, "eval_seconds": float, "after_task_seconds": float,
+    "peak_memory_bytes": int, "parameters": int, "state_bytes": int}
+
+
 @dataclass(frozen=True, slots=True)
 class TaskEnd:
-    """After training on task `task_index` (row `task_index + 1` of R)."""
+    """After training on task `task_index` (row `task_index + 1` of R).
+
+    `diagnostics` are the strategy's `TaskReport.values` (e.g. ``capped_fraction``);
+    `warnings` are the strategy's and the loop's (e.g. accuracy at chance) for this task.
+    """
 
     task_index: int
     task_key: str
@@ -65,6 +79,12 @@ class TaskEnd:
     parameters: int
     curve: tuple[CurvePoint, ...]
     state_bytes: int = 0  # the model and the strategy's learned state (memories, anchors, ...)
+    diagnostics: Mapping[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def costs(self) -> dict[str, float]:
+        """The `COSTS` of this task by name, as floats (how the store keeps them)."""
+        return {name: float(getattr(self, name)) for name in COSTS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,10 @@ def catalog() -> dict[str, Any]:
                    for n in MODELS.names()},
         "strategies": {n: {"summary": _doc(STRATEGIES.get(n)),
                            "scenarios": sorted(STRATEGIES.get(n).supports),
-                           "options": _options(STRATEGIES, n)}
+                           "options": _options(STRATEGIES, n),
+                           "limits": {**STRATEGIES.get(n).not_better_than_naive,
+                                      **STRATEGIES.get(n).caveats},
+                           "departures": list(STRATEGIES.get(n).departures)}
                        for n in STRATEGIES.names()},
     }
 
@@ -66,5 +69,9 @@ def format_catalog(cat: dict[str, Any]) -> str:
             if opts:
                 text = ", ".join(f"{k}={v!r}" for k, v in opts.items())
                 lines.append(f"  {'':16s} options: {text}")
+            for line in info.get("departures") or ():
+                lines.append(f"  {'':16s} departs from the paper: {line}")
+            for scenario, reason in sorted((info.get("limits") or {}).items()):
+                lines.append(f"  {'':16s} limit ({scenario}-incremental): {reason}")
         lines.append("")
     return "\n".join(lines).rstrip()

@@ -4,7 +4,7 @@ Owns argument parsing, human and JSON output, and turning user errors into one m
 exit code 2 (no traceback). The contract used by users' scripts and every later feature:
 
     lifelong run NAME_OR_CONFIG.yaml [--set key=value ...] [--seed N[,N...]] [--quick]
-                 [--json] [--store PATH] [--out DIR] [--strategies a,b]
+                 [--json] [--store PATH] [--out DIR] [--strategies a,b] [--threads N]
     lifelong list [--json]
     lifelong runs [--store PATH] [--experiment NAME] [--json]
     lifelong show RUN_ID [--store PATH] [--json]
@@ -27,6 +27,10 @@ from lifelong.store import DEFAULT_PATH
 
 DEFAULT_STORE = str(DEFAULT_PATH)
 DEFAULT_OUT = str(DEFAULT_PATH.parent)
+# One intra-op thread: the models we ship are small, so a second thread gains little on an
+# idle machine and, when another process holds a core, costs a several-fold slowdown (each
+# op waits for its preempted thread). Measured in benchmarks/README.md ("Threads").
+DEFAULT_THREADS = 1
 
 
 def _seeds(text: str) -> list[int]:
@@ -34,6 +38,18 @@ def _seeds(text: str) -> list[int]:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seed {text!r}: expected N or N,N,...") from None
+
+
+def _threads(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(
+            f"--threads {text!r}: expected a whole number >= 0 (1 = one thread, the default; "
+            "0 = PyTorch's own default)")
+    return n
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,6 +68,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--rerun", action="store_true",
                      help="train runs again even when the store holds them completed")
+    run.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N",
+                     help="PyTorch intra-op threads (default %(default)s: on a shared machine "
+                     "more threads can make a run several times slower, see "
+                     "benchmarks/README.md; 0 = PyTorch's own default, one per core); "
+                     "recorded in each run's versions, not in its id")
     ls = sub.add_parser("list", help="experiments, streams, models, strategies and options")
     ls.add_argument("--json", action="store_true")
     runs = sub.add_parser("runs", help="a table of stored runs")
@@ -101,35 +122,50 @@ def _nan_to_null(obj: Any) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
     from lifelong.runner import execute, plan
-    from lifelong.tables import format_matrix
+    from lifelong.tables import format_matrix, format_warnings
 
     chosen = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+    if args.threads:  # before any run; 0 leaves PyTorch's own choice
+        torch.set_num_threads(args.threads)
     p = plan(args.target, sets=args.sets, seeds=args.seed, quick=args.quick, strategies=chosen)
     res = execute(p, store_path=args.store, out_dir=args.out,
                   progress=False if args.no_progress else None, rerun=args.rerun)
     runs = []
+    # A run that diverged in an experiment that goes on after it (a sweep) has no matrix: it
+    # is listed apart, so every entry of "runs" keeps the fields scripts rely on.
+    diverged = [{"run_id": o.run_id, "strategy": o.strategy, "label": o.label,
+                 "stream": o.result.stream, "seed": o.seed, "status": "diverged",
+                 "error": o.error} for o in res.outcomes if o.error is not None]
     for o in res.outcomes:
+        if o.error is not None:
+            continue
         m = o.result.metrics
         runs.append({
-            "run_id": o.run_id, "strategy": o.strategy, "stream": o.result.stream,
+            "run_id": o.run_id, "strategy": o.strategy, "label": o.label,
+            "stream": o.result.stream,
             "seed": o.seed, "matrix": [list(r) for r in o.result.matrix], **m,
             "train_seconds": sum(o.result.train_seconds),
             "eval_seconds": sum(o.result.eval_seconds), "run_dir": str(o.run_dir),
-            "reused": o.reused})
+            "reused": o.reused, **o.result.notes()})
     refs = [{"label": r.label, "published": r.value, "ours": ours, "source": r.source}
             for r, ours in res.references]
     if reused := sum(o.reused for o in res.outcomes):
         print(f"lifelong: {reused} of {len(res.outcomes)} runs were already complete in "
               f"{args.store} and were reused (--rerun trains them again)", file=sys.stderr)
     if args.json:
-        _emit({"experiment": res.experiment, "runs": runs,
+        _emit({"experiment": res.experiment, "runs": runs, "diverged": diverged,
                "figures": [str(f) for f in res.figures], "table": res.table,
                "references": refs, "protocol_note": res.protocol_note})
         return 0
     for o in res.outcomes:
-        print(f"== {o.strategy} on {o.result.stream}, seed {o.seed} (run {o.run_id})")
-        print(format_matrix(o.result.matrix), end="\n\n")
+        print(f"== {o.label} on {o.result.stream}, seed {o.seed} (run {o.run_id})")
+        print(f"diverged: {o.error}" if o.error is not None else format_matrix(o.result.matrix))
+        if warned := format_warnings(o.result.warnings):
+            print(warned)
+        print()
     if res.table:
         print(res.table, end="\n\n")
     if refs:

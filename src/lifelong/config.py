@@ -121,6 +121,14 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
 
 
+def short(value: Any) -> str:
+    """`value` as run labels show it (``ewc strength=100``): a float in %g, true/false/null
+    as YAML writes them, anything else as str."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 # Keys that say where something is, not what it is: they do not change a run's identity.
 LOCATION_KEYS = {"stream": ("data_dir",)}
 

@@ -73,6 +73,15 @@ def intransigence(R: Matrix, R_joint: Matrix) -> list[float]:
     return [float(j[k + 1, k] - m[k + 1, k]) for k in range(m.shape[1])]
 
 
+def learning_accuracy(R: Matrix) -> float:
+    """Learning accuracy (Riemer et al. 2019, "Learning to Learn without Forgetting by
+    Maximizing Transfer and Minimizing Interference", LA): the mean accuracy on each task right
+    after learning it, LA = (1/T) Σ_{k=0}^{T−1} R[k+1, k]. Plasticity: a penalty that holds
+    the weights too firmly learns new tasks worse, and LA falls."""
+    m = _as_matrix(R)
+    return float(np.mean([m[k + 1, k] for k in range(m.shape[1])]))
+
+
 def summary(R: Matrix) -> dict[str, float]:
     """ACC, BWT, FWT and forgetting of one matrix."""
     return {"acc": acc(R), "bwt": bwt(R), "fwt": fwt(R), "forgetting": forgetting(R)}

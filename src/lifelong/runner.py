@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from torch import nn
 
 from lifelong import config as cfgmod
-from lifelong.callbacks import Callback, ProgressBar, RunStart, TaskEnd
+from lifelong.callbacks import COSTS, Callback, ProgressBar, RunStart, TaskEnd
 from lifelong.data.builders import STREAMS, build_stream, check_stream
 from lifelong.data.builders import register_all as register_streams
 from lifelong.data.task import Stream
-from lifelong.errors import ConfigError
+from lifelong.errors import ConfigError, DivergenceError
 from lifelong.experiments import EXPERIMENTS, get_experiment
 from lifelong.experiments.base import Experiment, Outcome, Reference
 from lifelong.io import atomic_write_json, atomic_write_text
@@ -42,6 +43,9 @@ class RunSpec:
     strategy: str
     seed: int
     config: dict[str, Any]  # the canonical run config: stream, model, strategy, train
+    # How tables name the run: the strategy, plus the options that tell its variants apart
+    # (`Experiment.strategy_variants`), e.g. "ewc strength=100".
+    label: str = ""
 
     @property
     def run_id(self) -> str:
@@ -91,7 +95,9 @@ def _forget_defaults_of_renamed(defaults: dict[str, Any], shrink: dict[str, Any]
 
 def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None = None,
          quick: bool = False, strategies: Sequence[str] | None = None) -> Plan:
-    """Resolve `target` (an experiment name or a YAML file) and every override into runs.
+    """Resolve `target` (an experiment name or a YAML file) and every override into runs:
+    one per stream, seed and strategy — or per strategy variant, where the experiment runs a
+    strategy with several option sets (`Experiment.strategy_variants`, e.g. a sweep).
 
     Raises:
         ConfigError: every problem found, at once.
@@ -151,10 +157,14 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
             problems.append(f"experiment '{experiment.name}' has no option '{key}'"
                             f"{suggest(key, options)}; valid: {', '.join(options) or '(none)'}")
         options[key] = value
+    option_problems = experiment.check_options(options)
+    problems += option_problems
 
     shared = dict(config.get("strategy", {}))
     chosen = list(strategies) if strategies else (
         [str(shared["name"])] if "name" in shared else list(experiment.strategies))
+    if strategies:  # the experiment's reference lines run whatever --strategies picks
+        chosen = [*(b for b in experiment.baselines if b not in chosen), *chosen]
     shared.pop("name", None)
     if not chosen:
         problems.append(f"experiment '{experiment.name}' needs a strategy: --set strategy.name="
@@ -163,7 +173,7 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     for name in per:
         if name not in STRATEGIES:
             problems.append(f"strategies.{name}: {STRATEGIES.unknown(name)}")
-    strategy_opts: dict[str, dict[str, Any]] = {}
+    strategy_opts: dict[str, list[dict[str, Any]]] = {}
     for name in chosen:
         if name not in STRATEGIES:
             problems.append(f"strategy: {STRATEGIES.unknown(name)}")
@@ -174,16 +184,23 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
             own.update(shared)  # one strategy: every shared option must be its own
         else:
             own.update({k: v for k, v in shared.items() if k in accepted})
-        found = STRATEGIES.check(name, own, f"strategies.{name}")
-        # Build it once around a stand-in model (with the well-typed options) so bad option
-        # *values* are reported now, with every other problem, not when a composite
-        # experiment reaches this run.
-        try:
-            build_strategy(name, nn.Linear(1, 1), **STRATEGIES.well_typed(name, own))
-        except ConfigError as e:
-            found += [p for p in e.problems if p not in found]
+        # A sweep runs several option sets of one strategy. While the experiment's own options
+        # are wrong, its variants cannot be trusted: check the one set, report both.
+        variants = ([own] if option_problems
+                    else experiment.strategy_variants(name, own, options))
+        found: list[str] = []
+        for variant in variants:
+            found += [p for p in STRATEGIES.check(name, variant, f"strategies.{name}")
+                      if p not in found]
+            # Build it once around a stand-in model (with the well-typed options) so bad option
+            # *values* are reported now, with every other problem, not when a composite
+            # experiment reaches this run.
+            try:
+                build_strategy(name, nn.Linear(1, 1), **STRATEGIES.well_typed(name, variant))
+            except ConfigError as e:
+                found += [p for p in e.problems if p not in found]
         problems += found
-        strategy_opts[name] = own
+        strategy_opts[name] = variants
     if len(chosen) > 1:
         union = {o.name for n in chosen if n in STRATEGIES for o in STRATEGIES.options(n)}
         for key in shared:
@@ -199,18 +216,32 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
         "model": _with_defaults(MODELS, model_name, model),
         "train": dataclasses.asdict(TrainConfig(**train)),
     }
+    labelled = {name: _labelled_variants(name, strategy_opts[name]) for name in chosen}
     runs = tuple(
-        RunSpec(name, seed, {**base, "stream": stream_cfg,
-                             "strategy": _with_defaults(STRATEGIES, name, strategy_opts[name])})
-        for stream_cfg in stream_cfgs for seed in run_seeds for name in chosen)
+        RunSpec(name, seed, {**base, "stream": stream_cfg, "strategy": strategy_cfg}, label)
+        for stream_cfg in stream_cfgs for seed in run_seeds for name in chosen
+        for label, strategy_cfg in labelled[name])
     if not runs:
         raise ConfigError(f"experiment '{experiment.name}': these settings leave nothing to run "
                           "(no stream or no strategy chosen)")
     return Plan(experiment, config, options, runs)
 
 
+def _labelled_variants(name: str, variants: list[dict[str, Any]]
+                       ) -> list[tuple[str, dict[str, Any]]]:
+    """The canonical strategy configs of `variants` (a repeated one once), each with its label:
+    the strategy name, plus ``key=value`` for every option on which the variants differ."""
+    configs = list({cfgmod.canonical(c): c for c in (
+        _with_defaults(STRATEGIES, name, v) for v in variants)}.values())
+    differ = [k for k in configs[0]
+              if len({cfgmod.canonical(c.get(k)) for c in configs}) > 1]
+    return [(" ".join([name, *(f"{k}={cfgmod.short(c[k])}" for k in differ)]), c)
+            for c in configs]
+
+
 class StoreRecorder(Callback):
-    """Writes row 0 at the start and each task's row (with costs and curve) as it ends."""
+    """Writes row 0 at the start and each task's row (with costs, diagnostics, warnings and
+    curve) as it ends."""
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store, self.run_id = store, run_id
@@ -221,11 +252,7 @@ class StoreRecorder(Callback):
     def on_task_end(self, event: TaskEnd) -> None:
         self.store.record_row(
             self.run_id, row=event.task_index + 1, accuracies=event.accuracies,
-            costs={"train_seconds": event.train_seconds, "eval_seconds": event.eval_seconds,
-                   "after_task_seconds": event.after_task_seconds,
-                   "peak_memory_bytes": float(event.peak_memory_bytes),
-                   "parameters": float(event.parameters),
-                   "state_bytes": float(event.state_bytes)},
+            costs=event.costs(), diagnostics=event.diagnostics, warnings=event.warnings,
             curve=[(p.step, j, a) for p in event.curve for j, a in enumerate(p.accuracies)])
 
 
@@ -256,13 +283,20 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
     A run already completed in the store by the same code (same `lifelong` version, same
     hash of its source files, same torch) is reused, not trained again — a sweep that stopped
     half way resumes where it stopped — unless `rerun` or the experiment needs live runs
-    (`Experiment.reuses_runs`)."""
+    (`Experiment.reuses_runs`).
+
+    A run whose loss becomes NaN stops everything with its `DivergenceError`, unless the
+    experiment goes on after divergence (`Experiment.continues_after_divergence`, e.g. a
+    sweep): then the run becomes an outcome with `error` set and the next run starts."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the run files and figures")
     built: tuple[str, Stream] | None = None  # runs come grouped by stream and seed: keep one
     outcomes = []
-    meta = {"versions": installed_versions(), "git_commit": git_commit()}
+    # The thread count changes speed, not results: kept with the run, outside its id, and
+    # not compared when reusing a stored run (see `_stored`).
+    versions = {**installed_versions(), "torch_threads": str(torch.get_num_threads())}
+    meta = {"versions": versions, "git_commit": git_commit()}
     with Store(store_path) as store:
         for spec in p.runs:
             old = None if rerun or not p.experiment.reuses_runs else _stored(spec, store, meta)
@@ -274,7 +308,12 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
                 built = None  # free the last stream before building the next
                 s = dict(spec.config["stream"])
                 built = (key, build_stream(s.pop("name"), seed=spec.seed, **s))
-            outcomes.append(_one_run(p, spec, built[1], store, out, progress, meta))
+            try:
+                outcomes.append(_one_run(p, spec, built[1], store, out, progress, meta))
+            except DivergenceError as e:
+                if not p.experiment.continues_after_divergence:
+                    raise
+                outcomes.append(_diverged(spec, built[1], out, e))
     group = cfgmod.run_id({"runs": [o.run_id for o in outcomes]}, 0)[:8]
     fig_dir = out / f"{p.experiment.name}-{group}"
     table, figures = p.experiment.report(outcomes, fig_dir, p.options)
@@ -296,21 +335,18 @@ def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | No
            for k in ("lifelong", "lifelong-code", "torch")):
         return None  # stored by other code: train again
     tasks = range(len(rec.matrix) - 1)
-    cost = {name: tuple(rec.costs.get(t, {}).get(name, 0.0) for t in tasks) for name in (
-        "train_seconds", "eval_seconds", "after_task_seconds", "peak_memory_bytes",
-        "parameters", "state_bytes")}
+    costs: dict[str, Any] = {
+        name: tuple(kind(rec.costs.get(t, {}).get(name, 0)) for t in tasks)
+        for name, kind in COSTS.items()}
     points: dict[tuple[int, int], list[float]] = {}
     for c in rec.curves:  # ordered by task, step, then evaluated task
         points.setdefault((c.trained_task, c.step), []).append(c.accuracy)
     return RunResult(
         strategy=rec.strategy, stream=rec.stream, seed=rec.seed,
-        matrix=tuple(tuple(row) for row in rec.matrix),
-        train_seconds=cost["train_seconds"], eval_seconds=cost["eval_seconds"],
-        after_task_seconds=cost["after_task_seconds"],
-        peak_memory_bytes=tuple(int(m) for m in cost["peak_memory_bytes"]),
-        parameters=tuple(int(n) for n in cost["parameters"]),
-        state_bytes=tuple(int(n) for n in cost["state_bytes"]),
-        curves=tuple(CurvePoint(t, step, tuple(acc)) for (t, step), acc in points.items()))
+        matrix=tuple(tuple(row) for row in rec.matrix), **costs,
+        curves=tuple(CurvePoint(t, step, tuple(acc)) for (t, step), acc in points.items()),
+        diagnostics=tuple(rec.diagnostics.get(t, {}) for t in tasks),
+        warnings=tuple(tuple(w.message for w in rec.warnings if w.task == t) for t in tasks))
 
 
 def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
@@ -324,7 +360,7 @@ def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
     store.begin_run(run_id, experiment=p.experiment.name, strategy=spec.strategy,
                     stream=stream.name, seed=spec.seed, config=cfg, num_tasks=len(stream),
                     versions=meta["versions"], git_commit=meta["git_commit"])
-    callbacks = [ProgressBar(desc=f"{spec.strategy} seed {spec.seed}",
+    callbacks = [ProgressBar(desc=f"{spec.label or spec.strategy} seed {spec.seed}",
                              disable=None if progress is None else not progress),
                  StoreRecorder(store, run_id), *p.experiment.callbacks(spec.run_id, strategy)]
     try:
@@ -350,12 +386,7 @@ def _write_files(spec: RunSpec, result: RunResult, store: Store, out: Path, *,
                           yaml.safe_dump({**cfg, "seed": spec.seed}, sort_keys=False))
         atomic_write_json(run_dir / "matrix.json", {
             "run_id": run_id, "matrix": [list(r) for r in result.matrix], **metrics,
-            "train_seconds": list(result.train_seconds),
-            "eval_seconds": list(result.eval_seconds),
-            "after_task_seconds": list(result.after_task_seconds),
-            "peak_memory_bytes": list(result.peak_memory_bytes),
-            "parameters": list(result.parameters),
-            "state_bytes": list(result.state_bytes),
+            **result.per_task(),
             "curves": [{"task": c.task_index, "step": c.step, "accuracies": list(c.accuracies)}
                        for c in result.curves]})
         matrix_heatmap(result.matrix, f"{spec.strategy} on {result.stream} (seed {spec.seed})",
@@ -365,7 +396,19 @@ def _write_files(spec: RunSpec, result: RunResult, store: Store, out: Path, *,
             store.fail_run(run_id, error=f"writing {run_dir}: {e}")
         raise ConfigError(f"cannot write the run's files in {run_dir} ({e}); pass --out with "
                           "a writable folder (its rows stay in the store)") from None
-    return Outcome(run_id, spec.strategy, spec.strategy, spec.seed, cfg, result, run_dir, reused)
+    return Outcome(run_id, spec.strategy, spec.label or spec.strategy, spec.seed, cfg, result,
+                   run_dir, reused)
+
+
+def _diverged(spec: RunSpec, stream: Stream, out: Path, error: DivergenceError) -> Outcome:
+    """The outcome of a run whose loss became NaN or infinite, in an experiment that goes on
+    after it: no metrics (`result` is empty); the store keeps the rows it finished, marked
+    failed with the error."""
+    empty = RunResult(strategy=spec.strategy, stream=stream.name, seed=spec.seed, matrix=(),
+                      train_seconds=(), eval_seconds=(), after_task_seconds=(),
+                      peak_memory_bytes=(), parameters=())
+    return Outcome(spec.run_id, spec.strategy, spec.label or spec.strategy, spec.seed,
+                   spec.config, empty, out / spec.run_id, error=str(error))
 
 
 def describe_experiments() -> list[tuple[str, str]]:

@@ -1,8 +1,9 @@
 """SQLite results store.
 
 Owns the on-disk record of runs: one SQLite file (default ``runs/lifelong.sqlite``) holding each
-run's metadata, its accuracy matrix R cell by cell, summary metrics, per-task costs and
-within-task learning curves; marking runs whose process died as failed. Every write is one
+run's metadata, its accuracy matrix R cell by cell, summary metrics, per-task costs,
+diagnostics and warnings, and within-task learning curves; marking runs whose process died as
+failed; migrating a store of an older schema version when it opens. Every write is one
 transaction, so a killed process leaves whole matrix rows or none. Does not own computing
 metrics (`metrics.py`), deriving run ids (`config.py`), training, plots, or the plain-text
 tables of ``lifelong runs`` and ``lifelong show`` (`tables.py`).
@@ -32,13 +33,23 @@ from lifelong.errors import ConfigError, StateError
 from lifelong.registry import suggest
 
 DEFAULT_PATH = Path("runs/lifelong.sqlite")
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump it, with a migration, when the tables change
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump it, with a migration, when the tables change
 APPLICATION_ID = 0x4C4C5354  # PRAGMA application_id ("LLST"): tells our files from others
 BUSY_TIMEOUT_S = 30.0  # how long parallel sweep workers wait for the write lock
 SUMMARY_METRICS = ("acc", "bwt", "fwt", "forgetting")
 Status = Literal["running", "completed", "failed"]
 
 _FK = "run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE"
+# Version 2: what the strategy and the loop observed per task. value is NULL for NaN (a
+# diagnostic the strategy could not compute); seq keeps the warnings in the order raised.
+_TABLES_V2 = (
+    f"""CREATE TABLE diagnostics ({_FK}, task INTEGER NOT NULL, name TEXT NOT NULL,
+        value REAL, PRIMARY KEY (run_id, task, name)) WITHOUT ROWID""",
+    f"""CREATE TABLE warnings ({_FK}, task INTEGER NOT NULL, seq INTEGER NOT NULL,
+        message TEXT NOT NULL, PRIMARY KEY (run_id, task, seq)) WITHOUT ROWID""",
+)
+# Statements that take a store from version N (the key) to N + 1, run in one transaction.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _TABLES_V2}
 _SCHEMA = (
     """CREATE TABLE runs (run_id TEXT PRIMARY KEY, experiment TEXT NOT NULL,
         strategy TEXT NOT NULL, stream TEXT NOT NULL, seed INTEGER NOT NULL,
@@ -57,6 +68,7 @@ _SCHEMA = (
     f"""CREATE TABLE curves ({_FK}, trained_task INTEGER NOT NULL, step INTEGER NOT NULL,
         eval_task INTEGER NOT NULL, accuracy REAL NOT NULL,
         PRIMARY KEY (run_id, trained_task, step, eval_task)) WITHOUT ROWID""",
+    *_TABLES_V2,
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
@@ -76,6 +88,14 @@ class CurveRow(NamedTuple):
     step: int
     eval_task: int
     accuracy: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWarning:
+    """A warning raised while learning `task` (index from 0), by the strategy or the loop."""
+
+    task: int
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +123,9 @@ class RunRecord(RunSummary):
     """Everything stored about one run.
 
     `matrix[i][j]` is the accuracy on task j after training task i (row 0: untrained model);
-    `costs[t]` maps cost names to values for task t; undefined metrics are NaN.
+    `costs[t]` maps cost names to values for task t, `diagnostics[t]` the strategy's
+    reported values (NaN where it gave NaN); undefined metrics are NaN. `warnings` are in
+    task order, then in the order they were raised.
     """
 
     config: dict[str, Any]
@@ -111,6 +133,8 @@ class RunRecord(RunSummary):
     metrics: dict[str, float]
     costs: dict[int, dict[str, float]]
     curves: list[CurveRow]
+    diagnostics: dict[int, dict[str, float]]
+    warnings: list[TaskWarning]
     error: str | None
     versions: dict[str, str]
     git_commit: str | None
@@ -186,7 +210,8 @@ class Store:
             if old and old[0] == "running" and old[2] == host and old[1] != pid and _alive(old[1]):
                 raise StateError(f"run {run_id!r} is being written by process {old[1]} on "
                                  f"{host} ({self.path}); wait for it or stop that process")
-            for table in ("curves", "costs", "metrics", "cells", "runs"):
+            for table in ("warnings", "diagnostics", "curves", "costs", "metrics", "cells",
+                          "runs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             con.execute(
                 "INSERT INTO runs (run_id, experiment, strategy, stream, seed, config_json,"
@@ -199,8 +224,10 @@ class Store:
         self, run_id: str, *, row: int, accuracies: Sequence[float],
         costs: Mapping[str, float] | None = None,
         curve: Sequence[tuple[int, int, float]] | None = None,
+        diagnostics: Mapping[str, float] | None = None, warnings: Sequence[str] = (),
     ) -> None:
-        """Record row `row` of the accuracy matrix, with that task's costs and curve points.
+        """Record row `row` of the accuracy matrix, with that task's costs, curve points,
+        diagnostics and warnings, in one transaction.
 
         Args:
             run_id: a run begun with `begin_run` and still running.
@@ -209,6 +236,9 @@ class Store:
             costs: costs of training task ``row - 1`` (train_seconds, eval_seconds,
                 peak_memory_bytes, parameters, ...); only for row > 0.
             curve: (step, eval_task, accuracy) points measured while training task ``row - 1``.
+            diagnostics: what the strategy reported about task ``row - 1`` (name → number;
+                NaN allowed, stored as NULL).
+            warnings: messages raised while learning task ``row - 1``.
 
         Raises:
             StateError: the run is unknown or not running, or a value is out of range, in
@@ -216,6 +246,8 @@ class Store:
         """
         accs = [float(a) for a in accuracies]
         cost_items = [(str(k), float(v)) for k, v in (costs or {}).items()]
+        diag_items = [(str(k), float(v)) for k, v in (diagnostics or {}).items()]
+        messages = [str(m) for m in warnings]
         points = sorted({(int(s), int(t)): float(a) for s, t, a in (curve or ())}.items())
         with self._tx() as con:
             num_tasks, recorded = self._running(run_id)
@@ -228,10 +260,13 @@ class Store:
                 problems.append(f"{len(accs)} accuracies given for {num_tasks} tasks")
             problems += [f"accuracy on task {j} is {a}, expected a finite value in [0, 1]"
                          for j, a in enumerate(accs) if not 0.0 <= a <= 1.0]
-            if row == 0 and (cost_items or points):
-                problems.append("costs and curves belong to a trained task (row >= 1)")
+            if row == 0 and (cost_items or points or diag_items or messages):
+                problems.append("costs, curves, diagnostics and warnings belong to a trained "
+                                "task (row >= 1)")
             problems += [f"cost {k!r} is {v}, expected a finite number"
                          for k, v in cost_items if not math.isfinite(v)]
+            problems += [f"diagnostic {k!r} is {v}, expected a finite number or NaN"
+                         for k, v in diag_items if math.isinf(v)]
             problems += [f"curve point (step={s}, eval_task={t}, accuracy={a}) needs step >= 0, "
                          f"eval_task in 0..{num_tasks - 1} and accuracy in [0, 1]"
                          for (s, t), a in points
@@ -246,6 +281,11 @@ class Store:
                             [(run_id, row - 1, k, v) for k, v in cost_items])
             con.executemany("INSERT INTO curves VALUES (?, ?, ?, ?, ?)",
                             [(run_id, row - 1, s, t, a) for (s, t), a in points])
+            con.executemany("INSERT INTO diagnostics VALUES (?, ?, ?, ?)",
+                            [(run_id, row - 1, k, None if math.isnan(v) else v)
+                             for k, v in diag_items])
+            con.executemany("INSERT INTO warnings VALUES (?, ?, ?, ?)",
+                            [(run_id, row - 1, i, m) for i, m in enumerate(messages)])
 
     def finish_run(self, run_id: str, *, metrics: Mapping[str, float]) -> None:
         """Store the summary metrics (NaN = undefined) and mark the run 'completed'."""
@@ -303,17 +343,25 @@ class Store:
             costs = query("SELECT task, name, value FROM costs WHERE run_id = ? ORDER BY task")
             curves = query("SELECT trained_task, step, eval_task, accuracy FROM curves"
                            " WHERE run_id = ? ORDER BY trained_task, step, eval_task")
+            diagnostics = query("SELECT task, name, value FROM diagnostics WHERE run_id = ?"
+                                " ORDER BY task, name")
+            warnings = query("SELECT task, message FROM warnings WHERE run_id = ?"
+                             " ORDER BY task, seq")
         matrix = [[math.nan] * summary[-2] for _ in range(summary[-1])]
         for r, c, a in cells:
             matrix[r][c] = a
         per_task: dict[int, dict[str, float]] = {}
         for task, name, value in costs:
             per_task.setdefault(task, {})[name] = value
+        diag: dict[int, dict[str, float]] = {}
+        for task, name, value in diagnostics:
+            diag.setdefault(task, {})[name] = math.nan if value is None else value
         return RunRecord(
             **dict(zip([f.name for f in fields(RunSummary)], summary, strict=True)),
             config=json.loads(config), matrix=matrix,
             metrics={k: math.nan if v is None else v for k, v in metrics}, costs=per_task,
-            curves=[CurveRow(*p) for p in curves], error=error,
+            curves=[CurveRow(*p) for p in curves], diagnostics=diag,
+            warnings=[TaskWarning(*w) for w in warnings], error=error,
             versions=json.loads(versions), git_commit=git, host=host, pid=pid)
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
@@ -330,6 +378,8 @@ class Store:
         if app_id != APPLICATION_ID:
             raise StateError(f"{self.path}: a SQLite database that is not a lifelong results "
                              "store; pass another store path, or move this file away")
+        if version in _MIGRATIONS:
+            version = self._migrate()
         if version != SCHEMA_VERSION:
             fix = ("upgrade lifelong (pip install -U lifelong)" if version > SCHEMA_VERSION
                    else "move this file away to start a new store")
@@ -350,6 +400,19 @@ class Store:
                         raise
                     time.sleep(0.05)
             self._mark_interrupted()
+
+    def _migrate(self) -> int:
+        """Bring an older store up to `SCHEMA_VERSION`, one version per step, all in one
+        transaction (another process may be migrating the same file: the version is read
+        again under the lock). Returns the version reached."""
+        with self._errors(), self._tx() as con:
+            version = self._header()[1]
+            while version in _MIGRATIONS:
+                for statement in _MIGRATIONS[version]:
+                    con.execute(statement)
+                version += 1
+                con.execute(f"PRAGMA user_version = {version}")
+        return version
 
     def _header(self) -> tuple[int, int, int]:
         """(application_id, user_version, number of schema objects): all 0 for a new file."""

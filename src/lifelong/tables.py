@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from lifelong.metrics import summary
 from lifelong.store import RunRecord, RunSummary
@@ -45,7 +45,8 @@ def format_runs_table(runs: Sequence[RunSummary]) -> str:
 
 
 def format_run(record: RunRecord) -> str:
-    """The report printed by ``lifelong show RUN_ID``: metadata, matrix, metrics and costs."""
+    """The report printed by ``lifelong show RUN_ID``: metadata, matrix, metrics, costs,
+    diagnostics and warnings."""
     r = record
     info = [("run", r.run_id), ("experiment", r.experiment), ("strategy", r.strategy),
             ("stream", r.stream), ("seed", str(r.seed)), ("status", r.status),
@@ -65,15 +66,32 @@ def format_run(record: RunRecord) -> str:
     if r.metrics:
         parts.append("metrics\n" + _table(None, [(k, _num(v)) for k, v in r.metrics.items()], "lr"))
     if r.costs:
-        names = sorted({n for c in r.costs.values() for n in c})
-        rows = [(f"task {t + 1}", *(_num(c.get(n), 0 if n.endswith(("bytes", "parameters"))
-                                         else 3) for n in names))
-                for t, c in sorted(r.costs.items())]
-        parts.append("costs\n" + _table(("", *names), rows, "l" + "r" * len(names)))
+        parts.append("costs\n" + _per_task(r.costs, lambda n: 0 if n.endswith(
+            ("bytes", "parameters")) else 3))
+    if r.diagnostics:
+        parts.append("diagnostics (reported by the strategy)\n"
+                     + _per_task(r.diagnostics, lambda n: 4))
+    if r.warnings:
+        parts.append("warnings\n" + "\n".join(f"task {w.task + 1}: {w.message}"
+                                                for w in r.warnings))
     if r.curves:
         parts.append(f"learning curves: {len(r.curves)} points over "
                      f"{len({p.trained_task for p in r.curves})} tasks")
     return "\n\n".join(parts)
+
+
+def _per_task(values: Mapping[int, Mapping[str, float]], digits: Callable[[str], int]) -> str:
+    """One line per task, one column per name (a name missing for a task shows as -)."""
+    names = sorted({n for c in values.values() for n in c})
+    rows = [(f"task {t + 1}", *(_num(c.get(n), digits(n)) for n in names))
+            for t, c in sorted(values.items())]
+    return _table(("", *names), rows, "l" + "r" * len(names))
+
+
+def format_warnings(warnings: Sequence[Sequence[str]]) -> str:
+    """Each task's warnings (`RunResult.warnings`), one line each; empty if there are none."""
+    return "\n".join(f"warning: task {t + 1}: {m}" for t, messages in enumerate(warnings)
+                     for m in messages)
 
 
 def format_matrix(matrix: Sequence[Sequence[float]]) -> str:

@@ -1,9 +1,10 @@
 """The training loop: tasks × epochs × batches.
 
 Owns `TrainConfig`, `TaskLoop`, `fit_stream` and `RunResult`. Only this module does batching,
-creates optimizers, checks for divergence, times and evaluates. Data stays as in-memory tensors
-sliced by index with a generator seeded from (seed, task key, epoch): no DataLoader, no global
-RNG. Same seed ⇒ bit-identical matrix on the CPU.
+creates optimizers, checks for divergence, times and evaluates; after each task it reads the
+strategy's `TaskReport` and warns when the task was learned no better than chance. Data
+stays as in-memory tensors sliced by index with a generator seeded from (seed, task key,
+epoch): no DataLoader, no global RNG. Same seed ⇒ bit-identical matrix on the CPU.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import resource
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from lifelong.callbacks import (
+    COSTS,
     Callback,
     CurvePoint,
     EpochEnd,
@@ -96,7 +98,8 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """What `fit_stream` returns: the matrix R, per-task costs and learning curves."""
+    """What `fit_stream` returns: the matrix R, per-task costs (`COSTS`), learning curves, and
+    per task the strategy's diagnostics and the warnings raised (the strategy's, the loop's)."""
 
     strategy: str
     stream: str
@@ -109,10 +112,26 @@ class RunResult:
     parameters: tuple[int, ...]
     state_bytes: tuple[int, ...] = ()
     curves: tuple[CurvePoint, ...] = field(default=())
+    diagnostics: tuple[Mapping[str, float], ...] = ()  # per task: the strategy's TaskReport
+    warnings: tuple[tuple[str, ...], ...] = ()  # per task: the strategy's and the loop's
 
     @property
     def metrics(self) -> dict[str, float]:
         return summary(self.matrix)
+
+    def per_task(self) -> dict[str, Any]:
+        """The per-task fields as JSON values: each of `COSTS` as a list over tasks,
+        ``diagnostics`` as a list (one name → value object per task) and ``warnings`` as a
+        list of ``{"task": index from 0, "message": ...}``."""
+        return {**{name: list(getattr(self, name)) for name in COSTS},
+                **self.notes()}
+
+    def notes(self) -> dict[str, Any]:
+        """``diagnostics`` and ``warnings`` as in `per_task` (what ``lifelong run --json``
+        adds to each run)."""
+        return {"diagnostics": [dict(d) for d in self.diagnostics],
+                "warnings": [{"task": t, "message": m}
+                             for t, messages in enumerate(self.warnings) for m in messages]}
 
 
 class TaskLoop:
@@ -161,7 +180,8 @@ class TaskLoop:
                     f"{self.strategy.name}: loss became {float(losses[bad - 1])} at task "
                     f"{self.task.index + 1}/{len(self.stream)} ({self.task.key}), epoch "
                     f"{epoch + 1}, step {bad} (lr={self.cfg.lr}); lower train.lr or the "
-                    "strategy's strength")
+                    "strategy's strength" + (f", {hint}" if (hint := self.strategy
+                                                           .divergence_hint()) else ""))
             event = EpochEnd(self.task.index, epoch, steps, total / steps)
             for cb in self.callbacks:
                 cb.on_epoch_end(event)
@@ -205,6 +225,46 @@ def _warn_caveat(strategy: Strategy, stream: Stream) -> None:
                       LifelongWarning, stacklevel=3)
 
 
+# How far above chance an accuracy must be to count as "learned something": a little more than
+# the noise of a guess on a few hundred test examples.
+CHANCE_MARGIN = 0.02
+
+
+def chance_level(stream: Stream, task: Task) -> float:
+    """The accuracy on `task` of a model that learned nothing: the higher of always predicting
+    the most frequent class of its test set and guessing among the classes the model chooses
+    from (`stream.num_outputs`: a head's width in task- and domain-IL, every class seen or not
+    in class-IL, where the frequent-class rule is the higher one)."""
+    y = task.test.y
+    frequent = float(torch.bincount(y).max()) / len(y) if len(y) else 0.0
+    return max(frequent, 1.0 / max(stream.num_outputs, 1))
+
+
+def _chance_warning(strategy: Strategy, stream: Stream, position: int, cfg: TrainConfig,
+                    accuracy: float) -> str | None:
+    """A warning when the accuracy on the task just learned (`stream.tasks[position]`) is no
+    better than chance: training did nothing useful (the loss stayed finite, so no
+    DivergenceError told the user)."""
+    task = stream.tasks[position]
+    if not len(task.test):
+        return None
+    chance = chance_level(stream, task)
+    if accuracy > chance + CHANCE_MARGIN:
+        return None
+    lr = ("train.lr too high" if cfg.lr > 1 else "train.lr too high or too low")
+    strength = strategy.hparams().get("strength")
+    causes = [f"{lr} ({cfg.lr})", f"too little training (train.epochs={cfg.epochs})"]
+    options = ["train.lr=...", "train.epochs=..."]
+    if isinstance(strength, (int, float)) and strength > 0:
+        causes.insert(1, f"strategy.strength too large ({strength})")
+        options.insert(1, "strategy.strength=...")
+    where = "below" if accuracy < chance - CHANCE_MARGIN else "at"
+    return (f"{strategy.name}: accuracy on task {position + 1}/{len(stream)} ({task.key}) "
+            f"right after learning it is {accuracy:.3f}, {where} chance ({chance:.3f}): the "
+            f"model learned nothing — likely {', '.join(causes[:-1])} or {causes[-1]}; try "
+            + " or ".join(f"--set {o}" for o in options))
+
+
 def fit_stream(
     strategy: Strategy,
     stream: Stream,
@@ -243,7 +303,7 @@ def fit_stream(
     rows = [row0]
     ends: list[TaskEnd] = []
     step = 0
-    for task in stream.tasks:
+    for position, task in enumerate(stream.tasks):  # a part of a stream keeps its indices
         if device.type == "cuda":  # the peak of this task alone
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
@@ -259,21 +319,27 @@ def fit_stream(
         t2 = time.perf_counter()
         rows.append(row)
         params = sum(p.numel() for p in strategy.model.parameters())
+        # Read after `after_task` (and outside the timings: it observes, it does not learn).
+        report = strategy.task_report()
+        messages = list(report.warnings)
+        if (chance := _chance_warning(strategy, stream, position, cfg, row[position])):
+            messages.append(chance)
+        for message in messages:  # warnings.warn shows each distinct message once
+            warnings.warn(message, LifelongWarning, stacklevel=2)
         event = TaskEnd(task.index, task.key, row, t1 - t0, t2 - t1, t1 - ta,
                         _peak_memory(device), params, tuple(loop.curve),
-                        strategy.memory_bytes())
+                        strategy.memory_bytes(),
+                        diagnostics={str(k): float(v) for k, v in report.values.items()},
+                        warnings=tuple(messages))
         ends.append(event)
         for cb in callbacks:
             cb.on_task_end(event)
     matrix = tuple(rows)
     for cb in callbacks:
         cb.on_run_end(RunEnd(matrix))
+    costs: dict[str, Any] = {name: tuple(getattr(e, name) for e in ends) for name in COSTS}
     return RunResult(
-        strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix,
-        train_seconds=tuple(e.train_seconds for e in ends),
-        eval_seconds=tuple(e.eval_seconds for e in ends),
-        after_task_seconds=tuple(e.after_task_seconds for e in ends),
-        peak_memory_bytes=tuple(e.peak_memory_bytes for e in ends),
-        parameters=tuple(e.parameters for e in ends),
-        state_bytes=tuple(e.state_bytes for e in ends),
-        curves=tuple(p for e in ends for p in e.curve))
+        strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix, **costs,
+        curves=tuple(p for e in ends for p in e.curve),
+        diagnostics=tuple(e.diagnostics for e in ends),
+        warnings=tuple(e.warnings for e in ends))

@@ -36,7 +36,11 @@ class Reference:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One finished run of an experiment."""
+    """One finished run of an experiment.
+
+    `error` is set only where the run diverged in an experiment that goes on after divergence
+    (`Experiment.continues_after_divergence`); then `result` is empty (no matrix, no metrics).
+    """
 
     run_id: str
     strategy: str
@@ -46,6 +50,7 @@ class Outcome:
     result: RunResult
     run_dir: Path
     reused: bool = False  # taken from the store, not trained in this call
+    error: str | None = None  # the DivergenceError's message, for a diverged run
 
 
 class Experiment:
@@ -53,7 +58,7 @@ class Experiment:
 
     Subclasses set `name`, `summary`, `strategies` (compared by default; empty means the
     config's ``strategy.name``), `references`, `protocol_note`, and override `defaults`,
-    `quick`, `report` and, if they have their own options, `options`.
+    `quick`, `report` and, if they have their own options, `options` and `check_options`.
     """
 
     name: ClassVar[str] = "base"
@@ -65,6 +70,13 @@ class Experiment:
     # Whether a run already completed in the store may stand in for training it again. False
     # where `callbacks` record something the store does not keep (e.g. parameter paths).
     reuses_runs: ClassVar[bool] = True
+    # Strategies that run even where `--strategies` picks others: the report's reference
+    # lines (e.g. `naive` under a sweep).
+    baselines: ClassVar[tuple[str, ...]] = ()
+    # Whether a run whose loss becomes NaN is recorded (`Outcome.error`) and the experiment
+    # goes on. False: the one `DivergenceError` stops it, which is the clear answer when a
+    # protocol's fixed settings diverge; a sweep expects some of its values to.
+    continues_after_divergence: ClassVar[bool] = False
 
     def defaults(self) -> dict[str, Any]:
         """The full default config (sections stream, model, strategy(ies), train, seed)."""
@@ -76,6 +88,19 @@ class Experiment:
         and rotated) returns one per stream, each built from the ``stream`` section, so that
         ``--set stream.KEY=VALUE`` reaches every one."""
         return [dict(config.get("stream", {}))]
+
+    def check_options(self, options: dict[str, Any]) -> list[str]:
+        """Problems with the values of the experiment's own options (their names are checked
+        by `lifelong.runner.plan`), as messages that name the option; empty if fine."""
+        return []
+
+    def strategy_variants(self, name: str, options: dict[str, Any],
+                          experiment_options: dict[str, Any]) -> list[dict[str, Any]]:
+        """The option sets strategy `name` runs with, one run each: by default the one set
+        `options` (from ``strategies.NAME`` and ``strategy``). A sweep returns one per value
+        (e.g. ``strength`` 1, 10, 100), each built on `options`; `plan` checks every one and
+        labels each run by the options on which they differ."""
+        return [dict(options)]
 
     def quick(self) -> dict[str, Any]:
         """Overrides applied by `--quick` (must run in well under a minute on 2 cores)."""

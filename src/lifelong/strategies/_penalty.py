@@ -54,6 +54,9 @@ from lifelong.strategies.base import Batch, Strategy, StrategyState, TaskReport
 Params = dict[str, Tensor]
 Tensors = list[Tensor] | tuple[Tensor, ...]  # what torch._foreach_* take and return
 Step = Literal["gradient", "proximal"]
+PROXIMAL_DEPARTURE = ("the penalty is taken by an implicit (proximal) step, not its gradient: "
+                      "same objective and stationary point, stable at any strength; "
+                      "step=gradient is the paper's")
 
 CLASS_IL_CAVEAT = (
     "quadratic penalties (L2, EWC, SI, MAS) are known to fail in class-incremental learning: "

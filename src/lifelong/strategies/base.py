@@ -70,6 +70,13 @@ class Strategy:
     # Scenarios the method runs in but is known to do poorly in, with the reason: the loop
     # warns once per process (e.g. regularizers in class-IL, van de Ven & Tolias 2019).
     caveats: ClassVar[dict[str, str]] = {}
+    # Scenarios where the method at its defaults is by design no better than naive fine-tuning
+    # (e.g. L2's intransigent baseline), with the reason. `lifelong list` shows them and the
+    # behaviour test (every method must beat naive) leaves them out, with `caveats`.
+    not_better_than_naive: ClassVar[dict[str, str]] = {}
+    # Where the defaults depart from the paper's method, one line each (`lifelong list`; the
+    # docstring says why).
+    departures: ClassVar[tuple[str, ...]] = ()
     version: ClassVar[int] = 1
     state: StrategyState
 

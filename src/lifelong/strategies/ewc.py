@@ -16,7 +16,7 @@ from lifelong import checks
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import Params, QuadraticAnchor, Step
+from lifelong.strategies._penalty import PROXIMAL_DEPARTURE, Params, QuadraticAnchor, Step
 from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 
 Fisher = Literal["exact", "sampled", "empirical"]
@@ -68,6 +68,7 @@ class EWC(QuadraticAnchor):
     """
 
     name = "ewc"
+    departures = (PROXIMAL_DEPARTURE,)
 
     def __init__(self, model: nn.Module, *, strength: float = 3.0,
                  fisher: Fisher = "exact", fisher_samples: int | None = 1000,

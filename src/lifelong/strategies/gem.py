@@ -43,6 +43,8 @@ class GEM(Rehearsal):
     """
 
     name = "gem"
+    departures = ("each task's memory is a class-balanced random sample of its training set, "
+                  "not its last examples",)
     all_memories_allowed = True
 
     def __init__(self, model: nn.Module, *, memory_size: int = 256,

@@ -17,6 +17,7 @@ from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._penalty import (
+    PROXIMAL_DEPARTURE,
     Params,
     PenaltyState,
     QuadraticAnchor,
@@ -67,6 +68,9 @@ class SI(QuadraticAnchor):
     """
 
     name = "si"
+    departures = (PROXIMAL_DEPARTURE,
+                  "each task's importance is clamped at 0 before it is added (Eq. 5 does not "
+                  "clamp)")
     factor = 1.0
     online = True
     keeps_penalty_gradients = True
