@@ -41,7 +41,9 @@ typecheck: install
 bench: install
 	# One thread: on a shared 2-core machine two threads make single runs up to 10x slower
 	# at random, for both loops; see benchmarks/README.md.
-	$(BIN)/python benchmarks/overhead.py --threads 1
+	$(BIN)/python benchmarks/overhead.py --threads 1 --json > benchmarks/overhead.json.tmp
+	mv benchmarks/overhead.json.tmp benchmarks/overhead.json
+	$(BIN)/python benchmarks/speed_table.py benchmarks/overhead.json --readme README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache  # never runs/: it holds your results

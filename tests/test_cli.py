@@ -206,6 +206,24 @@ def test_a_strategy_report_reaches_store_show_and_both_outputs(capsys, where, re
     assert "acc=" in out and "warning: task 3: stiffness capped" in out
 
 
+def test_the_stiffness_cap_reports_its_fraction_with_the_run(capsys, where) -> None:  # type: ignore[no-untyped-def]
+    # The real thing, end to end: EWC with the cap on and a strength plain SGD cannot follow.
+    from lifelong.train import LifelongWarning
+
+    args = [a if a != "strategy.name=naive" else "strategy.name=ewc" for a in SINGLE]
+    with pytest.warns(LifelongWarning, match="stiffness_cap held"):
+        code, out, err = lifelong(capsys, *args, "--set", "strategy.stiffness_cap=true",
+                                  "--set", "strategy.step=gradient", "--set",
+                                  "strategy.strength=1e5", "--json", *where)
+    assert code == 0, err
+    run = json.loads(out)["runs"][0]
+    fractions = [d.get("capped_fraction") for d in run["diagnostics"]]
+    assert fractions[0] is None  # nothing to cap while the first task is learned
+    assert all(0.0 < f <= 1.0 for f in fractions[1:]), fractions
+    assert [w["task"] for w in run["warnings"] if "stiffness_cap held" in w["message"]] == \
+        list(range(1, len(fractions)))
+
+
 @pytest.fixture()
 def threads():  # type: ignore[no-untyped-def]
     """Restore the process's intra-op thread count after a test that sets it."""

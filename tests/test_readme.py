@@ -28,3 +28,19 @@ def test_catalog_tables_match_the_registries() -> None:
     assert table_names(text, "experiment") == set(cat["experiments"])
     assert table_names(text, "strategy") == set(cat["strategies"])
     assert table_names(text, "stream") == set(cat["streams"])
+
+
+def test_speed_table_is_generated_from_the_benchmark_result() -> None:
+    # Typed by hand it would drift: the README's block must be what the committed result
+    # gives (`make bench` measures, then regenerates both).
+    import json
+    import sys
+
+    sys.path.insert(0, str(README.parent / "benchmarks"))
+    try:
+        import speed_table
+    finally:
+        sys.path.pop(0)
+    result = json.loads((README.parent / "benchmarks" / "overhead.json").read_text())
+    text = README.read_text()
+    assert speed_table.replace_block(text, speed_table.table(result)) == text

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,21 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """Our own warnings as one line a user reads ("lifelong: warning: ..."), without the
+    source line Python shows by default; other libraries' warnings as Python formats them."""
+    if category.__name__ == "LifelongWarning":
+        return f"lifelong: warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    warnings.formatwarning = _format_warning  # the command line's output only
     try:
         if args.command == "run":
             return cmd_run(args)
