@@ -260,3 +260,22 @@ def test_a_bad_thread_count_is_one_error_with_exit_code_2(capsys, where, value) 
     from lifelong.cli import parser
 
     assert parser().parse_args(["run", "single", "--threads", "0"]).threads == 0  # torch's own
+
+
+def test_a_scenario_the_strategy_does_not_support_is_one_error_with_exit_code_2(  # type: ignore[no-untyped-def]
+        capsys, where, monkeypatch) -> None:
+    from lifelong.strategies import STRATEGIES, register_all
+    from lifelong.strategies.naive import Naive
+
+    class TaskOnly(Naive):  # registered for this test only
+        name = "task-only"
+        supports = frozenset({"task"})
+
+    register_all()
+    monkeypatch.setitem(STRATEGIES._items, "task-only", TaskOnly)
+    args = [a if a != "strategy.name=naive" else "strategy.name=task-only" for a in SINGLE]
+    code, out, err = lifelong(capsys, *args, "--set", "stream.scenario=class", *where)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.count("lifelong: error:") == 1
+    assert ("strategy 'task-only' does not support the class-incremental scenario "
+            "(it supports: task)") in err

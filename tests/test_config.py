@@ -75,7 +75,7 @@ def test_choosing_another_model_or_stream_drops_the_defaults_of_the_old_one() ->
     assert cfg["model"]["name"] == "cnn" and cfg["model"]["channels"] == [32, 64]
     assert cfg["stream"]["name"] == "planar" and "source" not in cfg["stream"]
     kept = plan("single", sets=[*NAIVE, "model.hidden=[7]"]).runs[0].config["model"]
-    assert kept == {"name": "mlp", "hidden": [7], "dropout": 0.0}
+    assert kept == {"name": "mlp", "hidden": [7], "dropout": 0.0, "growing": False}
 
 
 def test_angles_and_num_tasks_must_agree() -> None:

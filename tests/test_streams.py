@@ -95,7 +95,8 @@ def test_split_options_are_checked_before_any_data_loads() -> None:
                                   "class_order": [1, 1]}) == [
         "stream 'split': scenario='bogus' is not one of task, domain, class",
         "stream 'split': classes_per_task=0 must be >= 1",
-        "stream 'split': class_order=[1, 1] lists a class twice"]
+        "stream 'split': class_order=[1, 1] lists class 1 more than once; list each class "
+        "at most once"]
 
 
 def test_split_refuses_more_examples_than_a_task_has() -> None:

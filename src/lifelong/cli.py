@@ -9,6 +9,10 @@ exit code 2 (no traceback). The contract used by users' scripts and every later 
     lifelong runs [--store PATH] [--experiment NAME] [--json]
     lifelong show RUN_ID [--store PATH] [--json]
 
+Every command takes `--import MODULE_OR_FILE` (repeatable): a user's module, imported before
+anything else, whose `@STRATEGIES.register(...)` (or model, stream, experiment) decorators add to
+ours (see `extensions.py`).
+
 With `--json`, stdout holds exactly one JSON object; progress bars and warnings go to stderr.
 """
 
@@ -56,7 +60,14 @@ def _threads(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lifelong", description="Continual learning on PyTorch.")
     sub = ap.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an experiment (a registered name or a YAML file)")
+    common = argparse.ArgumentParser(add_help=False)  # options every command takes
+    common.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE_OR_FILE",
+                        help="import your own module (dotted name or .py file) first, so the "
+                        "strategies, models, streams or experiments it registers can be used "
+                        "(repeatable)")
+    run = sub.add_parser("run", parents=[common],
+                         help="run an experiment (a registered name or a YAML file)")
     run.add_argument("target", help="experiment name (see `lifelong list`) or config.yaml")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set train.epochs=2 (repeatable)")
@@ -74,13 +85,14 @@ def parser() -> argparse.ArgumentParser:
                      "more threads can make a run several times slower, see "
                      "benchmarks/README.md; 0 = PyTorch's own default, one per core); "
                      "recorded in each run's versions, not in its id")
-    ls = sub.add_parser("list", help="experiments, streams, models, strategies and options")
+    ls = sub.add_parser("list", parents=[common],
+                        help="experiments, streams, models, strategies and options")
     ls.add_argument("--json", action="store_true")
-    runs = sub.add_parser("runs", help="a table of stored runs")
+    runs = sub.add_parser("runs", parents=[common], help="a table of stored runs")
     runs.add_argument("--store", default=DEFAULT_STORE)
     runs.add_argument("--experiment", default=None)
     runs.add_argument("--json", action="store_true")
-    show = sub.add_parser("show", help="one stored run: matrix, metrics, costs")
+    show = sub.add_parser("show", parents=[common], help="one stored run: matrix, metrics, costs")
     show.add_argument("run_id")
     show.add_argument("--store", default=DEFAULT_STORE)
     show.add_argument("--json", action="store_true")
@@ -103,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     warnings.formatwarning = _format_warning  # the command line's output only
     try:
+        if args.imports:
+            from lifelong.extensions import import_extensions
+
+            import_extensions(args.imports)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "list":
@@ -151,7 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A run that diverged in an experiment that goes on after it (a sweep) has no matrix: it
     # is listed apart, so every entry of "runs" keeps the fields scripts rely on.
     diverged = [{"run_id": o.run_id, "strategy": o.strategy, "label": o.label,
-                 "stream": o.result.stream, "seed": o.seed, "status": "diverged",
+                 "stream": o.result.stream, "scenario": o.config["stream"].get("scenario"),
+                 "seed": o.seed, "status": "diverged",
                  "error": o.error} for o in res.outcomes if o.error is not None]
     for o in res.outcomes:
         if o.error is not None:
@@ -159,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         m = o.result.metrics
         runs.append({
             "run_id": o.run_id, "strategy": o.strategy, "label": o.label,
-            "stream": o.result.stream,
+            "stream": o.result.stream, "scenario": o.config["stream"].get("scenario"),
             "seed": o.seed, "matrix": [list(r) for r in o.result.matrix], **m,
             "train_seconds": sum(o.result.train_seconds),
             "eval_seconds": sum(o.result.eval_seconds), "run_dir": str(o.run_dir),

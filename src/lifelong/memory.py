@@ -3,9 +3,11 @@ sampling and held on the model's device as part of a strategy's learned state.
 
 Owns `EpisodicMemory` (the buffer; a `StrategyState`, so `Strategy.state_dict()` saves it and
 `load_state_dict()` restores it on the model's device), `reservoir` (Vitter's Algorithm R,
-vectorised) and `class_quotas` (how a task's slots are shared among its classes). Does not own
-how a method uses its memories — a replay loss (`er`), gradient constraints (`gem`, `agem`) —
-nor feature-based exemplar selection such as iCaRL's herding.
+vectorised) and `class_quotas` (how a task's slots are shared among its classes); and
+`ClassMemory`, iCaRL's exemplar sets under one total budget shared by all classes seen, filled
+by `herding` or at random. Does not own how a method uses its memories — a replay loss (`er`),
+gradient constraints (`gem`, `agem`), nearest-mean classification (iCaRL) — nor any model: herding
+takes features (or a function computing them) from the caller.
 
 Layout: the examples of all tasks are stored back to back in one tensor per field (`x`, `y`,
 `t`), task after task, `count[k]` of them for task `keys[k]`. Uniform draws over the whole
@@ -15,10 +17,12 @@ view is a free `reshape` (GEM's one-gradient-per-task pass).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lifelong.data.task import TensorData
@@ -64,6 +68,13 @@ def distinct(size: int, n: int, generator: torch.Generator) -> Tensor:
         if not redraw:
             return idx
         idx[repeat] = torch.randint(size, (redraw,), generator=generator)
+
+
+def uniform(size: int, n: int, generator: torch.Generator) -> Tensor:
+    """`n` positions drawn uniformly from range(size): without replacement (`distinct`) when
+    `n` fits, with replacement beyond that — a memory's replay batch."""
+    return (distinct(size, n, generator) if n <= size
+            else torch.randint(size, (n,), generator=generator))
 
 
 def class_quotas(counts: list[int], slots: int) -> list[int]:
@@ -157,9 +168,7 @@ class EpisodicMemory(StrategyState):
         whatever its task): without replacement whenever `n` fits in the memory (a batch as
         large as the memory is then the whole memory), with replacement beyond that."""
         assert self.x is not None and self.y is not None and self.t is not None, "empty"
-        size = len(self)
-        idx = (distinct(size, n, generator) if n <= size
-               else torch.randint(size, (n,), generator=generator)).to(self.y.device)
+        idx = uniform(len(self), n, generator).to(self.y.device)
         return Batch(self.x[idx], self.y[idx], self.t[idx])
 
     def per_task(self, n: int | None, generator: torch.Generator) -> PerTask:
@@ -183,3 +192,140 @@ class EpisodicMemory(StrategyState):
             weight = torch.ones(k, n, device=device)
         idx = start + slot
         return PerTask(self.x[idx], self.y[idx], self.t[idx], weight)
+
+
+Selection = Literal["herding", "random"]
+
+
+def herding(features: Tensor, m: int) -> Tensor:
+    """Positions of `m` exemplars (at most all rows) chosen by herding, in selection order.
+
+    iCaRL's Algorithm 4 (Rebuffi et al. 2017): with φ the L2-normalised features and μ their
+    mean, the k-th exemplar is p_k = argmin_x ‖μ − (φ(x) + Σ_{j<k} φ(p_j)) / k‖, so the mean of
+    the first k exemplars tracks μ as closely as one greedy step allows and any prefix of the
+    list is itself a good exemplar set (what lets a shrinking quota keep a prefix). An example
+    is chosen at most once (the algorithm as printed may repeat one; the authors' code and
+    later implementations do not). Ties go to the lower position. Runs where `features` are.
+    """
+    phi = F.normalize(features.flatten(1).double(), dim=1)  # float64: ties decided exactly
+    n = len(phi)
+    m = min(m, n)
+    mu = phi.mean(0)
+    total = torch.zeros_like(mu)
+    free = torch.ones(n, dtype=torch.bool, device=phi.device)
+    chosen = torch.empty(m, dtype=torch.int64, device=phi.device)
+    for k in range(1, m + 1):
+        gap = (mu - (total + phi) / k).square().sum(1)
+        gap = torch.where(free, gap, torch.full_like(gap, torch.inf))
+        i = gap.argmin()  # the first of equal minima
+        chosen[k - 1] = i
+        free[i] = False
+        total += phi[i]
+    return chosen
+
+
+@dataclass
+class ClassMemory(StrategyState):
+    """Exemplar sets P_1, ..., P_s of the classes seen so far under one total budget (iCaRL,
+    Rebuffi et al. 2017, §2.2): with s classes each keeps m = memory_size // s exemplars, so
+    the memory never holds more than memory_size; when a new class arrives the quota shrinks
+    and every class keeps the first m of its exemplars in selection order (Algorithm 5,
+    ReduceExemplarSet), which for herding are the best m.
+
+    Attributes:
+        classes: the class labels stored, in arrival order.
+        count: exemplars stored for each class (≤ its quota; fewer if it had fewer examples).
+        x, y, t: the exemplars, class after class, each class in selection order (None while
+            empty).
+    """
+
+    classes: list[int] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+    x: Tensor | None = None
+    y: Tensor | None = None
+    t: Tensor | None = None
+
+    def __len__(self) -> int:
+        return sum(self.count)
+
+    def add(self, data: TensorData, *, memory_size: int, selection: Selection = "herding",
+            features: Tensor | Callable[[Tensor], Tensor] | None = None,
+            generator: torch.Generator | None = None,
+            device: torch.device | None = None) -> None:
+        """Make room for, then store, the classes of `data` (labels `data.y`).
+
+        The quota becomes memory_size // (classes stored + new classes): stored classes keep
+        the first that many of their exemplars, and each class of `data` gets that many chosen
+        among its examples — by `herding` on `features` (a tensor with one row per example of
+        `data`, or a function of a batch of inputs, called without gradients on each class),
+        or in a random order drawn from `generator` (never the global RNG). A class already
+        stored is chosen again from `data` (its old exemplars are dropped). Exemplars go to
+        `device` (default: where `data` is).
+
+        Raises:
+            ValueError: the selection's input is missing, or `features` has the wrong rows.
+        """
+        if selection == "herding" and features is None:
+            raise ValueError("ClassMemory.add: herding needs features (a tensor or function)")
+        if selection == "random" and generator is None:
+            raise ValueError("ClassMemory.add: random selection needs a seeded generator")
+        if isinstance(features, Tensor) and len(features) != len(data):
+            raise ValueError(f"ClassMemory.add: features have {len(features)} rows but data "
+                             f"has {len(data)}; give one feature row per example")
+        labels = [int(c) for c in torch.unique(data.y).tolist()]  # sorted
+        m = memory_size // max(len(set(self.classes) | set(labels)), 1)
+        self._reduce(m, drop=set(labels))  # a class of `data` already stored is chosen again
+        device = data.y.device if device is None else device
+        parts = [] if self.x is None or self.y is None or self.t is None else [
+            TensorData(self.x, self.y, self.t)]
+        for c in labels:
+            where = (data.y == c).nonzero().squeeze(1)
+            if selection == "herding":
+                assert features is not None
+                with torch.no_grad():
+                    phi = (features[where.to(features.device)] if isinstance(features, Tensor)
+                           else features(data.x[where]))
+                pick = herding(phi, m).to(where.device)
+            else:
+                assert generator is not None
+                pick = torch.randperm(len(where), generator=generator)[:m].to(where.device)
+            parts.append(data.take(where[pick]).to(device))
+            self.classes.append(c)
+            self.count.append(len(pick))
+        merged = TensorData.concat(parts)
+        self.x, self.y, self.t = merged.x, merged.y, merged.t
+
+    def _reduce(self, m: int, drop: set[int]) -> None:
+        """Cut every class to its first `m` exemplars (Algorithm 5) and remove the classes in
+        `drop` altogether."""
+        quota = [0 if c in drop else min(n, m) for c, n in zip(self.classes, self.count,
+                                                                strict=True)]
+        if self.x is not None and self.y is not None and self.t is not None:
+            keep = torch.zeros(len(self), dtype=torch.bool, device=self.y.device)
+            start = 0
+            for n, kept in zip(self.count, quota, strict=True):
+                keep[start:start + kept] = True
+                start += n
+            self.x, self.y, self.t = self.x[keep], self.y[keep], self.t[keep]
+        stay = [k for k, c in enumerate(self.classes) if c not in drop]
+        self.classes = [self.classes[k] for k in stay]
+        self.count = [quota[k] for k in stay]
+
+    def data(self) -> TensorData:
+        """All exemplars (e.g. to train on beside a new task, as iCaRL does)."""
+        assert self.x is not None and self.y is not None and self.t is not None, "empty"
+        return TensorData(self.x, self.y, self.t)
+
+    def of_class(self, c: int) -> TensorData:
+        """The exemplars of class `c` in selection order (e.g. for its mean of exemplars)."""
+        assert self.x is not None and self.y is not None and self.t is not None, "empty"
+        k = self.classes.index(c)
+        start = sum(self.count[:k])
+        return TensorData(self.x, self.y, self.t).take(
+            torch.arange(start, start + self.count[k], device=self.y.device))
+
+    def sample(self, n: int, generator: torch.Generator) -> Batch:
+        """`n` exemplars drawn uniformly, without replacement whenever `n` fits."""
+        assert self.x is not None and self.y is not None and self.t is not None, "empty"
+        idx = uniform(len(self), n, generator).to(self.y.device)
+        return Batch(self.x[idx], self.y[idx], self.t[idx])

@@ -9,6 +9,7 @@ experiment draw its figures). Does not own the CLI's argument parsing or printin
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import subprocess
 import typing
 from collections.abc import Sequence
@@ -281,9 +282,10 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
     """Run every `RunSpec` of the plan, store and write its results, and report.
 
     A run already completed in the store by the same code (same `lifelong` version, same
-    hash of its source files, same torch) is reused, not trained again — a sweep that stopped
-    half way resumes where it stopped — unless `rerun` or the experiment needs live runs
-    (`Experiment.reuses_runs`).
+    hash of its source files, same torch, and for a user's strategy, model or stream builder
+    the same hash of the file that registered it) is reused, not trained again — a sweep
+    that stopped half way resumes where it stopped — unless `rerun` or the experiment needs
+    live runs (`Experiment.reuses_runs`).
 
     A run whose loss becomes NaN stops everything with its `DivergenceError`, unless the
     experiment goes on after divergence (`Experiment.continues_after_divergence`, e.g. a
@@ -299,7 +301,9 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
     meta = {"versions": versions, "git_commit": git_commit()}
     with Store(store_path) as store:
         for spec in p.runs:
-            old = None if rerun or not p.experiment.reuses_runs else _stored(spec, store, meta)
+            run_meta = _with_user_code(spec, meta)
+            old = (None if rerun or not p.experiment.reuses_runs
+                   else _stored(spec, store, run_meta))
             if old is not None:
                 outcomes.append(_write_files(spec, old, store, out, reused=True))
                 continue
@@ -309,7 +313,7 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
                 s = dict(spec.config["stream"])
                 built = (key, build_stream(s.pop("name"), seed=spec.seed, **s))
             try:
-                outcomes.append(_one_run(p, spec, built[1], store, out, progress, meta))
+                outcomes.append(_one_run(p, spec, built[1], store, out, progress, run_meta))
             except DivergenceError as e:
                 if not p.experiment.continues_after_divergence:
                     raise
@@ -324,6 +328,22 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
                             refs, p.experiment.protocol_note)
 
 
+def _with_user_code(spec: RunSpec, meta: dict[str, Any]) -> dict[str, Any]:
+    """`meta` with `versions["user-code"]` when the run's strategy, model or stream builder
+    is a user's (registered from a file outside `lifelong`, e.g. by `--import`): a hash of
+    those files as they were when imported. `lifelong-code` covers only our package, so
+    without it an edited user method would reuse the runs of its previous version. Only the
+    run's own factories count: editing one user file does not retrain everything else."""
+    cfg = spec.config
+    origins = [registry.origin(str(cfg[section]["name"]))
+               for registry, section in ((STREAMS, "stream"), (MODELS, "model"),
+                                         (STRATEGIES, "strategy"))]
+    if not any(origins):
+        return meta
+    user = hashlib.sha256("\0".join(o or "" for o in origins).encode()).hexdigest()[:16]
+    return {**meta, "versions": {**meta["versions"], "user-code": user}}
+
+
 def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | None:
     """The result of `spec` as stored, if it completed under the code running now."""
     from lifelong.callbacks import CurvePoint
@@ -332,7 +352,7 @@ def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | No
         return None
     rec = store.get_run(spec.run_id)
     if any(rec.versions.get(k) != meta["versions"].get(k)
-           for k in ("lifelong", "lifelong-code", "torch")):
+           for k in ("lifelong", "lifelong-code", "user-code", "torch")):
         return None  # stored by other code: train again
     tasks = range(len(rec.matrix) - 1)
     costs: dict[str, Any] = {

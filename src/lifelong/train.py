@@ -34,6 +34,7 @@ from lifelong.data.task import Stream, Task, TensorData
 from lifelong.errors import ConfigError, DivergenceError
 from lifelong.evaluate import accuracies
 from lifelong.metrics import summary
+from lifelong.models.heads import grow_model
 from lifelong.seeding import generator
 from lifelong.strategies.base import Batch, Strategy
 
@@ -276,7 +277,9 @@ def fit_stream(
     """Train `strategy` on each task of `stream` in order and measure the accuracy matrix.
 
     Row 0 of R is the untrained model; row i+1 is measured after task i. Each task gets a
-    fresh optimizer over `strategy.trainable_parameters()`.
+    fresh optimizer over `strategy.trainable_parameters()`. A model with a `GrowingHead` grows
+    to the task's classes first; in row 0 it has no unit yet, so every logit ties and it
+    predicts class 0.
 
     Raises:
         ConfigError: bad training options, or the strategy does not support the scenario.
@@ -307,6 +310,13 @@ def fit_stream(
         if device.type == "cuda":  # the peak of this task alone
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
+        # A growing head (an opt-in model option) gains units for the task's new classes
+        # before `before_task`, so the strategy sees the grown model and the fresh optimizer
+        # below includes the new units. Class-IL labels are the global ids in `task.classes`;
+        # elsewhere they are task-local positions.
+        grow_model(strategy.model,
+                   task.classes if stream.scenario == "class" else range(len(task.classes)),
+                   generator=generator(seed, "grow", task.key))
         strategy.before_task(task)
         loop = TaskLoop(strategy, stream, task, cfg, make_optimizer(strategy, cfg), seed,
                         callbacks, step)

@@ -1,24 +1,22 @@
 """Experiments: the `EXPERIMENTS` registry. One registered experiment per module.
 
-Each module defines an `Experiment` subclass registered under its name; `get_experiment`
-returns an instance.
+Each module defines an `Experiment` subclass registered under its name, found by
+`Registry.discover` (no list to edit); `get_experiment` returns an instance. Installed packages
+add experiments through the `lifelong.experiments` entry points.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from lifelong.experiments.base import Experiment
 from lifelong.registry import Registry
 
-EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment")
+EXPERIMENTS: Registry[type[Experiment]] = Registry(
+    "experiment", package=__name__, group="lifelong.experiments")
 
 
 def register_all() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_") and info.name != "base":
-            importlib.import_module(f"{__name__}.{info.name}")
+    """Import every experiment module (each registers itself) and the installed entry points."""
+    EXPERIMENTS.discover()
 
 
 def get_experiment(name: str) -> Experiment:

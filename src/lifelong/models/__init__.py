@@ -1,7 +1,9 @@
 """Models: the `MODELS` registry and `build_model`.
 
 Every model takes `(input_shape, num_outputs, num_heads)` from the stream and keyword options
-from the config, and is called as `model(x, t)` where `t` (task labels) picks the head.
+from the config, and is called as `model(x, t)` where `t` (task labels) picks the head. Every
+public module registers its models and is found by `Registry.discover` (no list to edit);
+installed packages add models through the `lifelong.models` entry points.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from lifelong.data.task import Stream
 from lifelong.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry(
-    "model", skip=("input_shape", "num_outputs", "num_heads"))
+    "model", skip=("input_shape", "num_outputs", "num_heads"), package=__name__,
+    group="lifelong.models")
 
 
 def register_all() -> None:
-    from lifelong.models import cnn, logistic, mlp  # noqa: F401
+    """Import every model module (each registers itself) and the installed entry points."""
+    MODELS.discover()
 
 
 def build_model(name: str, stream: Stream, *, seed: int = 0, **options: Any) -> nn.Module:

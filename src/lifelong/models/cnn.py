@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from lifelong import checks
 from lifelong.errors import ConfigError
 from lifelong.models import MODELS
-from lifelong.models.heads import MultiHead
+from lifelong.models.heads import GrowingHead, MultiHead
 
 
 @MODELS.register("cnn")
@@ -20,6 +20,7 @@ class CNN(nn.Module):
     Args:
         channels: output channels of each conv block (each halves the image side).
         hidden: width of the fully connected layer.
+        growing: a `GrowingHead` with one head, as in `MLP` (default off).
     """
 
     def __init__(
@@ -30,6 +31,7 @@ class CNN(nn.Module):
         *,
         channels: list[int] | tuple[int, ...] = (32, 64),
         hidden: int = 128,
+        growing: bool = False,
     ) -> None:
         super().__init__()
         problems = [*checks.sizes("model 'cnn'", "channels", channels),
@@ -50,7 +52,9 @@ class CNN(nn.Module):
                               "(one block per entry)")
         layers += [nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU()]
         self.features = nn.Sequential(*layers)
-        self.head = MultiHead(hidden, num_outputs, num_heads)
+        self.head: MultiHead | GrowingHead = (
+            GrowingHead(hidden, num_outputs) if growing and num_heads == 1
+            else MultiHead(hidden, num_outputs, num_heads))
 
     def forward(self, x: Tensor, t: Tensor | int | None = None) -> Tensor:
         out: Tensor = self.head(self.features(x), t)

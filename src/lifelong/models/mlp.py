@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from lifelong import checks
 from lifelong.errors import ConfigError
 from lifelong.models import MODELS
-from lifelong.models.heads import MultiHead
+from lifelong.models.heads import GrowingHead, MultiHead
 
 
 @MODELS.register("mlp")
@@ -23,6 +23,10 @@ class MLP(nn.Module):
     Args:
         hidden: sizes of the hidden layers.
         dropout: dropout probability after each hidden layer (0 = none).
+        growing: with one head (domain- and class-IL), a `GrowingHead` that starts empty and
+            gains a unit for each class as tasks bring them (opt-in, for LwF / iCaRL-style
+            class-incremental learning); off, one head over all classes of the stream. With a
+            head per task (task-IL) the heads are already per task and this changes nothing.
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class MLP(nn.Module):
         *,
         hidden: list[int] | tuple[int, ...] = (100, 100),
         dropout: float = 0.0,
+        growing: bool = False,
     ) -> None:
         super().__init__()
         problems = [*checks.sizes("model 'mlp'", "hidden", hidden),
@@ -48,7 +53,9 @@ class MLP(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = int(size)
         self.features = nn.Sequential(*layers)
-        self.head = MultiHead(width, num_outputs, num_heads)
+        self.head: MultiHead | GrowingHead = (
+            GrowingHead(width, num_outputs) if growing and num_heads == 1
+            else MultiHead(width, num_outputs, num_heads))
 
     def forward(self, x: Tensor, t: Tensor | int | None = None) -> Tensor:
         out: Tensor = self.head(self.features(x), t)

@@ -1,13 +1,12 @@
 """Strategies: the `STRATEGIES` registry and `build_strategy`.
 
-One method per module, registry key = module name. Families share a private base module
-(`_penalty.py` for L2/EWC/SI/MAS, `_gradients.py` for GEM/A-GEM).
+One method per module, registry key = module name, found by `Registry.discover` (no list to
+edit). Families share a private base module (`_penalty.py` for L2/EWC/SI/MAS, `_gradients.py`
+for GEM/A-GEM). Installed packages add strategies through the `lifelong.strategies` entry points.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
 from torch import nn
@@ -15,14 +14,13 @@ from torch import nn
 from lifelong.registry import Registry
 from lifelong.strategies.base import Strategy
 
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy", skip=("model",))
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy", skip=("model",), package=__name__, group="lifelong.strategies")
 
 
 def register_all() -> None:
-    """Import every strategy module (each registers itself)."""
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_") and info.name != "base":
-            importlib.import_module(f"{__name__}.{info.name}")
+    """Import every strategy module (each registers itself) and the installed entry points."""
+    STRATEGIES.discover()
 
 
 def build_strategy(name: str, model: nn.Module, **options: Any) -> Strategy:

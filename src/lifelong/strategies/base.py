@@ -77,6 +77,10 @@ class Strategy:
     # Where the defaults depart from the paper's method, one line each (`lifelong list`; the
     # docstring says why).
     departures: ClassVar[tuple[str, ...]] = ()
+    # Why the method is not comparable with a bare fine-tuning loop, if it is not (e.g. joint
+    # trains on more data): benchmarks/overhead.py times every strategy that leaves it empty
+    # and sets no speed target for the others. Empty = comparable.
+    not_comparable: ClassVar[str] = ""
     version: ClassVar[int] = 1
     state: StrategyState
 

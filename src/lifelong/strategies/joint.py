@@ -31,6 +31,7 @@ class Joint(Strategy):
     """Joint (multi-task) training on the union of all tasks seen so far."""
 
     name = "joint"
+    not_comparable = "trains on all tasks seen so far (more data than the bare loop)"
     version = 2  # v1 did not keep the examples in its state (it could not resume)
 
     def __init__(self, model: nn.Module) -> None:

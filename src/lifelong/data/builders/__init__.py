@@ -3,7 +3,9 @@
 Owns the `STREAMS` registry and `build_stream`. Every builder takes the run's seed first
 (supplied by the library) and keyword options: `source`, `num_tasks`, `train_per_task`,
 `test_per_task`, `scenario`, `data_dir`, plus its own. Each task is seeded by its key, so
-`Stream.reorder()` never changes a task.
+`Stream.reorder()` never changes a task. Every public module registers its builders and is
+found by `Registry.discover` (no list to edit); installed packages add builders through the
+`lifelong.streams` entry points.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Any
 from lifelong.data.task import Stream
 from lifelong.registry import Registry
 
-STREAMS: Registry[Callable[..., Stream]] = Registry("stream", skip=("seed",))
+STREAMS: Registry[Callable[..., Stream]] = Registry(
+    "stream", skip=("seed",), package=__name__, group="lifelong.streams")
 
 
 def register_all() -> None:
-    from lifelong.data.builders import noisy, permuted, planar, rotated, split  # noqa: F401
+    """Import every builder module (each registers itself) and the installed entry points."""
+    STREAMS.discover()
 
 
 def check_stream(name: str, options: dict[str, Any], where: str = "stream") -> list[str]:

@@ -11,6 +11,7 @@ import torch
 
 from lifelong.data.builders import STREAMS
 from lifelong.data.builders._common import (
+    CHECK_ONLY,
     check_common,
     load,
     make_stream,
@@ -47,16 +48,16 @@ def build_split(
                             scenario=scenario)
     if classes_per_task < 1:
         problems.append(f"stream 'split': classes_per_task={classes_per_task} must be >= 1")
-    if class_order is not None and len(set(class_order)) != len(class_order):
-        problems.append(f"stream 'split': class_order={class_order} lists a class twice")
-    raise_if(problems)
+    # class_order's problems are reported together: repeats and negative ids (wrong for any
+    # source) before the data loads, so `check_stream` sees them, unknown ids with the source.
+    order_problems = _order_problems(class_order, None, source)
+    if problems or CHECK_ONLY.get():
+        raise_if(problems + order_problems)
     src = load(source, data_dir)
     order = list(class_order) if class_order is not None else list(range(src.num_classes))
     n_tasks = num_tasks if num_tasks is not None else len(order) // classes_per_task
-    if not set(order) <= set(range(src.num_classes)):
-        problems.append(f"stream 'split': class_order={order} must list classes of "
-                        f"0..{src.num_classes - 1} ({source} has {src.num_classes})")
-    elif n_tasks < 1 or n_tasks * classes_per_task > len(order):
+    problems = _order_problems(class_order, src.num_classes, source)
+    if not problems and (n_tasks < 1 or n_tasks * classes_per_task > len(order)):
         where = "class_order lists" if class_order is not None else f"{source} has"
         problems.append(f"stream 'split': {n_tasks} tasks x {classes_per_task} classes need "
                         f"{n_tasks * classes_per_task} classes but {where} {len(order)}")
@@ -81,3 +82,26 @@ def build_split(
             classes=classes,
         ))
     return make_stream(f"split/{source}", scenario, tasks, src.image_shape)
+
+
+def _order_problems(class_order: list[int] | None, num_classes: int | None,
+                    source: str) -> list[str]:
+    """What is wrong with `class_order`: classes listed more than once, and classes the source
+    does not have (only the negative ones while `num_classes` is unknown)."""
+    if class_order is None:
+        return []
+    out = []
+    twice = sorted({c for c in class_order if class_order.count(c) > 1})
+    if twice:
+        out.append(f"stream 'split': class_order={class_order} lists class"
+                   f"{'es' if len(twice) > 1 else ''} {', '.join(map(str, twice))} more than "
+                   "once; list each class at most once")
+    valid = range(num_classes if num_classes is not None else max(class_order, default=0) + 1)
+    unknown = sorted({c for c in class_order if c not in valid})
+    if unknown:
+        have = (f"{source} has classes 0..{num_classes - 1}" if num_classes is not None
+                else "class ids start at 0")
+        out.append(f"stream 'split': class_order={class_order} has unknown class"
+                   f"{'es' if len(unknown) > 1 else ''} {', '.join(map(str, unknown))}; "
+                   f"{have}")
+    return out

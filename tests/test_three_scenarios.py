@@ -1,0 +1,71 @@
+"""The `three-scenarios` experiment: every registered method in each of the three scenarios,
+the table beside Hsu et al.'s numbers, the figure, and the shape (class-IL: regularizers at
+chance, replay far above)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lifelong.cli import main
+from lifelong.data.task import SCENARIOS
+from lifelong.errors import ConfigError
+from lifelong.runner import plan
+from lifelong.strategies import STRATEGIES, register_all
+
+
+def test_plan_runs_every_registered_strategy_in_each_scenario() -> None:
+    register_all()
+    p = plan("three-scenarios", quick=True)
+    expected = {n for n in STRATEGIES.names() if set(SCENARIOS) <= STRATEGIES.get(n).supports}
+    assert {r.strategy for r in p.runs} == expected and {"naive", "joint", "lwf"} <= expected
+    assert [r.strategy for r in p.runs[:2]] == ["naive", "joint"]
+    assert {(r.strategy, r.config["stream"]["scenario"]) for r in p.runs} == {
+        (n, s) for n in expected for s in SCENARIOS}
+    assert len(p.runs) == len(expected) * 3 == len({r.run_id for r in p.runs})
+    assert {r.config["stream"]["source"] for r in p.runs} == {"digits"}
+
+
+def test_default_source_and_overrides_reach_every_scenario() -> None:
+    assert {r.config["stream"]["source"] for r in plan("three-scenarios").runs} == {"mnist-10k"}
+    p = plan("three-scenarios", sets=["stream.source=fashion-mnist"], strategies=["naive"])
+    assert {(r.config["stream"]["source"], r.config["stream"]["num_tasks"])
+            for r in p.runs} == {("fashion-mnist", 5)}
+    p = plan("three-scenarios", quick=True, sets=["options.scenarios=[class]"])
+    assert {r.config["stream"]["scenario"] for r in p.runs} == {"class"}
+    with pytest.raises(ConfigError, match="options.scenarios"):
+        plan("three-scenarios", sets=["options.scenarios=[clas]"])
+
+
+def test_quick_run_end_to_end_has_the_table_references_figure_and_shape(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["run", "three-scenarios", "--quick", "--strategies", "naive,ewc,er",
+                 "--json", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path),
+                 "--no-progress"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    acc: dict[tuple[str, str], float] = {}
+    for run in doc["runs"]:  # every run says its scenario, and config.yaml agrees
+        cfg = yaml.safe_load((Path(run["run_dir"]) / "config.yaml").read_text())
+        assert run["scenario"] == cfg["stream"]["scenario"]
+        acc[run["strategy"], run["scenario"]] = run["acc"]
+    assert set(acc) == {(n, s) for n in ("naive", "ewc", "er") for s in SCENARIOS}
+    assert len(doc["runs"]) == 9
+    rows = {line.split()[0]: line for line in doc["table"].splitlines()[1:]}
+    assert set(rows) == {"naive", "ewc", "er"}
+    assert f"{acc['er', 'class']:.3f}" in rows["er"]
+    refs = {r["label"]: r for r in doc["references"]}
+    assert refs["EWC ACC, split MNIST, class-IL"]["published"] == 0.198
+    assert refs["EWC ACC, split MNIST, class-IL"]["ours"] == pytest.approx(acc["ewc", "class"])
+    assert refs["GEM ACC, split MNIST, task-IL"]["ours"] is None  # gem did not run
+    assert "mnist-10k" in doc["protocol_note"]
+    assert any(Path(f).name == "three_scenarios.png" and Path(f).stat().st_size > 0
+               for f in doc["figures"])
+    # The shape: in class-IL naive and a regularizer stay near chance (1/5 of the classes
+    # learned last), replay is far above them.
+    assert acc["naive", "class"] < 0.3 and acc["ewc", "class"] < 0.3
+    assert acc["er", "class"] > acc["naive", "class"] + 0.15
+    assert acc["ewc", "task"] > acc["ewc", "class"] + 0.5
