@@ -13,12 +13,7 @@ from lifelong import build_model, build_stream
 from lifelong.data.task import TensorData
 from lifelong.memory import ClassMemory, herding
 from lifelong.strategies.base import Strategy
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
+from tests.test_memory import gen
 
 
 def data(labels: list[int], task: int = 0) -> TensorData:
