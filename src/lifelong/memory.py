@@ -105,7 +105,52 @@ class PerTask(NamedTuple):
 
 
 @dataclass
-class EpisodicMemory(StrategyState):
+class _Groups(StrategyState):
+    """Examples kept in groups (a task's, a class's) stored back to back: `count[k]` rows of
+    group k, in one tensor per field (None while empty). What both memories share: the
+    layout, appending a group, cutting groups to their first rows, uniform draws."""
+
+    count: list[int] = field(default_factory=list)
+    x: Tensor | None = None
+    y: Tensor | None = None
+    t: Tensor | None = None
+
+    def __len__(self) -> int:
+        return sum(self.count)
+
+    def sample(self, n: int, generator: torch.Generator) -> Batch:
+        """`n` examples drawn uniformly from all groups (every stored example equally likely,
+        whatever its group): without replacement whenever `n` fits in the memory (a batch as
+        large as the memory is then the whole memory), with replacement beyond that."""
+        assert self.x is not None and self.y is not None and self.t is not None, "empty"
+        idx = uniform(len(self), n, generator).to(self.y.device)
+        return Batch(self.x[idx], self.y[idx], self.t[idx])
+
+    def _append(self, rows: TensorData) -> None:
+        """Store `rows` as a new last group."""
+        if self.x is None or self.y is None or self.t is None:
+            self.x, self.y, self.t = rows.x, rows.y, rows.t
+        else:
+            self.x = torch.cat([self.x, rows.x])
+            self.y = torch.cat([self.y, rows.y])
+            self.t = torch.cat([self.t, rows.t])
+        self.count.append(len(rows))
+
+    def _keep_first(self, quota: list[int]) -> None:
+        """Keep the first `quota[k]` rows of each group k (`count` becomes `quota`; a group
+        cut to 0 stays listed for the caller to remove with its own bookkeeping)."""
+        if self.x is not None and self.y is not None and self.t is not None:
+            keep = torch.zeros(len(self), dtype=torch.bool, device=self.y.device)
+            start = 0
+            for n, kept in zip(self.count, quota, strict=True):
+                keep[start:start + kept] = True
+                start += n
+            self.x, self.y, self.t = self.x[keep], self.y[keep], self.t[keep]
+        self.count = list(quota)
+
+
+@dataclass
+class EpisodicMemory(_Groups):
     """The memories of past tasks (Lopez-Paz & Ranzato 2017, §3: "episodic memory M_k" per
     task), a fixed budget of slots per task.
 
@@ -116,13 +161,6 @@ class EpisodicMemory(StrategyState):
     """
 
     keys: list[str] = field(default_factory=list)
-    count: list[int] = field(default_factory=list)
-    x: Tensor | None = None
-    y: Tensor | None = None
-    t: Tensor | None = None
-
-    def __len__(self) -> int:
-        return sum(self.count)
 
     @property
     def num_tasks(self) -> int:
@@ -144,32 +182,12 @@ class EpisodicMemory(StrategyState):
             where = (y == label).nonzero().squeeze(1)
             chosen.append(where[reservoir(len(where), quota, generator)])
         idx = torch.cat(chosen).sort().values.to(data.y.device)  # keep the task's own order
-        device = data.y.device if device is None else device
-        new = [data.x[idx].to(device), data.y[idx].to(device), data.t[idx].to(device)]
-        if self.x is None or self.y is None or self.t is None:
-            self.x, self.y, self.t = new
-        else:
-            self.x = torch.cat([self.x, new[0]])
-            self.y = torch.cat([self.y, new[1]])
-            self.t = torch.cat([self.t, new[2]])
+        self._append(data.take(idx).to(data.y.device if device is None else device))
         self.keys.append(key)
-        self.count.append(len(idx))
 
     def _drop(self, k: int) -> None:
-        assert self.x is not None and self.y is not None and self.t is not None
-        start = sum(self.count[:k])
-        keep = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
-        keep[start:start + self.count[k]] = False
-        self.x, self.y, self.t = self.x[keep], self.y[keep], self.t[keep]
+        self._keep_first([0 if j == k else n for j, n in enumerate(self.count)])
         del self.keys[k], self.count[k]
-
-    def sample(self, n: int, generator: torch.Generator) -> Batch:
-        """`n` examples drawn uniformly from all memories (every stored example equally likely,
-        whatever its task): without replacement whenever `n` fits in the memory (a batch as
-        large as the memory is then the whole memory), with replacement beyond that."""
-        assert self.x is not None and self.y is not None and self.t is not None, "empty"
-        idx = uniform(len(self), n, generator).to(self.y.device)
-        return Batch(self.x[idx], self.y[idx], self.t[idx])
 
     def per_task(self, n: int | None, generator: torch.Generator) -> PerTask:
         """Each task's memories as one row: all of them (`n` None; rows padded to the longest,
@@ -225,7 +243,7 @@ def herding(features: Tensor, m: int) -> Tensor:
 
 
 @dataclass
-class ClassMemory(StrategyState):
+class ClassMemory(_Groups):
     """Exemplar sets P_1, ..., P_s of the classes seen so far under one total budget (iCaRL,
     Rebuffi et al. 2017, §2.2): with s classes each keeps m = memory_size // s exemplars, so
     the memory never holds more than memory_size; when a new class arrives the quota shrinks
@@ -240,13 +258,6 @@ class ClassMemory(StrategyState):
     """
 
     classes: list[int] = field(default_factory=list)
-    count: list[int] = field(default_factory=list)
-    x: Tensor | None = None
-    y: Tensor | None = None
-    t: Tensor | None = None
-
-    def __len__(self) -> int:
-        return sum(self.count)
 
     def add(self, data: TensorData, *, memory_size: int, selection: Selection = "herding",
             features: Tensor | Callable[[Tensor], Tensor] | None = None,
@@ -276,8 +287,6 @@ class ClassMemory(StrategyState):
         m = memory_size // max(len(set(self.classes) | set(labels)), 1)
         self._reduce(m, drop=set(labels))  # a class of `data` already stored is chosen again
         device = data.y.device if device is None else device
-        parts = [] if self.x is None or self.y is None or self.t is None else [
-            TensorData(self.x, self.y, self.t)]
         for c in labels:
             where = (data.y == c).nonzero().squeeze(1)
             if selection == "herding":
@@ -289,27 +298,17 @@ class ClassMemory(StrategyState):
             else:
                 assert generator is not None
                 pick = torch.randperm(len(where), generator=generator)[:m].to(where.device)
-            parts.append(data.take(where[pick]).to(device))
+            self._append(data.take(where[pick]).to(device))
             self.classes.append(c)
-            self.count.append(len(pick))
-        merged = TensorData.concat(parts)
-        self.x, self.y, self.t = merged.x, merged.y, merged.t
 
     def _reduce(self, m: int, drop: set[int]) -> None:
         """Cut every class to its first `m` exemplars (Algorithm 5) and remove the classes in
         `drop` altogether."""
-        quota = [0 if c in drop else min(n, m) for c, n in zip(self.classes, self.count,
-                                                                strict=True)]
-        if self.x is not None and self.y is not None and self.t is not None:
-            keep = torch.zeros(len(self), dtype=torch.bool, device=self.y.device)
-            start = 0
-            for n, kept in zip(self.count, quota, strict=True):
-                keep[start:start + kept] = True
-                start += n
-            self.x, self.y, self.t = self.x[keep], self.y[keep], self.t[keep]
+        self._keep_first([0 if c in drop else min(n, m)
+                          for c, n in zip(self.classes, self.count, strict=True)])
         stay = [k for k, c in enumerate(self.classes) if c not in drop]
         self.classes = [self.classes[k] for k in stay]
-        self.count = [quota[k] for k in stay]
+        self.count = [self.count[k] for k in stay]
 
     def data(self) -> TensorData:
         """All exemplars (e.g. to train on beside a new task, as iCaRL does)."""
@@ -323,9 +322,3 @@ class ClassMemory(StrategyState):
         start = sum(self.count[:k])
         return TensorData(self.x, self.y, self.t).take(
             torch.arange(start, start + self.count[k], device=self.y.device))
-
-    def sample(self, n: int, generator: torch.Generator) -> Batch:
-        """`n` exemplars drawn uniformly, without replacement whenever `n` fits."""
-        assert self.x is not None and self.y is not None and self.t is not None, "empty"
-        idx = uniform(len(self), n, generator).to(self.y.device)
-        return Batch(self.x[idx], self.y[idx], self.t[idx])
