@@ -424,9 +424,9 @@ def _diverged(spec: RunSpec, stream: Stream, out: Path, error: DivergenceError) 
     """The outcome of a run whose loss became NaN or infinite, in an experiment that goes on
     after it: no metrics (`result` is empty); the store keeps the rows it finished, marked
     failed with the error."""
+    no_costs: dict[str, Any] = {name: () for name in COSTS}
     empty = RunResult(strategy=spec.strategy, stream=stream.name, seed=spec.seed, matrix=(),
-                      train_seconds=(), eval_seconds=(), after_task_seconds=(),
-                      peak_memory_bytes=(), parameters=())
+                      **no_costs)
     return Outcome(spec.run_id, spec.strategy, spec.label or spec.strategy, spec.seed,
                    spec.config, empty, out / spec.run_id, error=str(error))
 
