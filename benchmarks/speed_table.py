@@ -33,10 +33,20 @@ def table(result: dict[str, Any]) -> str:
     def line(label: str, values: list[str]) -> str:
         return "| " + " | ".join([label, *values]) + " |"
 
-    out = [line("", [f"`{n}`" for n in names]), line("---", ["---"] * len(names))]
+    scenario = {r["strategy"]: r.get("scenario", "domain") for r in rows}
+    out = [line("", [f"`{n}`" + ("" if scenario[n] == "domain" else f" ({scenario[n]}-IL)")
+                     for n in names]), line("---", ["---"] * len(names))]
     for p in protocols:
         out.append(line(f"{p} wall ratio", [
             f"{cell[p, n]['ratio_wall']:.2f}" if (p, n) in cell else "-" for n in names]))
+        if any(abs(cell[p, n].get("ratio_steps", 1.0) - 1) > 0.01
+               for n in names if (p, n) in cell):  # a method whose epochs hold more examples
+            out.append(line(f"{p} steps ratio", [
+                f"{cell[p, n].get('ratio_steps', 1.0):.2f}" if (p, n) in cell else "-"
+                for n in names]))
+            out.append(line(f"{p} cost per step", [
+                f"{cell[p, n]['ratio_step']:.2f}" if (p, n) in cell and "ratio_step" in
+                cell[p, n] else "-" for n in names]))
         out.append(line(f"{p} ACC", [
             f"{cell[p, n]['acc']:.3f}" if (p, n) in cell else "-" for n in names]))
     errors = [f"{r['protocol']} {r['strategy']}: {r['error']}" for r in result["rows"]

@@ -5,8 +5,14 @@ upper bound) and each scenario it supports, against naive fine-tuning on the sam
 model and seed:
 - ACC is higher (it helps);
 - BWT is higher (it forgets less);
-- plasticity is kept: accuracy on each task right after learning it is at most 0.1 below
-  naive's (it does not buy retention by refusing to learn).
+- plasticity is kept: accuracy on each task right after learning it is not far below the
+  reference's (it does not buy retention by refusing to learn). The reference is naive's in
+  task- and domain-IL (tolerance 0.1). In class-IL it is joint's, with tolerance 0.2:
+  intransigence as Chaudhry et al. 2018 (ECCV, §4) define it, against the model trained on
+  all data so far. Naive's newest-task accuracy there is no measure of learning: it predicts
+  only the newest classes, so it scores its newest task by forgetting all the others, and a
+  method that keeps every class in play (iCaRL's nearest means) must confuse new with old
+  sometimes.
 A strategy that cannot pass in a scenario declares it, with the reason, in `Strategy.caveats`
 (users see it as a warning) or `Strategy.not_better_than_naive` (by design, e.g. L2's
 intransigent baseline; `lifelong list` shows it); such a pair is listed, not tested. A new
@@ -80,10 +86,12 @@ def check_helps(R: tuple[tuple[float, ...], ...], scenario: str) -> None:
     acc, acc_naive = sum(R[-1]) / len(R[-1]), sum(N[-1]) / len(N[-1])
     assert acc > acc_naive, f"ACC {acc:.3f} is not above naive's {acc_naive:.3f}"
     assert bwt(R) > bwt(N), f"BWT {bwt(R):+.3f} is not above naive's {bwt(N):+.3f}"
+    ref, tolerance = ("joint", 0.2) if scenario == "class" else ("naive", 0.1)
+    P = matrix(ref, scenario)
     for k in range(len(R[0])):
-        assert R[k + 1][k] >= N[k + 1][k] - 0.1, (
-            f"task {k + 1} learned to {R[k + 1][k]:.3f}, more than 0.1 below naive's "
-            f"{N[k + 1][k]:.3f}: plasticity lost")
+        assert R[k + 1][k] >= P[k + 1][k] - tolerance, (
+            f"task {k + 1} learned to {R[k + 1][k]:.3f}, more than {tolerance} below {ref}'s "
+            f"{P[k + 1][k]:.3f}: plasticity lost")
 
 
 @pytest.mark.parametrize(("name", "scenario"), CASES)

@@ -147,3 +147,19 @@ def test_the_memory_is_saved_and_restored_with_the_strategy() -> None:
     assert fresh.state.classes == [0, 1] and fresh.state.count == [3, 3]
     assert torch.equal(fresh.state.data().x, strategy.state.data().x)
     assert torch.equal(fresh.state.sample(4, gen(2)).x, strategy.state.sample(4, gen(2)).x)
+
+
+def test_herding_equals_the_direct_formula_on_random_features() -> None:
+    # herding() decides each step by one matrix-vector product; the algorithm as written
+    # computes ‖μ − (S + φ_i)/k‖ for every i. Both must pick the same exemplars.
+    g = torch.Generator().manual_seed(5)
+    features = torch.randn(60, 8, generator=g).relu()  # some rows all zero, as after a ReLU
+    features[3] = 0
+    phi = torch.nn.functional.normalize(features.double(), dim=1)
+    mu, total, picked = phi.mean(0), torch.zeros(8, dtype=torch.float64), []
+    for k in range(1, 21):
+        gap = (mu - (total + phi) / k).norm(dim=1)
+        gap[picked] = float("inf")
+        picked.append(int(gap.argmin()))
+        total += phi[picked[-1]]
+    assert herding(features, 20).tolist() == picked

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,39 @@ def test_a_run_resumed_from_a_saved_state_equals_the_uninterrupted_run(name: str
     for pa, pb in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert plain(resumed.state_dict())
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if "class" in STRATEGIES.get(n).supports])
+def test_a_run_with_a_growing_head_resumes_bit_identical(name: str) -> None:
+    # Class-IL with `model.growing=true`: the head gains units before each task, so the saved
+    # model has grown; loaded into a freshly built (empty-headed) model it must grow back and
+    # finish as the uninterrupted run, with every method (penalties anchor the grown chunks).
+    stream = tiny("class")
+
+    def part(tasks: slice) -> Stream:
+        return Stream(stream.name, stream.scenario, stream.tasks[tasks], stream.num_classes,
+                      stream.num_outputs, stream.input_shape)
+
+    def fresh(seed: int) -> Any:
+        return build_strategy(name, build_model("mlp", stream, hidden=[32], growing=True,
+                                                seed=seed))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LifelongWarning)  # caveats and chance warnings
+        whole = fresh(0)
+        full = fit_stream(whole, stream, CFG, seed=7)
+        first = fresh(0)
+        fit_stream(first, part(slice(0, 2)), CFG, seed=7)
+        buf = io.BytesIO()
+        torch.save(first.state_dict(), buf)
+        buf.seek(0)
+        resumed = fresh(123)
+        resumed.load_state_dict(torch.load(buf, weights_only=True))
+        rest = fit_stream(resumed, part(slice(2, 3)), CFG, seed=7)
+    assert resumed.model.head.num_units == stream.num_classes == whole.model.head.num_units
+    assert rest.matrix[-1][0] == full.matrix[-1][2]
+    for pa, pb in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
 
 
 @pytest.mark.parametrize("name", NAMES)

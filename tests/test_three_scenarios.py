@@ -17,16 +17,38 @@ from lifelong.runner import plan
 from lifelong.strategies import STRATEGIES, register_all
 
 
-def test_plan_runs_every_registered_strategy_in_each_scenario() -> None:
+def test_plan_runs_every_registered_strategy_in_each_scenario_it_supports() -> None:
     register_all()
     p = plan("three-scenarios", quick=True)
-    expected = {n for n in STRATEGIES.names() if set(SCENARIOS) <= STRATEGIES.get(n).supports}
-    assert {r.strategy for r in p.runs} == expected and {"naive", "joint", "lwf"} <= expected
+    expected = set(STRATEGIES.names())
+    assert {r.strategy for r in p.runs} == expected and {"naive", "joint", "icarl"} <= expected
     assert [r.strategy for r in p.runs[:2]] == ["naive", "joint"]
-    assert {(r.strategy, r.config["stream"]["scenario"]) for r in p.runs} == {
-        (n, s) for n in expected for s in SCENARIOS}
-    assert len(p.runs) == len(expected) * 3 == len({r.run_id for r in p.runs})
+    pairs = {(n, s) for n in expected for s in SCENARIOS if s in STRATEGIES.get(n).supports}
+    assert {(r.strategy, r.config["stream"]["scenario"]) for r in p.runs} == pairs
+    assert ("icarl", "class") in pairs and ("icarl", "task") not in pairs
+    assert len(p.runs) == len(pairs) == len({r.run_id for r in p.runs})
     assert {r.config["stream"]["source"] for r in p.runs} == {"digits"}
+
+
+def test_a_method_for_some_scenarios_fills_its_cells_and_the_others_read_n_a(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["run", "three-scenarios", "--quick", "--strategies", "naive,icarl",
+                 "--json", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path),
+                 "--no-progress"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted((r["strategy"], r["scenario"]) for r in doc["runs"]) == sorted(
+        [("naive", s) for s in SCENARIOS] + [("icarl", "class")])
+    icarl = next(line for line in doc["table"].splitlines() if line.startswith("icarl"))
+    assert icarl.split()[1:3] == ["—", "—"] and float(icarl.split()[3]) > 0.5
+
+
+def test_a_strategy_asked_for_a_scenario_it_does_not_support_is_refused_at_plan() -> None:
+    with pytest.raises(ConfigError, match=r"'icarl' does not support the domain-incremental "
+                       r"scenario of stream 'permuted' \(it supports: class\)"):
+        plan("gem-table", quick=True, strategies=["icarl"])
+    assert main(["run", "single", "--quick", "--set", "stream.name=split",
+                 "--set", "strategy.name=icarl"]) == 2  # split is task-IL by default
 
 
 def test_default_source_and_overrides_reach_every_scenario() -> None:

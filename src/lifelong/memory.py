@@ -225,21 +225,37 @@ def herding(features: Tensor, m: int) -> Tensor:
     is chosen at most once (the algorithm as printed may repeat one; the authors' code and
     later implementations do not). Ties go to the lower position. Runs where `features` are.
     """
-    phi = F.normalize(features.flatten(1).double(), dim=1)  # float64: ties decided exactly
-    n = len(phi)
-    m = min(m, n)
-    mu = phi.mean(0)
+    return herding_groups([features], m)[0]
+
+
+def herding_groups(groups: list[Tensor], m: int) -> list[Tensor]:
+    """`herding` on each feature tensor of `groups` (e.g. one per class), all groups at once:
+    each step is one batched product for every group, not one Python step per group."""
+    # k²·‖μ − (S + φ_i)/k‖² = ‖kμ − S‖² − 2 (kμ − S)·φ_i + ‖φ_i‖², with S the sum of the chosen:
+    # the first term is the same for every i, so a matrix-vector product per step decides.
+    # (‖φ_i‖² is 1, or 0 for an all-zero feature row, which normalising leaves at 0.) Groups
+    # are padded to the largest; padding rows count as taken. float64: near-ties as exact.
+    device = groups[0].device
+    sizes = torch.tensor([len(g) for g in groups], device=device)
+    phi = torch.zeros(len(groups), int(sizes.max()), groups[0][0].numel(), device=device,
+                      dtype=torch.float64)
+    for j, g in enumerate(groups):
+        phi[j, :len(g)] = F.normalize(g.flatten(1).double(), dim=1)
+    taken = torch.arange(phi.shape[1], device=device)[None] >= sizes[:, None]
+    mu = phi.sum(1) / sizes[:, None]
+    sq = phi.square().sum(2)
     total = torch.zeros_like(mu)
-    free = torch.ones(n, dtype=torch.bool, device=phi.device)
-    chosen = torch.empty(m, dtype=torch.int64, device=phi.device)
-    for k in range(1, m + 1):
-        gap = (mu - (total + phi) / k).square().sum(1)
-        gap = torch.where(free, gap, torch.full_like(gap, torch.inf))
-        i = gap.argmin()  # the first of equal minima
-        chosen[k - 1] = i
-        free[i] = False
-        total += phi[i]
-    return chosen
+    rows = torch.arange(len(groups), device=device)
+    wanted = [min(m, len(g)) for g in groups]
+    chosen = torch.zeros(len(groups), max(wanted), dtype=torch.int64, device=device)
+    for k in range(1, max(wanted) + 1):
+        gap = sq - 2 * torch.bmm(phi, (k * mu - total)[:, :, None])[:, :, 0]
+        gap.masked_fill_(taken, torch.inf)
+        i = gap.argmin(1)  # the first of equal minima (a finished group's pick is cut below)
+        chosen[:, k - 1] = i
+        taken[rows, i] = True
+        total += phi[rows, i]
+    return [chosen[j, :w] for j, w in enumerate(wanted)]
 
 
 @dataclass
@@ -287,17 +303,18 @@ class ClassMemory(_Groups):
         m = memory_size // max(len(set(self.classes) | set(labels)), 1)
         self._reduce(m, drop=set(labels))  # a class of `data` already stored is chosen again
         device = data.y.device if device is None else device
-        for c in labels:
-            where = (data.y == c).nonzero().squeeze(1)
-            if selection == "herding":
-                assert features is not None
-                with torch.no_grad():
-                    phi = (features[where.to(features.device)] if isinstance(features, Tensor)
-                           else features(data.x[where]))
-                pick = herding(phi, m).to(where.device)
-            else:
-                assert generator is not None
-                pick = torch.randperm(len(where), generator=generator)[:m].to(where.device)
+        wheres = [(data.y == c).nonzero().squeeze(1) for c in labels]
+        if selection == "herding":
+            assert features is not None
+            with torch.no_grad():
+                phis = [features[w.to(features.device)] if isinstance(features, Tensor)
+                        else features(data.x[w]) for w in wheres]
+            picks = [p.to(data.y.device) for p in herding_groups(phis, m)]
+        else:
+            assert generator is not None
+            picks = [torch.randperm(len(w), generator=generator)[:m].to(w.device)
+                     for w in wheres]
+        for c, where, pick in zip(labels, wheres, picks, strict=True):
             self._append(data.take(where[pick]).to(device))
             self.classes.append(c)
 

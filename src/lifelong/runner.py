@@ -218,10 +218,18 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
         "train": dataclasses.asdict(TrainConfig(**train)),
     }
     labelled = {name: _labelled_variants(name, strategy_opts[name]) for name in chosen}
+    pairs = [(s, n) for s in stream_cfgs for n in chosen if experiment.runs_on(n, s)]
+    unsupported = [f"strategy '{n}' does not support the {s.get('scenario')}-incremental "
+                   f"scenario of stream '{s['name']}' (it supports: "
+                   f"{', '.join(sorted(STRATEGIES.get(n).supports))}); choose another "
+                   "strategy or --set stream.scenario=..."
+                   for s, n in pairs if s.get("scenario") not in STRATEGIES.get(n).supports]
+    if unsupported:
+        raise ConfigError(list(dict.fromkeys(unsupported)))
     runs = tuple(
         RunSpec(name, seed, {**base, "stream": stream_cfg, "strategy": strategy_cfg}, label)
         for stream_cfg in stream_cfgs for seed in run_seeds for name in chosen
-        for label, strategy_cfg in labelled[name])
+        if (stream_cfg, name) in pairs for label, strategy_cfg in labelled[name])
     if not runs:
         raise ConfigError(f"experiment '{experiment.name}': these settings leave nothing to run "
                           "(no stream or no strategy chosen)")

@@ -102,6 +102,14 @@ class Experiment:
         labels each run by the options on which they differ."""
         return [dict(options)]
 
+    def runs_on(self, strategy: str, stream: dict[str, Any]) -> bool:
+        """Whether `strategy` runs on the stream config `stream` (with its builder's defaults,
+        so ``stream["scenario"]`` is set). Default: every chosen strategy runs everywhere, and
+        one that does not support a stream's scenario is a config error (`plan` names the
+        scenarios it supports). An experiment that compares scenarios (`three-scenarios`)
+        returns False where a method does not apply, so it runs where it can."""
+        return True
+
     def quick(self) -> dict[str, Any]:
         """Overrides applied by `--quick` (must run in well under a minute on 2 cores)."""
         return {}

@@ -7,7 +7,6 @@ otherwise) and `distillation`, the temperature-softened KL term. Needs no stored
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,6 +19,7 @@ from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.models.heads import MultiHead
 from lifelong.strategies import STRATEGIES
+from lifelong.strategies._teacher import Teacher, snapshot
 from lifelong.strategies.base import Batch, Strategy, StrategyState
 
 
@@ -102,12 +102,11 @@ class LwF(Strategy):
         self.temperature = temperature
         self.strength = strength
         self.state: LwFState = LwFState()
-        self._teacher: tuple[dict[str, Tensor], nn.Module] | None = None
+        self._teacher = Teacher()
 
     def before_task(self, task: Task) -> None:
         if self.state.heads:
-            self.state.teacher = {k: v.detach().clone()
-                                  for k, v in self.model.state_dict().items()}
+            self.state.teacher = snapshot(self.model)
 
     def after_task(self, task: Task) -> None:
         # Labels are the outputs a single head trained on: task-local ids in domain-IL,
@@ -117,16 +116,8 @@ class LwF(Strategy):
         self.state.outputs = sorted({*self.state.outputs, *seen})
 
     def teacher(self) -> nn.Module | None:
-        """The frozen teacher module, rebuilt only when the saved weights change."""
-        weights = self.state.teacher
-        if weights is None:
-            return None
-        if self._teacher is None or self._teacher[0] is not weights:
-            net = copy.deepcopy(self.model).eval()
-            net.load_state_dict(weights)
-            net.requires_grad_(False)
-            self._teacher = (weights, net)
-        return self._teacher[1]
+        """The frozen teacher module (None on the first task)."""
+        return self._teacher.module(self.model, self.state.teacher)
 
     def loss(self, batch: Batch, logits: Tensor) -> Tensor:
         new = super().loss(batch, logits)
