@@ -22,7 +22,7 @@ The streams are real MNIST digits (mnist-10k, from LIFELONG_DATA), kept small; t
 setting for all (plain SGD, lr 0.1, batch 32, 10 epochs: long enough that naive forgets; with
 2 epochs naive's BWT is positive and there is nothing to fight), other than the sweep's that
 chose the defaults. Variants the defaults do not reach (EWC's exact gradient step, online EWC, each
-Fisher estimate, SI's gradient step) run end to end here too.
+Fisher estimate, SI's gradient step, DGR's soft targets) run end to end here too.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("ewc", {"fisher": "sampled"}),
     ("ewc", {"fisher": "empirical"}),
     ("si", {"step": "gradient", "strength": 0.3}),
+    ("dgr", {"distill": True}),  # soft targets: what its domain-IL caveat recommends
 ]
 
 

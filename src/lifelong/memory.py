@@ -234,13 +234,15 @@ def herding_groups(groups: list[Tensor], m: int) -> list[Tensor]:
     # k²·‖μ − (S + φ_i)/k‖² = ‖kμ − S‖² − 2 (kμ − S)·φ_i + ‖φ_i‖², with S the sum of the chosen:
     # the first term is the same for every i, so a matrix-vector product per step decides.
     # (‖φ_i‖² is 1, or 0 for an all-zero feature row, which normalising leaves at 0.) Groups
-    # are padded to the largest; padding rows count as taken. float64: near-ties as exact.
+    # are padded to the largest; padding rows count as taken. In the features' precision
+    # (float32 for a float32 model): exact ties are as rare as in the direct formula.
     device = groups[0].device
+    dtype = groups[0].dtype if groups[0].is_floating_point() else torch.get_default_dtype()
     sizes = torch.tensor([len(g) for g in groups], device=device)
     phi = torch.zeros(len(groups), int(sizes.max()), groups[0][0].numel(), device=device,
-                      dtype=torch.float64)
+                      dtype=dtype)
     for j, g in enumerate(groups):
-        phi[j, :len(g)] = F.normalize(g.flatten(1).double(), dim=1)
+        phi[j, :len(g)] = F.normalize(g.flatten(1).to(dtype), dim=1)
     taken = torch.arange(phi.shape[1], device=device)[None] >= sizes[:, None]
     mu = phi.sum(1) / sizes[:, None]
     sq = phi.square().sum(2)

@@ -82,7 +82,9 @@ class ThreeScenarios(Experiment):
         "plain SGD (lr 0.1, batch 32, 4 epochs) for every method, where Hsu et al. used Adam "
         "(lr 0.001) with per-method tuned settings; every method runs at the library's "
         "defaults (not tuned here), e.g. 256 memories per task for ER, GEM and A-GEM, "
-        "which differs from their replay budgets; DGR is not implemented.")
+        "which differs from their replay budgets; iCaRL runs in class-IL only (a "
+        "class-incremental method) and keeps 2000 exemplars in all; DGR trains its VAE one "
+        "step per solver step (4 epochs), far less than their generators.")
 
     strategies = _Registered()  # read by `plan` and `lifelong list`, on the class or not
 

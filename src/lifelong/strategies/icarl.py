@@ -10,7 +10,7 @@ classifies by. The exemplar sets under one total budget, and herding, are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
