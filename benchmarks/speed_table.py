@@ -49,6 +49,10 @@ def table(result: dict[str, Any]) -> str:
                 cell[p, n] else "-" for n in names]))
         out.append(line(f"{p} ACC", [
             f"{cell[p, n]['acc']:.3f}" if (p, n) in cell else "-" for n in names]))
+        if any(cell[p, n].get("generator_share") for n in names if (p, n) in cell):
+            out.append(line(f"{p} generator share", [
+                f"{cell[p, n]['generator_share']:.0%}" if (p, n) in cell
+                and cell[p, n].get("generator_share") else "-" for n in names]))
     errors = [f"{r['protocol']} {r['strategy']}: {r['error']}" for r in result["rows"]
               if "error" in r]
     note = (f"Median of {rows[0]['repeats'] if rows else 0} alternating runs, "

@@ -149,7 +149,10 @@ class TaskLoop:
                                if type(cb).on_step_end is not Callback.on_step_end]
 
     def run_epochs(self, data: TensorData, epochs: int | None = None) -> None:
-        """Train `epochs` (default `cfg.epochs`) passes over `data`."""
+        """Train `epochs` (default `cfg.epochs`) passes over `data`. If the strategy's
+        trainable parameters changed since the optimizer was built (a model that grew during
+        the task, e.g. Net2Net), a fresh optimizer over the new set is built first."""
+        self.refresh_optimizer()
         device = self.strategy.device
         data = data.to(device)
         n, bs = len(data), self.cfg.batch_size
@@ -186,6 +189,15 @@ class TaskLoop:
             event = EpochEnd(self.task.index, epoch, steps, total / steps)
             for cb in self.callbacks:
                 cb.on_epoch_end(event)
+
+    def refresh_optimizer(self) -> bool:
+        """Rebuild the optimizer if the set of trainable parameters is not the one it holds
+        (returns whether it did). Its state (momentum) restarts, as at a new task."""
+        held = [id(p) for group in self.optimizer.param_groups for p in group["params"]]
+        if held == [id(p) for p in self.strategy.trainable_parameters()]:
+            return False
+        self.optimizer = make_optimizer(self.strategy, self.cfg)
+        return True
 
     def _curve_point(self) -> None:
         point = CurvePoint(self.task.index, self.step, tuple(accuracies(

@@ -1,19 +1,23 @@
-"""A multilayer perceptron over flattened images, with a (multi-)head output.
+"""A multilayer perceptron over flattened images, with a (multi-)head output, that can grow.
 
-Owns `MLP`. The lecture's demo uses three hidden layers of 50 units; GEM uses 2×100; the EWC
-paper 2×400.
+Owns `MLP`: its layers, its growth (`wider`, `deeper`: Net2Net, function-preserving) and the
+record of that growth, saved with its state so a grown MLP loads into a freshly built one. The
+lecture's demo uses three hidden layers of 50 units; GEM uses 2×100; the EWC paper 2×400.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from lifelong import checks
-from lifelong.errors import ConfigError
+from lifelong.errors import ConfigError, StateError
 from lifelong.models import MODELS
 from lifelong.models.heads import GrowingHead, MultiHead
+from lifelong.models.net2net import blank_linear, identity_layer, widen, wider_mapping
 
 
 @MODELS.register("mlp")
@@ -56,7 +60,107 @@ class MLP(nn.Module):
         self.head: MultiHead | GrowingHead = (
             GrowingHead(width, num_outputs) if growing and num_heads == 1
             else MultiHead(width, num_outputs, num_heads))
+        self.options = {"hidden": [int(h) for h in hidden], "dropout": float(dropout),
+                        "growing": bool(growing)}
+        self.growth: list[dict[str, Any]] = []  # ops applied since construction, in order
 
     def forward(self, x: Tensor, t: Tensor | int | None = None) -> Tensor:
         out: Tensor = self.head(self.features(x), t)
         return out
+
+    # ---------------------------------------------------------------------------- growth
+    @property
+    def widths(self) -> list[int]:
+        """The hidden layers' current widths."""
+        return [m.out_features for m in self.features if isinstance(m, nn.Linear)]
+
+    def _positions(self) -> list[int]:
+        return [i for i, m in enumerate(self.features) if isinstance(m, nn.Linear)]
+
+    def wider(self, layer: int, width: int, *, generator: torch.Generator,
+              noise: float = 0.0) -> None:
+        """Net2WiderNet on hidden layer `layer` (0-based) to `width` units: the function is
+        unchanged with `noise` 0 (see `lifelong.models.net2net.widen`). The grown layers are
+        new parameters: build a new optimizer (the loop does when the set changes)."""
+        positions = self._positions()
+        if not 0 <= layer < len(positions):
+            raise ValueError(f"MLP.wider: no hidden layer {layer} (it has {len(positions)})")
+        pos = positions[layer]
+        old: nn.Linear = self.features[pos]  # type: ignore[assignment]
+        mapping = wider_mapping(old.out_features, width, generator)
+        last = layer == len(positions) - 1
+        nxt_layer = self.features[positions[layer + 1]] if not last else None
+        consumers: list[Tensor] = (_head_weights(self.head) if nxt_layer is None
+                                   else [nxt_layer.weight])  # type: ignore[list-item]
+        wide, outs = widen(old, consumers, mapping, noise=noise, generator=generator)
+        self.features[pos] = wide
+        if last:
+            _set_head_weights(self.head, outs)
+        else:
+            nxt: nn.Linear = self.features[positions[layer + 1]]  # type: ignore[assignment]
+            grown = blank_linear(width, nxt.out_features, device=outs[0].device,
+                                 dtype=outs[0].dtype)
+            with torch.no_grad():
+                grown.weight.copy_(outs[0])
+                grown.bias.copy_(nxt.bias)
+            grown.requires_grad_(nxt.weight.requires_grad)
+            self.features[positions[layer + 1]] = grown
+        self.growth.append({"op": "wider", "layer": layer, "width": width})
+
+    def deeper(self, layer: int) -> None:
+        """Net2DeeperNet: a new hidden layer after hidden layer `layer` (0-based), initialised
+        to the identity, with its ReLU; the function is unchanged."""
+        positions = self._positions()
+        if not 0 <= layer < len(positions):
+            raise ValueError(f"MLP.deeper: no hidden layer {layer} (it has {len(positions)})")
+        after = positions[layer + 1] if layer + 1 < len(positions) else len(self.features)
+        like: nn.Linear = self.features[positions[layer]]  # type: ignore[assignment]
+        layers = list(self.features)
+        layers[after:after] = [identity_layer(like.out_features, like), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.growth.append({"op": "deeper", "layer": layer})
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """What a fresh MLP needs to take this one's weights: its name, construction options
+        and growth, in order (plain values: `torch.load(weights_only=True)` reads them)."""
+        return {"model": "mlp", "options": dict(self.options),
+                "growth": [dict(op) for op in self.growth]}
+
+    def set_extra_state(self, state: Any) -> None:
+        # Called by load_state_dict before the layers are loaded: replay the saved growth
+        # (shapes only; the weights are copied in afterwards).
+        if state.get("options") != self.options:
+            raise StateError(f"saved MLP was built with {state.get('options')}, this one with "
+                             f"{self.options}; build the model with the saved options")
+        saved = list(state.get("growth", []))
+        if saved[:len(self.growth)] != self.growth:
+            raise StateError(f"saved MLP grew {saved}, this one already grew {self.growth} "
+                             "differently; load it into a freshly built model")
+        shapes = torch.Generator().manual_seed(0)  # any mapping: the weights are loaded next
+        for op in saved[len(self.growth):]:
+            if op["op"] == "wider":
+                self.wider(int(op["layer"]), int(op["width"]), generator=shapes)
+            else:
+                self.deeper(int(op["layer"]))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any
+                              ) -> None:
+        # A state saved before MLPs recorded their growth has no extra state: it never grew.
+        state_dict.setdefault(prefix + "_extra_state", {
+            "model": "mlp", "options": dict(self.options), "growth": []})
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _head_weights(head: MultiHead | GrowingHead) -> list[Tensor]:
+    """The head's weight matrices whose columns are the last hidden layer's units."""
+    return [head.weight] if isinstance(head, MultiHead) else list(head.weights)
+
+
+def _set_head_weights(head: MultiHead | GrowingHead, weights: list[Tensor]) -> None:
+    """Replace the head's input weight matrices (wider inputs), keeping biases and outputs."""
+    if isinstance(head, MultiHead):
+        head.weight = nn.Parameter(weights[0], requires_grad=head.weight.requires_grad)
+    else:
+        for k, w in enumerate(weights):
+            head.weights[k] = nn.Parameter(w, requires_grad=head.weights[k].requires_grad)
+    head.in_features = weights[0].shape[1]

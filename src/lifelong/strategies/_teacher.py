@@ -10,13 +10,16 @@ method's own file).
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from torch import Tensor, nn
 
 
-def snapshot(model: nn.Module) -> dict[str, Tensor]:
-    """A detached copy of the model's weights and buffers (the teacher of the next task)."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def snapshot(model: nn.Module) -> dict[str, Any]:
+    """A detached copy of the model's weights and buffers (the teacher of the next task),
+    with a growing model's record of its growth (plain values, copied)."""
+    return {k: v.detach().clone() if isinstance(v, Tensor) else copy.deepcopy(v)
+            for k, v in model.state_dict().items()}
 
 
 class Teacher:
@@ -24,9 +27,9 @@ class Teacher:
     change (a new snapshot, or a state loaded into a fresh strategy)."""
 
     def __init__(self) -> None:
-        self._cached: tuple[dict[str, Tensor], nn.Module] | None = None
+        self._cached: tuple[dict[str, Any], nn.Module] | None = None
 
-    def module(self, model: nn.Module, weights: dict[str, Tensor] | None) -> nn.Module | None:
+    def module(self, model: nn.Module, weights: dict[str, Any] | None) -> nn.Module | None:
         """The teacher for `weights` (None before the first snapshot), shaped like `model`."""
         if weights is None:
             return None

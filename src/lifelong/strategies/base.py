@@ -212,7 +212,8 @@ class Strategy:
             "strategy": self.name,
             "version": self.version,
             "hparams": _to_cpu(self.hparams()),
-            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            # tensors, plus a growing model's record of its growth (plain values)
+            "model": _to_cpu(dict(self.model.state_dict())),
             "state": _to_cpu({f.name: getattr(self.state, f.name)
                               for f in dataclasses.fields(self.state)}),
             "rng": {"seed": self.seed,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,9 +29,9 @@ from lifelong.strategies.lwf import distillation, multi_head
 
 @dataclass
 class DGRState(StrategyState):
-    generator: dict[str, Tensor] | None = None  # the VAE after the last task
-    previous_generator: dict[str, Tensor] | None = None  # the VAE before this task (replays)
-    previous_solver: dict[str, Tensor] | None = None  # the solver before this task (labels)
+    generator: dict[str, Any] | None = None  # the VAE after the last task
+    previous_generator: dict[str, Any] | None = None  # the VAE before this task (replays)
+    previous_solver: dict[str, Any] | None = None  # the solver before this task (labels)
     tasks: int = 0  # tasks learned
     heads: list[int] = field(default_factory=list)  # task labels learned (task-IL)
     outputs: list[int] = field(default_factory=list)  # shared-head outputs learned

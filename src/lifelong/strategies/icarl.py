@@ -10,7 +10,7 @@ classifies by. The exemplar sets under one total budget, and herding, are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from lifelong.strategies.base import Batch, Strategy
 class ICaRLState(ClassMemory):
     """The exemplar sets (`ClassMemory`'s fields) plus what iCaRL learned besides them."""
 
-    teacher: dict[str, Tensor] | None = None  # the weights before the current task
+    teacher: dict[str, Any] | None = None  # the weights before the current task
     old: list[int] = field(default_factory=list)  # classes of the tasks learned before
     means: Tensor | None = None  # (len(classes), d) unit means of exemplars, rows as `classes`
     width: int = 0  # the model's number of outputs (the label space)

@@ -8,7 +8,7 @@ otherwise) and `distillation`, the temperature-softened KL term. Needs no stored
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from lifelong.strategies.base import Batch, Strategy, StrategyState
 
 @dataclass
 class LwFState(StrategyState):
-    teacher: dict[str, Tensor] | None = None  # the model's weights before the current task
+    teacher: dict[str, Any] | None = None  # the model's weights before the current task
     heads: list[int] = field(default_factory=list)  # task labels trained before (task-IL)
     outputs: list[int] = field(default_factory=list)  # shared-head outputs trained before
 
