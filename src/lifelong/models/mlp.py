@@ -8,7 +8,7 @@ lecture's demo uses three hidden layers of 50 units; GEM uses 2×100; the EWC pa
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -78,10 +78,11 @@ class MLP(nn.Module):
         return [i for i, m in enumerate(self.features) if isinstance(m, nn.Linear)]
 
     def wider(self, layer: int, width: int, *, generator: torch.Generator,
-              noise: float = 0.0) -> None:
+              noise: float = 0.0) -> Widening:
         """Net2WiderNet on hidden layer `layer` (0-based) to `width` units: the function is
         unchanged with `noise` 0 (see `lifelong.models.net2net.widen`). The grown layers are
-        new parameters: build a new optimizer (the loop does when the set changes)."""
+        new parameters: build a new optimizer (the loop does when the set changes). Returns
+        what changed, for a strategy that keeps per-parameter state (e.g. EWC's anchors)."""
         positions = self._positions()
         if not 0 <= layer < len(positions):
             raise ValueError(f"MLP.wider: no hidden layer {layer} (it has {len(positions)})")
@@ -106,6 +107,11 @@ class MLP(nn.Module):
             grown.requires_grad_(nxt.weight.requires_grad)
             self.features[positions[layer + 1]] = grown
         self.growth.append({"op": "wider", "layer": layer, "width": width})
+        cols = (["head.weight"] if isinstance(self.head, MultiHead)
+                else [f"head.weights.{k}" for k in range(len(self.head.weights))]) if last \
+            else [f"features.{positions[layer + 1]}.weight"]
+        return Widening(mapping, (f"features.{pos}.weight", f"features.{pos}.bias"),
+                        tuple(cols))
 
     def deeper(self, layer: int) -> None:
         """Net2DeeperNet: a new hidden layer after hidden layer `layer` (0-based), initialised
@@ -149,6 +155,31 @@ class MLP(nn.Module):
         state_dict.setdefault(prefix + "_extra_state", {
             "model": "mlp", "options": dict(self.options), "growth": []})
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+class Widening(NamedTuple):
+    """What `MLP.wider` changed: unit j of the widened layer copies unit mapping[j]; `rows`
+    names its weight and bias (one row per unit), `cols` the consumers' weights (one column
+    per unit, divided by the number of copies)."""
+
+    mapping: Tensor
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+
+    def remap(self, name: str, value: Tensor, *, importance: bool) -> Tensor:
+        """`value`, a per-parameter quantity of parameter `name` before widening, for the
+        widened parameter: an anchor (a weight value) copied as the weights were, or an
+        importance (a diagonal curvature): the copies of a unit's incoming weights each see
+        1/c of its output weight, so 1/c² of its curvature; a consumer's copied columns see
+        the same inputs, so the same curvature."""
+        g = self.mapping.to(value.device)
+        copies = torch.bincount(g).to(value.dtype)[g]
+        if name in self.rows:
+            out = value[g]
+            return out / copies.view(-1, *[1] * (value.dim() - 1)) ** 2 if importance else out
+        if name in self.cols:
+            return value[:, g] if importance else value[:, g] / copies
+        return value
 
 
 def _head_weights(head: MultiHead | GrowingHead) -> list[Tensor]:

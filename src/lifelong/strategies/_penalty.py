@@ -40,6 +40,7 @@ Does not own any importance estimator (l2.py, ewc.py, si.py, mas.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -381,6 +382,16 @@ class QuadraticAnchor(Strategy):
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         super().load_state_dict(sd)
+        self._folded = None
+
+    def remap(self, fn: Callable[..., Tensor]) -> None:
+        """Carry the anchors and importances over a change of the model's shape (e.g.
+        Net2Net's wider layers): `fn(name, value, importance=bool)` gives each tensor for the
+        new parameter of that name."""
+        self.state.anchors = [{n: fn(n, v, importance=False) for n, v in a.items()}
+                              for a in self.state.anchors]
+        self.state.importances = [{n: fn(n, v, importance=True) for n, v in o.items()}
+                                  for o in self.state.importances]
         self._folded = None
 
 

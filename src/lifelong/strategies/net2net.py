@@ -1,0 +1,191 @@
+"""`net2net`: grow only when needed — train the task with a retention method, and if a held-out
+part of it stays below a threshold, widen the network with Net2Net and keep training.
+
+Owns the decision to grow, the held-out split, the widening of every hidden layer, carrying
+the retention method's per-parameter state through the growth, and the record of growth. The
+operators are `lifelong.models.net2net`'s through `MLP.wider`; the retention method is any of
+`naive`, `ewc`, `gem` at its defaults, run inside this one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from lifelong import checks
+from lifelong.data.task import Task, TensorData
+from lifelong.errors import ConfigError
+from lifelong.models.mlp import MLP
+from lifelong.strategies import STRATEGIES, build_strategy
+from lifelong.strategies._penalty import QuadraticAnchor
+from lifelong.strategies.base import Batch, Strategy, StrategyState, TaskReport
+
+if TYPE_CHECKING:
+    from lifelong.train import TaskLoop
+
+
+@dataclass
+class Net2NetState(StrategyState):
+    growth: list[dict[str, Any]] = field(default_factory=list)  # one entry per widening
+    inner: dict[str, Any] = field(default_factory=dict)  # the retention method's saved state
+
+
+@STRATEGIES.register("net2net")
+class Net2NetOnDemand(Strategy):
+    """Expansion on demand (Sodhani, Chandar & Bengio 2018, arXiv:1811.07017, §3), with
+    Net2Net's function-preserving widening (Chen et al. 2016, §3.2).
+
+    Each task trains with the retention method on all but a `validation` share of its data.
+    If the accuracy on that held-out share is then below `threshold`, every hidden layer is
+    widened by `widen_by` (new units copy existing ones, so the function is unchanged but for
+    `noise`), the optimizer is rebuilt over the grown parameters and the task trains for the
+    run's epochs again; at most `max_growth` times per task. With EWC the anchors and
+    importances of the widened weights are carried over to the copies (a copied incoming row
+    keeps its anchor with 1/c² of its importance; a consumer's copied column keeps its
+    importance with 1/c of its anchor), so the penalty means what it meant before growth.
+    Each widening is recorded (task, accuracy, widths before and after) and reported.
+
+    Args:
+        retention: the method trained inside: "naive", "ewc" (Sodhani et al.'s) or "gem".
+        threshold: held-out accuracy below which the network grows.
+        widen_by: fraction of units added to each hidden layer per growth.
+        max_growth: growths allowed per task.
+        validation: share of each task's training data held out to decide.
+        noise: Net2Net's symmetry-breaking noise, in standard deviations of the layer's
+            weights (0 keeps the function exactly).
+    """
+
+    name = "net2net"
+    caveats: ClassVar[dict[str, str]] = {"class": (
+        "with retention=ewc (the default) it forgets old classes as EWC does in class-"
+        "incremental learning, however much it grows; use retention=gem")}
+    departures = ("the threshold, growth step and held-out share are this library's "
+                  "choices, not swept; the paper grows a GRU-based model",)
+
+    def __init__(self, model: nn.Module, *, retention: Literal["naive", "ewc", "gem"] = "ewc",
+                 threshold: float = 0.8, widen_by: float = 0.5, max_growth: int = 2,
+                 validation: float = 0.1, noise: float = 0.01) -> None:
+        super().__init__(model)
+        who = "strategy 'net2net'"
+        problems = [
+            *checks.number(who, "threshold", threshold, low=0.0, high=1.0,
+                           hint="held-out accuracy to reach"),
+            *checks.number(who, "widen_by", widen_by, low=0.0, low_open=True,
+                           hint="0.5 adds half the units"),
+            *([] if max_growth == 0 else checks.count(who, "max_growth", max_growth,
+                                                       hint="growths per task; 0 = never")),
+            *checks.number(who, "validation", validation, low=0.0, high=1.0, high_open=True,
+                           hint="0 decides on the training data"),
+            *checks.number(who, "noise", noise, low=0.0, hint="0 = exact copies")]
+        if problems:
+            raise ConfigError(problems)
+        self.retention, self.threshold, self.widen_by = retention, threshold, widen_by
+        self.max_growth, self.validation, self.noise = max_growth, validation, noise
+        self.inner = build_strategy(retention, model)
+        self.state: Net2NetState = Net2NetState()
+        self._grew: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------- the retention method
+    def attach(self, *, seed: int) -> None:
+        super().attach(seed=seed)
+        self.inner.attach(seed=seed)
+
+    def to(self, device: torch.device) -> None:
+        super().to(device)
+        self.inner.to(device)
+
+    def before_task(self, task: Task) -> None:
+        self._grew = []
+        self.inner.before_task(task)
+
+    def task_data(self, task: Task) -> TensorData:
+        return self.inner.task_data(task)
+
+    def loss(self, batch: Batch, logits: Tensor) -> Tensor:
+        return self.inner.loss(batch, logits)
+
+    def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
+        return self.inner.train_batch(batch, optimizer)
+
+    def after_task(self, task: Task) -> None:
+        self.inner.after_task(task)
+
+    def predict(self, x: Tensor, t: Tensor | None) -> Tensor:
+        return self.inner.predict(x, t)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return self.inner.trainable_parameters()
+
+    def divergence_hint(self) -> str:
+        return self.inner.divergence_hint()
+
+    def task_report(self) -> TaskReport:
+        inner = self.inner.task_report()
+        values = {**inner.values, "growths": float(len(self._grew)),
+                  "parameters": float(sum(p.numel() for p in self.model.parameters()))}
+        return TaskReport(values, inner.warnings)
+
+    def memory_bytes(self) -> int:
+        return self.inner.memory_bytes()
+
+    def state_dict(self) -> dict[str, Any]:
+        self.state.inner = {k: v for k, v in self.inner.state_dict().items() if k != "model"}
+        return super().state_dict()
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        super().load_state_dict(sd)  # grows the model as saved, then loads its weights
+        self.inner.load_state_dict({**self.state.inner, "model": sd["model"]})
+
+    # ------------------------------------------------------------------------ growth
+    def train_task(self, task: Task, loop: TaskLoop) -> None:
+        train, held = self._split(self.inner.task_data(task), task)
+        loop.run_epochs(train)
+        for _ in range(self.max_growth):
+            accuracy = self._accuracy(held, loop.stream.scenario == "task")
+            if accuracy >= self.threshold:
+                return
+            self._widen(task, accuracy)
+            loop.run_epochs(train)  # the loop rebuilds the optimizer over the grown set
+
+    def _split(self, data: TensorData, task: Task) -> tuple[TensorData, TensorData]:
+        n = len(data)
+        k = min(n - 1, round(self.validation * n))
+        if k <= 0:
+            return data, data
+        order = torch.randperm(n, generator=self.generator("held-out", task.key))
+        order = order.to(data.y.device)
+        return data.take(order[k:]), data.take(order[:k])
+
+    def _accuracy(self, data: TensorData, with_labels: bool) -> float:
+        was = self.model.training
+        self.model.eval()
+        hits = 0
+        with torch.no_grad():
+            for i in range(0, len(data), 1024):
+                x, y, t = data.x[i:i + 1024], data.y[i:i + 1024], data.t[i:i + 1024]
+                hits += int((self.predict(x, t if with_labels else None).argmax(1) == y).sum())
+        self.model.train(was)
+        return hits / max(len(data), 1)
+
+    def _widen(self, task: Task, accuracy: float) -> None:
+        if not isinstance(self.model, MLP):
+            raise ConfigError(f"strategy 'net2net' widens an MLP, and the model is a "
+                              f"{type(self.model).__name__}; use model.name=mlp")
+        before = self.model.widths
+        draws = self.generator("widen", task.key, len(self._grew))
+        for layer, width in enumerate(before):
+            change = self.model.wider(layer, math.ceil(width * (1 + self.widen_by)),
+                                      generator=draws, noise=self.noise)
+            if isinstance(self.inner, QuadraticAnchor):
+                self.inner.remap(change.remap)
+        if hasattr(self.inner, "_params"):  # GEM and A-GEM list the parameters once per task
+            self.inner._params = None
+        entry = {"task": task.key, "accuracy": accuracy, "widths": before,
+                 "to": self.model.widths}
+        self._grew.append(entry)
+        self.state.growth.append(entry)
