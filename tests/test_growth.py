@@ -155,3 +155,84 @@ def test_pnn_trains_only_the_newest_column(tmp_path: Path) -> None:
     loss = pnn.loss(batch, pnn.model(batch.x, batch.t))
     loss.backward()
     assert all(p.grad is None for p in pnn.model.columns[0].parameters())
+
+
+def digits_stream(num_tasks: int = 2) -> Stream:
+    return build_stream("split", source="digits", num_tasks=num_tasks, scenario="task", seed=0)
+
+
+@pytest.mark.filterwarnings("ignore::lifelong.train.LifelongWarning")
+@pytest.mark.parametrize("retention", ["naive", "ewc", "gem"])
+def test_net2net_grows_only_when_the_threshold_is_missed(retention: str) -> None:
+    s = digits_stream()
+    cfg = TrainConfig(epochs=1, lr=0.1, device="cpu")
+    never = build_strategy("net2net", build_model("mlp", s, hidden=[8], seed=0),
+                           retention=retention, threshold=0.0)
+    result = fit_stream(never, s, cfg, seed=0)
+    assert never.state.growth == [] and len(set(result.parameters)) == 1
+    assert [d["growths"] for d in result.diagnostics] == [0.0, 0.0]
+    always = build_strategy("net2net", build_model("mlp", s, hidden=[8], seed=0),
+                            retention=retention, threshold=1.0, max_growth=2)
+    result = fit_stream(always, s, cfg, seed=0)  # 100% on a task's data: out of reach here
+    assert [d["growths"] for d in result.diagnostics] == [2.0, 2.0]
+    assert [g["widths"] for g in always.state.growth] == [[8], [12], [18], [27]]
+    assert result.parameters[0] < result.parameters[1]
+    assert all(g["accuracy"] < 1.0 for g in always.state.growth)
+
+
+@pytest.mark.filterwarnings("ignore::lifelong.train.LifelongWarning")
+def test_net2net_trains_the_new_units_after_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = digits_stream(1)
+    model = build_model("mlp", s, hidden=[8], seed=0)
+    grown: list[torch.Tensor] = []
+    wider = MLP.wider
+
+    def spy(self: MLP, *args: object, **kwargs: object) -> object:
+        out = wider(self, *args, **kwargs)  # type: ignore[arg-type]
+        grown.append(self.features[1].weight.detach().clone())
+        return out
+
+    monkeypatch.setattr(MLP, "wider", spy)
+    n2n = build_strategy("net2net", model, threshold=1.0, max_growth=1)
+    fit_stream(n2n, s, TrainConfig(epochs=2, lr=0.1, device="cpu"), seed=0)
+    assert model.widths == [12] and len(grown) == 1
+    assert not torch.allclose(model.features[1].weight[8:], grown[0][8:])
+
+
+@pytest.mark.filterwarnings("ignore::lifelong.train.LifelongWarning")
+def test_a_grown_run_resumes_in_a_fresh_process(tmp_path: Path) -> None:
+    # Saved after task 2 (grown), loaded by a new interpreter into a freshly built model and
+    # strategy, task 3 finishes as in the uninterrupted run, bit for bit.
+    s = digits_stream(3)
+    cfg = TrainConfig(epochs=1, lr=0.1, device="cpu")
+
+    def fresh() -> object:
+        return build_strategy("net2net", build_model("mlp", s, hidden=[8], seed=0),
+                              threshold=1.0, max_growth=1)
+
+    whole = fresh()
+    full = fit_stream(whole, s, cfg, seed=7)  # type: ignore[arg-type]
+    first = fresh()
+    fit_stream(first, Stream(s.name, s.scenario, s.tasks[:2], s.num_classes, s.num_outputs,
+                             s.input_shape), cfg, seed=7)  # type: ignore[arg-type]
+    torch.save(first.state_dict(), tmp_path / "state.pt")  # type: ignore[attr-defined]
+    code = f"""
+import sys, torch, warnings
+warnings.simplefilter("ignore")
+from lifelong import TrainConfig, build_model, build_stream, fit_stream
+from lifelong.data.task import Stream
+from lifelong.strategies import build_strategy
+s = build_stream("split", source="digits", num_tasks=3, scenario="task", seed=0)
+st = build_strategy("net2net", build_model("mlp", s, hidden=[8], seed=0), threshold=1.0,
+                    max_growth=1)
+st.load_state_dict(torch.load({str(tmp_path / 'state.pt')!r}, weights_only=True))
+rest = Stream(s.name, s.scenario, s.tasks[2:], s.num_classes, s.num_outputs, s.input_shape)
+r = fit_stream(st, rest, TrainConfig(epochs=1, lr=0.1, device="cpu"), seed=7)
+print(repr(r.matrix[-1][0]), st.model.widths)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    value, widths = out.stdout.split(" ", 1)
+    assert float(value) == full.matrix[-1][2]
+    assert widths.strip() == str(whole.model.widths)  # type: ignore[attr-defined]

@@ -96,7 +96,7 @@ class MLP(nn.Module):
         wide, outs = widen(old, consumers, mapping, noise=noise, generator=generator)
         self.features[pos] = wide
         if last:
-            _set_head_weights(self.head, outs)
+            _set_head_weights(self.head, outs, width)
         else:
             nxt: nn.Linear = self.features[positions[layer + 1]]  # type: ignore[assignment]
             grown = blank_linear(width, nxt.out_features, device=outs[0].device,
@@ -187,11 +187,14 @@ def _head_weights(head: MultiHead | GrowingHead) -> list[Tensor]:
     return [head.weight] if isinstance(head, MultiHead) else list(head.weights)
 
 
-def _set_head_weights(head: MultiHead | GrowingHead, weights: list[Tensor]) -> None:
-    """Replace the head's input weight matrices (wider inputs), keeping biases and outputs."""
+def _set_head_weights(head: MultiHead | GrowingHead, weights: list[Tensor], width: int
+                      ) -> None:
+    """Replace the head's input weight matrices (`width` inputs now), keeping biases and
+    outputs. A growing head may have no units yet (e.g. while a saved model is rebuilt: its
+    units are loaded after the layers), and then only its input width changes."""
     if isinstance(head, MultiHead):
         head.weight = nn.Parameter(weights[0], requires_grad=head.weight.requires_grad)
     else:
         for k, w in enumerate(weights):
             head.weights[k] = nn.Parameter(w, requires_grad=head.weights[k].requires_grad)
-    head.in_features = weights[0].shape[1]
+    head.in_features = width

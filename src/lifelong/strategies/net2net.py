@@ -1,7 +1,7 @@
-"""`net2net`: grow only when needed — train the task with a retention method, and if a held-out
-part of it stays below a threshold, widen the network with Net2Net and keep training.
+"""`net2net`: grow only when needed — train the task with a retention method, and if the
+network cannot reach a threshold accuracy on it, widen it with Net2Net and keep training.
 
-Owns the decision to grow, the held-out split, the widening of every hidden layer, carrying
+Owns the decision to grow, the optional held-out split, the widening of every hidden layer, carrying
 the retention method's per-parameter state through the growth, and the record of growth. The
 operators are `lifelong.models.net2net`'s through `MLP.wider`; the retention method is any of
 `naive`, `ewc`, `gem` at its defaults, run inside this one.
@@ -40,8 +40,9 @@ class Net2NetOnDemand(Strategy):
     """Expansion on demand (Sodhani, Chandar & Bengio 2018, arXiv:1811.07017, §3), with
     Net2Net's function-preserving widening (Chen et al. 2016, §3.2).
 
-    Each task trains with the retention method on all but a `validation` share of its data.
-    If the accuracy on that held-out share is then below `threshold`, every hidden layer is
+    Each task trains with the retention method (on all but a `validation` share of its data,
+    if one is held out). If the accuracy on the task's data (or that held-out share) is then
+    below `threshold`, every hidden layer is
     widened by `widen_by` (new units copy existing ones, so the function is unchanged but for
     `noise`), the optimizer is rebuilt over the grown parameters and the task trains for the
     run's epochs again; at most `max_growth` times per task. With EWC the anchors and
@@ -52,10 +53,12 @@ class Net2NetOnDemand(Strategy):
 
     Args:
         retention: the method trained inside: "naive", "ewc" (Sodhani et al.'s) or "gem".
-        threshold: held-out accuracy below which the network grows.
+        threshold: accuracy on the task below which the network grows.
         widen_by: fraction of units added to each hidden layer per growth.
         max_growth: growths allowed per task.
-        validation: share of each task's training data held out to decide.
+        validation: share of each task's training data held out to decide; 0 (default)
+            decides on the training data itself: the question is whether the network can
+            learn the task at all, and no example is withheld from training.
         noise: Net2Net's symmetry-breaking noise, in standard deviations of the layer's
             weights (0 keeps the function exactly).
     """
@@ -64,17 +67,17 @@ class Net2NetOnDemand(Strategy):
     caveats: ClassVar[dict[str, str]] = {"class": (
         "with retention=ewc (the default) it forgets old classes as EWC does in class-"
         "incremental learning, however much it grows; use retention=gem")}
-    departures = ("the threshold, growth step and held-out share are this library's "
-                  "choices, not swept; the paper grows a GRU-based model",)
+    departures = ("the threshold, growth step and deciding on the training data are this "
+                  "library's choices, not swept; the paper grows a GRU-based model",)
 
     def __init__(self, model: nn.Module, *, retention: Literal["naive", "ewc", "gem"] = "ewc",
                  threshold: float = 0.8, widen_by: float = 0.5, max_growth: int = 2,
-                 validation: float = 0.1, noise: float = 0.01) -> None:
+                 validation: float = 0.0, noise: float = 0.01) -> None:
         super().__init__(model)
         who = "strategy 'net2net'"
         problems = [
             *checks.number(who, "threshold", threshold, low=0.0, high=1.0,
-                           hint="held-out accuracy to reach"),
+                           hint="accuracy on the task to reach"),
             *checks.number(who, "widen_by", widen_by, low=0.0, low_open=True,
                            hint="0.5 adds half the units"),
             *([] if max_growth == 0 else checks.count(who, "max_growth", max_growth,
