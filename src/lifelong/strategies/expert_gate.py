@@ -21,6 +21,7 @@ from lifelong import checks
 from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.models.experts import Autoencoder, Experts
+from lifelong.models.heads import grow_model
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies.base import Strategy, StrategyState, TaskReport
 
@@ -96,7 +97,11 @@ class ExpertGate(Strategy):
             theirs = [float(e) for e in net.errors(x).mean(0)] if net.num_experts else []
         self._related = [1 - (er - own) / own for er in theirs]  # Eq. 3
         source = max(range(len(theirs)), key=lambda k: self._related[k]) if theirs else -1
-        net.add(task.label, source, gate.to(self.device))
+        expert = net.add(task.label, source, gate.to(self.device))
+        # A growing head (model.growing=true) gains the task's labels in the new expert: the
+        # loop grew the model before this hook, when the expert did not exist yet.
+        labels = [int(v) for v in torch.unique(task.train.y).tolist()]
+        grow_model(expert, labels, generator=self.generator("grow", task.key))
         self.state.relatedness.append(list(self._related))
 
     def _train_gate(self, x: Tensor, task: Task) -> Autoencoder:
