@@ -207,6 +207,8 @@ def ours_run(name: str, stream: Stream, p: Protocol) -> dict[str, Any]:
             "steps": steps.total,
             "acc": statistics.fmean(result.matrix[-1]),
             "after_task": statistics.fmean(result.after_task_seconds),
+            "per_task": list(result.train_seconds),  # a growing model's cost as it grows
+            "parameters": list(result.parameters),
             # a generative method's time on its generator (DGR reports it per task)
             "generator": sum(d.get("generator_seconds", 0.0) for d in result.diagnostics)}
 
@@ -245,6 +247,10 @@ def measure(name: str, stream: Stream, p: Protocol, repeats: int) -> dict[str, A
         "ours_eval_s": med(ours, "eval"), "bare_eval_s": med(bare, "eval"),
         "after_task_s": med(ours, "after_task"), "repeats": repeats,
         "generator_share": float(statistics.median(o["generator"] / o["train"] for o in ours)),
+        # per task: ours' training seconds (median over repeats) and the model's size after it
+        "train_s_per_task": [float(statistics.median(o["per_task"][k] for o in ours))
+                             for k in range(len(ours[0]["per_task"]))],
+        "parameters": ours[0]["parameters"],
     }
     if reason := STRATEGIES.get(name).not_comparable:
         row["target"], row["ok"], row["note"] = {}, None, reason

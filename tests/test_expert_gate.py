@@ -51,11 +51,12 @@ def test_relatedness_follows_its_formula_and_picks_the_source(trained: tuple) ->
     assert net.sources[0] == -1
 
 
-def test_predict_ignores_task_labels_and_old_experts_stay_unchanged(trained: tuple) -> None:
+def test_predict_routes_without_a_label_and_old_experts_stay_unchanged(trained: tuple) -> None:
     s, eg, _ = trained
     x = s.tasks[0].test.x[:50]
-    wrong = torch.full((50,), 4, dtype=torch.int64)
-    assert torch.equal(eg.predict(x, None), eg.predict(x, wrong))
+    assert torch.equal(eg.predict(x, None), eg.model.routed(x))  # no label: the gate routes
+    label = torch.full((50,), 4, dtype=torch.int64)  # a label given: that task's expert
+    assert torch.equal(eg.predict(x, label), eg.model.experts[4](x, 4))
     first = [p.detach().clone() for p in eg.model.experts[0].parameters()]
     task = s.tasks[0]
     eg.before_task(s.tasks[4])  # task 5 again: its own expert trains, not the first

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from lifelong.data.task import Stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,9 @@ class RunStart:
     epochs: int
     seed: int
     initial_accuracies: tuple[float, ...]
+    # The stream's tasks themselves, for an observer that measures more than R on their test
+    # sets (e.g. Expert Gate's routing accuracy); read-only, as the strategy it may read.
+    data: Stream | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,7 +179,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "stream": o.result.stream, "scenario": o.config["stream"].get("scenario"),
             "seed": o.seed, "matrix": [list(r) for r in o.result.matrix], **m,
             "train_seconds": sum(o.result.train_seconds),
-            "eval_seconds": sum(o.result.eval_seconds), "run_dir": str(o.run_dir),
+            "eval_seconds": sum(o.result.eval_seconds),
+            "parameters": list(o.result.parameters),  # the model's size after each task
+            "run_dir": str(o.run_dir),
             "reused": o.reused, **o.result.notes()})
     refs = [{"label": r.label, "published": r.value, "ours": ours, "source": r.source}
             for r, ours in res.references]

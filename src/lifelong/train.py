@@ -312,7 +312,7 @@ def fit_stream(
 
     row0 = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
     start = RunStart(strategy.name, stream.name, tuple(t.key for t in stream.tasks),
-                     cfg.epochs, seed, row0)
+                     cfg.epochs, seed, row0, stream)
     for cb in callbacks:
         cb.on_run_start(start)
     rows = [row0]

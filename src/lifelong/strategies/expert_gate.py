@@ -39,11 +39,12 @@ class ExpertGate(Strategy):
     `gate_epochs` (Adam). Its error on the task's data, Er_a, and each earlier gate's error on
     the same data, Er_k, give the relatedness Rel(k, a) = 1 − (Er_k − Er_a)/Er_a (Eq. 3). The
     task's expert, a copy of the run's model, starts from the most related earlier expert
-    (from the initial model on the first task) and is the only part that trains. At test time
-    each input goes to the expert whose gate reconstructs it best (the gate's softmax over
-    −errors/T picks the same expert as the lowest error), with that expert's task label; the
-    evaluator's task label, if any, is not used. Nothing is forgotten by an expert; errors
-    come from routing, which the `expansion` experiment reports.
+    (from the initial model on the first task) and is the only part that trains. At test time,
+    without a task label (domain- and class-IL), each input goes to the expert whose gate
+    reconstructs it best (the gate's softmax over −errors/T picks the same expert as the
+    lowest error), with that expert's task label; in task-IL the label the gate would infer is
+    given, and that task's expert answers. Nothing is forgotten by an expert; errors come from
+    routing, whose accuracy `route` measures and the `expansion` experiment reports.
 
     Args:
         code: width of each gate's code (undercomplete: below the input size).
@@ -129,6 +130,11 @@ class ExpertGate(Strategy):
         net = self.experts()
         if not net.num_experts:  # row 0: the untrained model, as every method's
             out: Tensor = net.template(x, t)
+            return out
+        if t is not None and len(t) and bool((t == t[0]).all()) and int(t[0]) in net.labels:
+            # Task-IL gives the label the gate exists to infer: that task's expert answers.
+            label = int(t[0])
+            out = net.experts[net.labels.index(label)](x, label)
             return out
         return net.routed(x)
 
