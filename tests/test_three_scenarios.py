@@ -45,7 +45,7 @@ def test_a_method_for_some_scenarios_fills_its_cells_and_the_others_read_n_a(
 
 def test_a_strategy_asked_for_a_scenario_it_does_not_support_is_refused_at_plan() -> None:
     with pytest.raises(ConfigError, match=r"'icarl' does not support the domain-incremental "
-                       r"scenario of stream 'permuted' \(it supports: class\)"):
+                       r"scenario \(it supports: class\), which stream 'permuted'"):
         plan("gem-table", quick=True, strategies=["icarl"])
     assert main(["run", "single", "--quick", "--set", "stream.name=split",
                  "--set", "strategy.name=icarl"]) == 2  # split is task-IL by default

@@ -220,9 +220,9 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     labelled = {name: _labelled_variants(name, strategy_opts[name]) for name in chosen}
     pairs = [(s, n) for s in stream_cfgs for n in chosen if experiment.runs_on(n, s)]
     unsupported = [f"strategy '{n}' does not support the {s.get('scenario')}-incremental "
-                   f"scenario of stream '{s['name']}' (it supports: "
-                   f"{', '.join(sorted(STRATEGIES.get(n).supports))}); choose another "
-                   "strategy or --set stream.scenario=..."
+                   f"scenario (it supports: {', '.join(sorted(STRATEGIES.get(n).supports))}),"
+                   f" which stream '{s['name']}' is set to; choose another strategy or "
+                   "--set stream.scenario=..."
                    for s, n in pairs if s.get("scenario") not in STRATEGIES.get(n).supports]
     if unsupported:
         raise ConfigError(list(dict.fromkeys(unsupported)))
