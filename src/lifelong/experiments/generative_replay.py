@@ -8,7 +8,8 @@ the generator after every task (a fixed generator of its own, so the run is unch
 table (ACC, BWT, memory kept, time), the published numbers and the figures: ACC per stream and
 method, and per DGR run a grid of samples (rows = after task 1, 2, ...).
 
-Protocol: 5 tasks (split: 2 digits each, class-IL; permuted: 5 permutations, domain-IL), MLP
+Protocol: 5 tasks (split: 2 digits each, class-IL; permuted: 5 permutations of 1600 images,
+domain-IL), MLP
 2×400 solver, plain SGD lr 0.1, batch 32, 10 epochs; DGR's VAE has one hidden layer of 400 and
 a 32-d code (van de Ven & Tolias' MLP VAE, smaller). ER keeps as many bytes of examples in all
 as one VAE has in parameters: what DGR carries from task to task instead of data.
@@ -109,7 +110,8 @@ class GenerativeReplay(Experiment):
         }
 
     def quick(self) -> dict[str, Any]:
-        return {"stream": {"source": "digits"}, "model": {"hidden": [100, 100]},
+        return {"stream": {"source": "digits", "train_per_task": None},
+                "model": {"hidden": [100, 100]},
                 "train": {"epochs": 20}}
 
     def stream_variants(self, config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -122,8 +124,8 @@ class GenerativeReplay(Experiment):
             if name == "split":
                 out.append({"name": "split", "classes_per_task": 2, "scenario": "class",
                             **base})
-            else:
-                out.append({"name": name, **base})
+            else:  # as many training images per task as a split task has (about 1600)
+                out.append({"name": name, "train_per_task": 1600, **base})
         return out
 
     def check_options(self, options: dict[str, Any]) -> list[str]:
