@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +16,17 @@ from lifelong.data.task import SCENARIOS
 from lifelong.errors import ConfigError
 from lifelong.runner import plan
 from lifelong.strategies import STRATEGIES, register_all
+
+
+def quick_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, strategies: str
+               ) -> dict[str, Any]:
+    """`run three-scenarios --quick --json` for `strategies`, parsed (exit code 0)."""
+    code = main(["run", "three-scenarios", "--quick", "--strategies", strategies, "--json",
+                 "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path),
+                 "--no-progress"])
+    assert code == 0
+    out: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return out
 
 
 def test_plan_runs_every_registered_strategy_in_each_scenario_it_supports() -> None:
@@ -32,11 +44,7 @@ def test_plan_runs_every_registered_strategy_in_each_scenario_it_supports() -> N
 
 def test_a_method_for_some_scenarios_fills_its_cells_and_the_others_read_n_a(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code = main(["run", "three-scenarios", "--quick", "--strategies", "naive,icarl",
-                 "--json", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path),
-                 "--no-progress"])
-    assert code == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = quick_json(capsys, tmp_path, "naive,icarl")
     assert sorted((r["strategy"], r["scenario"]) for r in doc["runs"]) == sorted(
         [("naive", s) for s in SCENARIOS] + [("icarl", "class")])
     icarl = next(line for line in doc["table"].splitlines() if line.startswith("icarl"))
@@ -64,11 +72,7 @@ def test_default_source_and_overrides_reach_every_scenario() -> None:
 
 def test_quick_run_end_to_end_has_the_table_references_figure_and_shape(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code = main(["run", "three-scenarios", "--quick", "--strategies", "naive,ewc,er",
-                 "--json", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path),
-                 "--no-progress"])
-    assert code == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = quick_json(capsys, tmp_path, "naive,ewc,er")
     acc: dict[tuple[str, str], float] = {}
     for run in doc["runs"]:  # every run says its scenario, and config.yaml agrees
         cfg = yaml.safe_load((Path(run["run_dir"]) / "config.yaml").read_text())

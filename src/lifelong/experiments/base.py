@@ -7,9 +7,11 @@ to present it; `lifelong.runner` does the running, storing and printing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import fmean
 from typing import Any, ClassVar
 
 from lifelong.callbacks import Callback
@@ -51,6 +53,17 @@ class Outcome:
     run_dir: Path
     reused: bool = False  # taken from the store, not trained in this call
     error: str | None = None  # the DivergenceError's message, for a diverged run
+
+
+def mean_acc(outcomes: Sequence[Outcome], key: Callable[[Outcome], str]) -> dict[str, float]:
+    """ACC averaged over the runs that share a key (e.g. ``"dgr/split"`` over seeds), keyed
+    ``key + "/acc"``: what `Experiment.ours` usually returns."""
+    from lifelong.metrics import summary
+
+    acc: dict[str, list[float]] = defaultdict(list)
+    for o in outcomes:
+        acc[f"{key(o)}/acc"].append(summary(o.result.matrix)["acc"])
+    return {k: fmean(v) for k, v in acc.items()}
 
 
 class Experiment:

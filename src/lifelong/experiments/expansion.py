@@ -27,7 +27,7 @@ import torch
 from lifelong.callbacks import Callback, RunStart, TaskEnd
 from lifelong.data.task import Stream
 from lifelong.experiments import EXPERIMENTS
-from lifelong.experiments.base import Experiment, Outcome, Reference
+from lifelong.experiments.base import Experiment, Outcome, Reference, mean_acc
 from lifelong.metrics import summary
 from lifelong.plots import new_figure, save
 from lifelong.strategies.base import Strategy
@@ -101,10 +101,7 @@ class Expansion(Experiment):
         return [routing]
 
     def ours(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
-        acc: dict[str, list[float]] = defaultdict(list)
-        for o in outcomes:
-            acc[f"{o.label}/acc"].append(summary(o.result.matrix)["acc"])
-        return {k: fmean(v) for k, v in acc.items()}
+        return mean_acc(outcomes, lambda o: o.label)
 
     def report(self, outcomes: Sequence[Outcome], out_dir: Path,
                options: dict[str, Any]) -> tuple[str, list[Path]]:

@@ -28,7 +28,7 @@ import torch
 
 from lifelong.callbacks import Callback, TaskEnd
 from lifelong.experiments import EXPERIMENTS
-from lifelong.experiments.base import Experiment, Outcome, Reference
+from lifelong.experiments.base import Experiment, Outcome, Reference, mean_acc
 from lifelong.metrics import summary
 from lifelong.plots import grouped_bars, new_figure, save
 from lifelong.strategies.base import Strategy
@@ -154,10 +154,7 @@ class GenerativeReplay(Experiment):
         return str(o.config["stream"]["name"])
 
     def ours(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
-        acc: dict[str, list[float]] = defaultdict(list)
-        for o in outcomes:
-            acc[f"{o.label}/{self._kind(o)}/acc"].append(summary(o.result.matrix)["acc"])
-        return {k: fmean(v) for k, v in acc.items()}
+        return mean_acc(outcomes, lambda o: f"{o.label}/{self._kind(o)}")
 
     def report(self, outcomes: Sequence[Outcome], out_dir: Path,
                options: dict[str, Any]) -> tuple[str, list[Path]]:
