@@ -84,6 +84,10 @@ TARGETS: dict[str, dict[str, float]] = {
     # multiplies by the class means (nearest-mean classifier). Not the 1.5 wall ratio the
     # issue asked for: see benchmarks/README.md.
     "icarl": {"step": 2.5, "eval": 1.25},
+    # Models that grow (a column, an expert, wider layers per task): training and evaluation
+    # grow with them, so no ratio target; `train_s_per_task` and `parameters` in the JSON
+    # show the cost of each task as the model grows.
+    "pnn": {}, "expert-gate": {}, "net2net": {},
     "l2": {"wall": 1.5, "eval": 1.1}, "ewc": {"wall": 1.5, "eval": 1.1},
     "si": {"wall": 1.5, "eval": 1.1}, "mas": {"wall": 1.5, "eval": 1.1},
 }

@@ -18,17 +18,20 @@ def test_quick_run_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Path
                  str(tmp_path / "s.sqlite"), "--out", str(tmp_path), "--no-progress"])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
-    runs = {r["strategy"]: r for r in doc["runs"]}
-    assert set(runs) == {"naive", "ewc", "pnn", "expert-gate", "net2net"}
+    runs = {r["label"]: r for r in doc["runs"]}
+    assert set(runs) == {"naive", "ewc", "pnn", "expert-gate", "net2net retention=ewc",
+                         "net2net retention=gem"}
     assert all(len(r["parameters"]) == len(r["matrix"]) - 1 == 5 for r in runs.values())
     assert len(set(runs["naive"]["parameters"])) == 1  # the fixed model
     for grows in ("pnn", "expert-gate"):
         p = runs[grows]["parameters"]
         assert all(a < b for a, b in zip(p, p[1:], strict=False)), (grows, p)
         assert runs[grows]["bwt"] == pytest.approx(0.0, abs=1e-12)  # nothing forgotten
-    assert runs["net2net"]["parameters"][-1] < runs["pnn"]["parameters"][-1]
+    for n2n in ("net2net retention=ewc", "net2net retention=gem"):
+        assert runs[n2n]["parameters"][-1] < runs["pnn"]["parameters"][-1]
     assert runs["pnn"]["acc"] > runs["naive"]["acc"]
-    rows = {line.split()[0]: line.split() for line in doc["table"].splitlines()[1:]}
+    rows = {line[:22].strip(): line.split() for line in doc["table"].splitlines()[1:]}
+    assert set(rows) == set(runs)
     assert rows["naive"][-1] == "-" and 0.5 < float(rows["expert-gate"][-1]) <= 1.0
     pnn = next(r for r in doc["references"] if r["label"].startswith("PNN"))
     assert pnn["published"] == 0.936 and pnn["ours"] == pytest.approx(runs["pnn"]["acc"])

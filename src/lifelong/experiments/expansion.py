@@ -10,8 +10,8 @@ seen against the parameter count, after each task, one line per method.
 
 What it shows: the fixed model forgets (naive) or stops learning (EWC fills its few weights);
 PNN and Expert Gate forget nothing by construction and grow with every task (PNN also grows
-its lateral connections); Net2Net on demand grows only at the tasks the network cannot learn,
-so it ends far smaller for comparable accuracy.
+its lateral connections); Net2Net on demand (with EWC, and with GEM, inside) grows only at the
+tasks the network does not learn to its threshold, so it ends far smaller.
 """
 
 from __future__ import annotations
@@ -96,6 +96,14 @@ class Expansion(Experiment):
                            "test_per_task": None},
                 "model": {"hidden": [10]}}
 
+    def strategy_variants(self, name: str, options: dict[str, Any],
+                          experiment_options: dict[str, Any]) -> list[dict[str, Any]]:
+        # Growth on demand with each retention method it offers (Sodhani et al.: EWC or GEM),
+        # unless the user picked one.
+        if name == "net2net" and "retention" not in options:
+            return [{**options, "retention": "ewc"}, {**options, "retention": "gem"}]
+        return [dict(options)]
+
     def callbacks(self, run_id: str, strategy: Strategy) -> list[Callback]:
         routing = self._routing[run_id] = Routing(strategy)
         return [routing]
@@ -108,7 +116,7 @@ class Expansion(Experiment):
         by: dict[str, list[Outcome]] = defaultdict(list)
         for o in outcomes:
             by[o.label].append(o)
-        lines = [f"{'method':12s} {'ACC':>6s} {'BWT':>7s} {'params, task 1':>15s} "
+        lines = [f"{'method':22s} {'ACC':>6s} {'BWT':>7s} {'params, task 1':>15s} "
                  f"{'params, last':>13s} {'growths':>8s} {'routing':>8s}"]
         fig, (ax,) = new_figure(width=6.5, height=4.5)
         for label, runs in by.items():
@@ -119,7 +127,7 @@ class Expansion(Experiment):
                       if o.run_id in self._routing and self._routing[o.run_id].after]
             routing = f"{fmean(fmean(r) for r in routed):8.3f}" if routed else f"{'-':>8s}"
             first, last = runs[0].result.parameters[0], runs[0].result.parameters[-1]
-            lines.append(f"{label:12s} {fmean(x['acc'] for x in m):6.3f} "
+            lines.append(f"{label:22s} {fmean(x['acc'] for x in m):6.3f} "
                          f"{fmean(x['bwt'] for x in m):+7.3f} {first:15,d} {last:13,d} "
                          f"{grew:8.1f} {routing}")
             R, params = runs[0].result.matrix, runs[0].result.parameters
