@@ -42,11 +42,11 @@ class Net2NetOnDemand(Strategy):
 
     Each task trains with the retention method (on all but a `validation` share of its data,
     if one is held out). If the accuracy on the task's data (or that held-out share) is then
-    below `threshold`, every hidden layer is
-    widened by `widen_by` (new units copy existing ones, so the function is unchanged but for
-    `noise`), the optimizer is rebuilt over the grown parameters and the task trains for the
-    run's epochs again; at most `max_growth` times per task. With EWC the anchors and
-    importances of the widened weights are carried over to the copies (a copied incoming row
+    below `threshold`, every hidden layer is widened by `widen_by` of its original width (new
+    units copy existing ones, so the function is unchanged but for `noise`), the optimizer is
+    rebuilt over the grown parameters and the task trains for the run's epochs again; at most
+    `max_growth` times per task. With EWC the anchors and importances of the widened weights
+    are carried over to the copies (a copied incoming row
     keeps its anchor with 1/c² of its importance; a consumer's copied column keeps its
     importance with 1/c of its anchor), so the penalty means what it meant before growth.
     Each widening is recorded (task, accuracy, widths before and after) and reported.
@@ -54,7 +54,8 @@ class Net2NetOnDemand(Strategy):
     Args:
         retention: the method trained inside: "naive", "ewc" (Sodhani et al.'s) or "gem".
         threshold: accuracy on the task below which the network grows.
-        widen_by: fraction of units added to each hidden layer per growth.
+        widen_by: units added to each hidden layer per growth, as a fraction of its width
+            when the run started (so repeated growth is linear in the number of growths).
         max_growth: growths allowed per task.
         validation: share of each task's training data held out to decide; 0 (default)
             decides on the training data itself: the question is whether the network can
@@ -180,10 +181,14 @@ class Net2NetOnDemand(Strategy):
             raise ConfigError(f"strategy 'net2net' widens an MLP, and the model is a "
                               f"{type(self.model).__name__}; use model.name=mlp")
         before = self.model.widths
+        # Additive: each growth adds `widen_by` of the layer's *original* width, so a stream
+        # whose tasks keep missing the threshold grows linearly, not geometrically.
+        original = [int(w) for w in self.model.options["hidden"]]  # type: ignore[attr-defined]
         draws = self.generator("widen", task.key, len(self._grew))
         for layer, width in enumerate(before):
-            change = self.model.wider(layer, math.ceil(width * (1 + self.widen_by)),
-                                      generator=draws, noise=self.noise)
+            step = math.ceil(self.widen_by * (original[layer] if layer < len(original)
+                                              else width))
+            change = self.model.wider(layer, width + step, generator=draws, noise=self.noise)
             if isinstance(self.inner, QuadraticAnchor):
                 self.inner.remap(change.remap)
         if hasattr(self.inner, "_params"):  # GEM and A-GEM list the parameters once per task
