@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from lifelong import checks
+from lifelong import checks, evaluate
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.models.mlp import MLP
@@ -150,7 +150,8 @@ class Net2NetOnDemand(Strategy):
         train, held = self._split(self.inner.task_data(task), task)
         loop.run_epochs(train)
         for _ in range(self.max_growth):
-            accuracy = self._accuracy(held, loop.stream.scenario == "task")
+            accuracy = evaluate.accuracy(self, held, task_labels=loop.stream.scenario == "task",
+                                         batch_size=loop.cfg.eval_batch_size)
             if accuracy >= self.threshold:
                 return
             self._widen(task, accuracy)
@@ -164,17 +165,6 @@ class Net2NetOnDemand(Strategy):
         order = torch.randperm(n, generator=self.generator("held-out", task.key))
         order = order.to(data.y.device)
         return data.take(order[k:]), data.take(order[:k])
-
-    def _accuracy(self, data: TensorData, with_labels: bool) -> float:
-        was = self.model.training
-        self.model.eval()
-        hits = 0
-        with torch.no_grad():
-            for i in range(0, len(data), 1024):
-                x, y, t = data.x[i:i + 1024], data.y[i:i + 1024], data.t[i:i + 1024]
-                hits += int((self.predict(x, t if with_labels else None).argmax(1) == y).sum())
-        self.model.train(was)
-        return hits / max(len(data), 1)
 
     def _widen(self, task: Task, accuracy: float) -> None:
         if not isinstance(self.model, MLP):
