@@ -91,8 +91,10 @@ def check_sections(config: Mapping[str, Any], where: str) -> list[str]:
             problems.append(f"{where}: unknown config section '{key}'{suggest(key, SECTIONS)}"
                             f" valid: {', '.join(SECTIONS)}")
         elif key == "seed":
-            if not isinstance(value, int) or isinstance(value, bool):
-                problems.append(f"{where}: seed={value!r} must be an integer")
+            values = value if isinstance(value, list) and value else [value]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                problems.append(f"{where}: seed={value!r} must be an integer or a list of "
+                                "integers (several runs, e.g. a protocol's best of N seeds)")
         elif not isinstance(value, dict):
             problems.append(f"{where}: '{key}' must be a mapping of options, got {value!r}; "
                             f"set one option with --set {key}.OPTION=VALUE")

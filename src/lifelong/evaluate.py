@@ -67,8 +67,7 @@ def _hits(strategy: Strategy, data: TensorData, task_labels: bool, batch_size: i
     device = strategy.device
     hits = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, len(data), batch_size):
-        x = data.x[start:start + batch_size].to(device, non_blocking=True)
-        y = data.y[start:start + batch_size].to(device, non_blocking=True)
-        t = data.t[start:start + batch_size].to(device) if task_labels else None
-        hits += (strategy.predict(x, t).argmax(1) == y).sum()
+        part = data.slice(start, start + batch_size).to(device, non_blocking=True)
+        t = part.t if task_labels else None
+        hits += (strategy.predict(part.x, t).argmax(1) == part.y).sum()
     return hits

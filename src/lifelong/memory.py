@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lifelong.data.task import TensorData
-from lifelong.strategies.base import Batch, StrategyState
+from lifelong.data.task import Batch, Inputs, TensorData, map_inputs
+from lifelong.strategies.base import StrategyState
 
 
 def reservoir(n: int, k: int, generator: torch.Generator) -> Tensor:
@@ -98,7 +98,7 @@ class PerTask(NamedTuple):
     """Memories laid out one row per task: `x` (k, b, ...), `y` and `t` (k, b), and `weight`
     (k, b), 1 for a real example and 0 for padding (a task holding fewer than b)."""
 
-    x: Tensor
+    x: Inputs
     y: Tensor
     t: Tensor
     weight: Tensor
@@ -111,30 +111,32 @@ class _Groups(StrategyState):
     layout, appending a group, cutting groups to their first rows, uniform draws."""
 
     count: list[int] = field(default_factory=list)
-    x: Tensor | None = None
+    x: Inputs | None = None
     y: Tensor | None = None
     t: Tensor | None = None
 
     def __len__(self) -> int:
         return sum(self.count)
 
+    def data(self) -> TensorData:
+        """All stored examples, group after group (e.g. to train on beside a new task, as
+        iCaRL does)."""
+        assert self.x is not None and self.y is not None and self.t is not None, "empty"
+        return TensorData(self.x, self.y, self.t)
+
     def sample(self, n: int, generator: torch.Generator) -> Batch:
         """`n` examples drawn uniformly from all groups (every stored example equally likely,
         whatever its group): without replacement whenever `n` fits in the memory (a batch as
         large as the memory is then the whole memory), with replacement beyond that."""
-        assert self.x is not None and self.y is not None and self.t is not None, "empty"
-        idx = uniform(len(self), n, generator).to(self.y.device)
-        return Batch(self.x[idx], self.y[idx], self.t[idx])
+        data = self.data()
+        return data.batch(uniform(len(self), n, generator).to(data.y.device))
 
     def _append(self, rows: TensorData) -> None:
         """Store `rows` as a new last group."""
-        if self.x is None or self.y is None or self.t is None:
-            self.x, self.y, self.t = rows.x, rows.y, rows.t
-        else:
-            self.x = torch.cat([self.x, rows.x])
-            self.y = torch.cat([self.y, rows.y])
-            self.t = torch.cat([self.t, rows.t])
         self.count.append(len(rows))
+        if self.x is not None and self.y is not None and self.t is not None:
+            rows = TensorData.concat([TensorData(self.x, self.y, self.t), rows])
+        self.x, self.y, self.t = rows.x, rows.y, rows.t
 
     def _keep_first(self, quota: list[int]) -> None:
         """Keep the first `quota[k]` rows of each group k (`count` becomes `quota`; a group
@@ -145,7 +147,8 @@ class _Groups(StrategyState):
             for n, kept in zip(self.count, quota, strict=True):
                 keep[start:start + kept] = True
                 start += n
-            self.x, self.y, self.t = self.x[keep], self.y[keep], self.t[keep]
+            kept_rows = TensorData(self.x, self.y, self.t).take(keep)
+            self.x, self.y, self.t = kept_rows.x, kept_rows.y, kept_rows.t
         self.count = list(quota)
 
 
@@ -192,12 +195,13 @@ class EpisodicMemory(_Groups):
     def per_task(self, n: int | None, generator: torch.Generator) -> PerTask:
         """Each task's memories as one row: all of them (`n` None; rows padded to the longest,
         padding weighted 0), or `n` per task drawn uniformly with replacement."""
-        assert self.x is not None and self.y is not None and self.t is not None, "empty"
+        data = self.data()
         k, most = self.num_tasks, max(self.count)
-        device = self.y.device
+        device = data.y.device
         if n is None and min(self.count) == most:  # every row full: a free view
-            return PerTask(self.x.view(k, most, *self.x.shape[1:]), self.y.view(k, most),
-                           self.t.view(k, most), torch.ones(k, most, device=device))
+            return PerTask(map_inputs(data.x, lambda v: v.view(k, most, *v.shape[1:])),
+                           data.y.view(k, most), data.t.view(k, most),
+                           torch.ones(k, most, device=device))
         count = torch.tensor(self.count, device=device)[:, None]
         start = count.cumsum(0) - count
         if n is None:
@@ -208,8 +212,8 @@ class EpisodicMemory(_Groups):
             u = torch.rand(k, n, generator=generator).to(device)
             slot = torch.minimum((u * count).long(), count - 1)  # u·count < count, bar rounding
             weight = torch.ones(k, n, device=device)
-        idx = start + slot
-        return PerTask(self.x[idx], self.y[idx], self.t[idx], weight)
+        rows = data.take(start + slot)
+        return PerTask(rows.x, rows.y, rows.t, weight)
 
 
 Selection = Literal["herding", "random"]
@@ -278,7 +282,7 @@ class ClassMemory(_Groups):
     classes: list[int] = field(default_factory=list)
 
     def add(self, data: TensorData, *, memory_size: int, selection: Selection = "herding",
-            features: Tensor | Callable[[Tensor], Tensor] | None = None,
+            features: Tensor | Callable[[Inputs], Tensor] | None = None,
             generator: torch.Generator | None = None,
             device: torch.device | None = None) -> None:
         """Make room for, then store, the classes of `data` (labels `data.y`).
@@ -310,7 +314,7 @@ class ClassMemory(_Groups):
             assert features is not None
             with torch.no_grad():
                 phis = [features[w.to(features.device)] if isinstance(features, Tensor)
-                        else features(data.x[w]) for w in wheres]
+                        else features(data.take(w).x) for w in wheres]
             picks = [p.to(data.y.device) for p in herding_groups(phis, m)]
         else:
             assert generator is not None
@@ -329,15 +333,8 @@ class ClassMemory(_Groups):
         self.classes = [self.classes[k] for k in stay]
         self.count = [self.count[k] for k in stay]
 
-    def data(self) -> TensorData:
-        """All exemplars (e.g. to train on beside a new task, as iCaRL does)."""
-        assert self.x is not None and self.y is not None and self.t is not None, "empty"
-        return TensorData(self.x, self.y, self.t)
-
     def of_class(self, c: int) -> TensorData:
         """The exemplars of class `c` in selection order (e.g. for its mean of exemplars)."""
-        assert self.x is not None and self.y is not None and self.t is not None, "empty"
         k = self.classes.index(c)
         start = sum(self.count[:k])
-        return TensorData(self.x, self.y, self.t).take(
-            torch.arange(start, start + self.count[k], device=self.y.device))
+        return self.data().slice(start, start + self.count[k])

@@ -332,13 +332,15 @@ class Registry(Generic[F]):
                 out[o.name] = canonical_value(o.default, o.hint)
         return out
 
-    def build(self, name: str, *args: Any, where: str | None = None, **options: Any) -> Any:
-        """Check `options`, then call the factory with the library's `args` and them."""
+    def build(self, name: str, *args: Any, where: str | None = None,
+              supplied: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Check `options`, then call the factory with the library's `args`, the library's
+        keyword arguments `supplied` (named in `skip`, never the user's) and `options`."""
         self._ensure()
         problems = self.check(name, options, where or self.kind)
         if problems:
             raise ConfigError(problems)
-        return self._items[name](*args, **options)
+        return self._items[name](*args, **(supplied or {}), **options)
 
 
 def _qualname(obj: Any) -> str:

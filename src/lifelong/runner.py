@@ -120,7 +120,7 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     problems = cfgmod.check_sections(config, experiment.name)
     # Go on checking the sections that are well formed, so every problem is reported at once.
     config = {k: v for k, v in config.items() if k in cfgmod.SECTIONS and (
-        isinstance(v, dict) or (k == "seed" and isinstance(v, int)))}
+        isinstance(v, dict) or (k == "seed" and isinstance(v, (int, list))))}
 
     # Most experiments run on one stream; some compare several (`Experiment.stream_variants`).
     stream_cfgs: list[dict[str, Any]] = []
@@ -164,7 +164,7 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     shared = dict(config.get("strategy", {}))
     chosen = list(strategies) if strategies else (
         [str(shared["name"])] if "name" in shared else list(experiment.strategies))
-    if strategies:  # the experiment's reference lines run whatever --strategies picks
+    if strategies or "name" in shared:  # the reference lines run whatever the user picks
         chosen = [*(b for b in experiment.baselines if b not in chosen), *chosen]
     shared.pop("name", None)
     if not chosen:
@@ -211,7 +211,9 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))  # a shared mistake is named once
 
-    run_seeds = list(dict.fromkeys(seeds)) if seeds else [int(config.get("seed", 0))]
+    default_seeds = config.get("seed", 0)  # an experiment may run several seeds by default
+    run_seeds = list(dict.fromkeys(seeds if seeds else (
+        default_seeds if isinstance(default_seeds, list) else [default_seeds])))
     base = {
         "experiment": experiment.name,
         "model": _with_defaults(MODELS, model_name, model),

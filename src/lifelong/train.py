@@ -32,11 +32,11 @@ from lifelong.callbacks import (
 )
 from lifelong.data.task import Stream, Task, TensorData
 from lifelong.errors import ConfigError, DivergenceError
-from lifelong.evaluate import accuracies
+from lifelong.evaluate import accuracies, accuracy
 from lifelong.metrics import summary
 from lifelong.models.heads import grow_model
 from lifelong.seeding import generator
-from lifelong.strategies.base import Batch, Strategy
+from lifelong.strategies.base import Strategy
 
 Optimizer = Literal["sgd", "adam"]
 
@@ -52,7 +52,13 @@ class TrainConfig:
         lr: learning rate.
         momentum: SGD momentum.
         weight_decay: L2 weight decay of the optimizer.
+        grad_clip: rescale each step's gradient to this L2 norm when it is larger (over the
+            parameters being trained; None = off), e.g. 40 for MemN2N (Sukhbaatar et al. 2015).
         eval_every: measure learning curves every N steps within a task (None = off).
+        measure_train: after each task, also measure the accuracy on its training examples
+            (diagnostic ``train_accuracy``), e.g. to pick the best of several seeds by
+            training error as MemN2N's protocol does. Accuracy on a task's validation split,
+            where the stream keeps one, is always recorded (``validation_accuracy``).
         eval_batch_size: batch size for evaluation.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ...
     """
@@ -63,7 +69,9 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.0
     weight_decay: float = 0.0
+    grad_clip: float | None = None
     eval_every: int | None = None
+    measure_train: bool = False
     eval_batch_size: int = 2048
     device: str = "auto"
 
@@ -81,6 +89,11 @@ class TrainConfig:
             out.append(f"train.momentum={self.momentum!r} must be in [0, 1) (0 = none)")
         if not isinstance(self.weight_decay, (int, float)) or not self.weight_decay >= 0:
             out.append(f"train.weight_decay={self.weight_decay!r} must be a number >= 0")
+        if self.grad_clip is not None and (not isinstance(self.grad_clip, (int, float))
+                                           or not self.grad_clip > 0):
+            out.append(f"train.grad_clip={self.grad_clip!r} must be a positive number or null")
+        if not isinstance(self.measure_train, bool):
+            out.append(f"train.measure_train={self.measure_train!r} must be true or false")
         if self.eval_every is not None and (not isinstance(self.eval_every, int)
                                             or self.eval_every < 1):
             out.append(f"train.eval_every={self.eval_every!r} must be a positive integer or null")
@@ -167,7 +180,7 @@ class TaskLoop:
             step_losses = []
             for i in range(steps):
                 idx = order[i * bs:(i + 1) * bs]
-                batch = Batch(data.x[idx], data.y[idx], data.t[idx])
+                batch = data.batch(idx)
                 step_losses.append(self.strategy.train_batch(batch, self.optimizer))
                 self.step += 1
                 if self.step_callbacks:
@@ -208,11 +221,24 @@ class TaskLoop:
 
 
 def make_optimizer(strategy: Strategy, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer over the strategy's trainable parameters; with `cfg.grad_clip`, it
+    clips their gradient norm before each step (after the strategy's `after_backward`, so a
+    projected gradient is clipped as it will be applied)."""
     params = list(strategy.trainable_parameters())
+    optimizer: torch.optim.Optimizer
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
+    if cfg.grad_clip is not None:
+        limit = float(cfg.grad_clip)
+
+        def clip(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            torch.nn.utils.clip_grad_norm_(params, limit)
+
+        optimizer.register_step_pre_hook(clip)
+    return optimizer
 
 
 def _peak_memory(device: torch.device) -> int:
@@ -278,6 +304,21 @@ def _chance_warning(strategy: Strategy, stream: Stream, position: int, cfg: Trai
             + " or ".join(f"--set {o}" for o in options))
 
 
+def _own_accuracies(strategy: Strategy, stream: Stream, task: Task,
+                    cfg: TrainConfig) -> dict[str, float]:
+    """The accuracy on the task's validation split (where the stream keeps one) and, with
+    `cfg.measure_train`, on its training examples: diagnostics recorded with the task."""
+    labels = stream.scenario == "task"
+    out = {}
+    if task.validation is not None and len(task.validation):
+        out["validation_accuracy"] = accuracy(strategy, task.validation, task_labels=labels,
+                                              batch_size=cfg.eval_batch_size)
+    if cfg.measure_train:
+        out["train_accuracy"] = accuracy(strategy, task.train, task_labels=labels,
+                                         batch_size=cfg.eval_batch_size)
+    return out
+
+
 def fit_stream(
     strategy: Strategy,
     stream: Stream,
@@ -338,6 +379,7 @@ def fit_stream(
         step = loop.step
         t1 = time.perf_counter()
         row = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
+        measured = _own_accuracies(strategy, stream, task, cfg)
         t2 = time.perf_counter()
         rows.append(row)
         params = sum(p.numel() for p in strategy.model.parameters())
@@ -351,7 +393,8 @@ def fit_stream(
         event = TaskEnd(task.index, task.key, row, t1 - t0, t2 - t1, t1 - ta,
                         _peak_memory(device), params, tuple(loop.curve),
                         strategy.memory_bytes(),
-                        diagnostics={str(k): float(v) for k, v in report.values.items()},
+                        diagnostics={**{str(k): float(v) for k, v in report.values.items()},
+                                     **measured},
                         warnings=tuple(messages))
         ends.append(event)
         for cb in callbacks:

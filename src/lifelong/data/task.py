@@ -11,9 +11,9 @@ task-IL); the evaluator passes it to the model only in the task-incremental scen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -24,16 +24,61 @@ Scenario = Literal["task", "domain", "class"]
 SCENARIOS: tuple[Scenario, ...] = ("task", "domain", "class")
 
 
+Inputs = Tensor | tuple[Tensor, ...]
+"""A batch of inputs: one tensor (images), or a tuple of tensors with the same number of rows
+(e.g. a bAbI story and its question). Models are called as ``model(x, t)`` with either."""
+
+
+def map_inputs(x: Inputs, fn: Callable[[Tensor], Tensor]) -> Inputs:
+    """`fn` applied to the input tensor, or to each tensor of a tuple of inputs."""
+    return fn(x) if isinstance(x, Tensor) else tuple(fn(part) for part in x)
+
+
+def input_rows(x: Inputs) -> int:
+    """The number of examples in `x`."""
+    return int((x if isinstance(x, Tensor) else x[0]).shape[0])
+
+
+def image_inputs(x: Inputs, user: str) -> Tensor:
+    """`x` when it is one tensor (images); a `ConfigError` naming `user` (e.g. ``"strategy
+    'dgr'"``) for multi-input examples, which it cannot work on."""
+    if isinstance(x, Tensor):
+        return x
+    raise ConfigError(f"{user} works on image inputs (one tensor per example), but this stream's "
+                      f"examples have {len(x)} input tensors (e.g. a bAbI story and question); "
+                      "use it on an image stream, or choose another method")
+
+
+class Batch(NamedTuple):
+    """One training batch (a plain tuple: built every step, so no validation)."""
+
+    x: Inputs
+    y: Tensor
+    t: Tensor
+
+
 @dataclass(frozen=True, slots=True)
 class TensorData:
-    """In-memory examples: inputs `x`, int64 labels `y`, int64 task labels `t` (same length)."""
+    """In-memory examples: inputs `x` (a tensor, or a tuple of tensors for multi-input
+    examples), int64 labels `y`, int64 task labels `t`, all with the same number of rows.
 
-    x: Tensor
+    The one place that indexes, slices, moves and concatenates examples: the loop, the
+    evaluator, memories and strategies go through these methods, so every one of them works
+    unchanged on multi-input examples.
+    """
+
+    x: Inputs
     y: Tensor
     t: Tensor
 
     def __post_init__(self) -> None:
-        n = self.x.shape[0]
+        parts = (self.x,) if isinstance(self.x, Tensor) else self.x
+        if not parts or not all(isinstance(p, Tensor) for p in parts):
+            raise DataError("TensorData: x must be a tensor or a non-empty tuple of tensors")
+        n = parts[0].shape[0]
+        if any(p.shape[0] != n for p in parts):
+            raise DataError("TensorData: the input tensors of x have different numbers of rows "
+                            f"{[p.shape[0] for p in parts]}; give one row per example in each")
         if self.y.shape != (n,) or self.t.shape != (n,):
             raise DataError(
                 f"TensorData: x has {n} rows but y has shape {tuple(self.y.shape)} and t "
@@ -43,25 +88,43 @@ class TensorData:
             raise DataError("TensorData: labels y and t must be int64 tensors")
 
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return int(self.y.shape[0])
 
     def take(self, index: Tensor) -> TensorData:
-        """The rows at `index` (a batch, or a subset)."""
-        return TensorData(self.x[index], self.y[index], self.t[index])
+        """The rows at `index` (a subset; a 2-D index gives a (k, b, ...) layout)."""
+        return TensorData(map_inputs(self.x, lambda v: v[index]), self.y[index], self.t[index])
 
-    def to(self, device: torch.device | str) -> TensorData:
-        return TensorData(self.x.to(device), self.y.to(device), self.t.to(device))
+    def batch(self, index: Tensor) -> Batch:
+        """The rows at `index` as a training `Batch` (no validation: built every step)."""
+        x = self.x[index] if isinstance(self.x, Tensor) else tuple(v[index] for v in self.x)
+        return Batch(x, self.y[index], self.t[index])
+
+    def slice(self, start: int, stop: int) -> TensorData:
+        """Rows start..stop-1 (views, no copy)."""
+        return TensorData(map_inputs(self.x, lambda v: v[start:stop]), self.y[start:stop],
+                          self.t[start:stop])
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> TensorData:
+        return TensorData(map_inputs(self.x, lambda v: v.to(device, non_blocking=non_blocking)),
+                          self.y.to(device, non_blocking=non_blocking),
+                          self.t.to(device, non_blocking=non_blocking))
 
     def with_task_label(self, label: int) -> TensorData:
         return TensorData(self.x, self.y, torch.full_like(self.t, label))
 
+    def with_labels(self, y: Tensor) -> TensorData:
+        return TensorData(self.x, y, self.t)
+
     @staticmethod
     def concat(parts: Sequence[TensorData]) -> TensorData:
-        return TensorData(
-            torch.cat([p.x for p in parts]),
-            torch.cat([p.y for p in parts]),
-            torch.cat([p.t for p in parts]),
-        )
+        """The examples of `parts`, one after the other (inputs of the same kind and shape)."""
+        tensors = [p.x for p in parts if isinstance(p.x, Tensor)]
+        tuples = [p.x for p in parts if not isinstance(p.x, Tensor)]
+        if tensors and tuples:
+            raise DataError("TensorData.concat: parts mix single-tensor and multi-input examples")
+        x: Inputs = (torch.cat(tensors) if tensors else
+                     tuple(torch.cat([v[i] for v in tuples]) for i in range(len(tuples[0]))))
+        return TensorData(x, torch.cat([p.y for p in parts]), torch.cat([p.t for p in parts]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +136,8 @@ class Task:
         index: position in its stream (changes under `Stream.reorder`).
         train, test: the task's examples.
         classes: the global class ids the task contains.
+        validation: examples held out of `train` for choosing hyperparameters and models
+            (e.g. bAbI's 10 %, Sukhbaatar et al. 2015 §4.2), or None when the stream keeps none.
         label: the task label, equal to `index`; exposed at test time only in task-IL.
     """
 
@@ -81,6 +146,7 @@ class Task:
     train: TensorData
     test: TensorData
     classes: tuple[int, ...]
+    validation: TensorData | None = None
 
     @property
     def label(self) -> int:
@@ -97,7 +163,10 @@ class Stream:
             (one shared head over task-local labels) or ``"class"`` (one head over all classes).
         num_classes: total global classes across tasks.
         num_outputs: width of each head (classes per task in task/domain-IL, else num_classes).
-        input_shape: shape of one example, e.g. ``(1, 28, 28)``.
+        input_shape: shape of one example, e.g. ``(1, 28, 28)``; for multi-input examples
+            one shape per input tensor, e.g. ``((50, 11), (11,))`` for a bAbI story and question.
+        vocabulary: for token inputs (bAbI), the words the token ids index (id 0 padding);
+            empty for images. Token models read its size; image models refuse such streams.
     """
 
     name: str
@@ -105,7 +174,8 @@ class Stream:
     tasks: tuple[Task, ...]
     num_classes: int
     num_outputs: int
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...] | tuple[tuple[int, ...], ...]
+    vocabulary: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -130,6 +200,8 @@ class Stream:
                     index=new_index,
                     train=task.train.with_task_label(new_index),
                     test=task.test.with_task_label(new_index),
+                    validation=(None if task.validation is None
+                                else task.validation.with_task_label(new_index)),
                 )
             )
         return replace(self, tasks=tuple(tasks))

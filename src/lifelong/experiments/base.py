@@ -83,8 +83,8 @@ class Experiment:
     # Whether a run already completed in the store may stand in for training it again. False
     # where `callbacks` record something the store does not keep (e.g. parameter paths).
     reuses_runs: ClassVar[bool] = True
-    # Strategies that run even where `--strategies` picks others: the report's reference
-    # lines (e.g. `naive` under a sweep).
+    # Strategies that run even where `--strategies` or `--set strategy.name=` picks others:
+    # the report's reference lines (e.g. `naive` under a sweep, `joint` as an upper bound).
     baselines: ClassVar[tuple[str, ...]] = ()
     # Whether a run whose loss becomes NaN is recorded (`Outcome.error`) and the experiment
     # goes on. False: the one `DivergenceError` stops it, which is the clear answer when a

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from lifelong.callbacks import Callback, RunStart, StepEnd, TaskEnd
 from lifelong.data.builders import build_stream
-from lifelong.data.task import Stream
+from lifelong.data.task import Stream, image_inputs
 from lifelong.errors import ConfigError
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome
@@ -83,7 +83,8 @@ def _grid_losses(stream: Stream, w1: torch.Tensor, w2: torch.Tensor) -> list[tor
     grid = torch.stack([w1.flatten(), w2.flatten()], 1)  # (G, 2)
     out = []
     for task in stream.tasks:
-        x, y = task.train.x.flatten(1), task.train.y.to(torch.float32)
+        x = image_inputs(task.train.x, "experiment 'ewc-surface'").flatten(1)
+        y = task.train.y.to(torch.float32)
         z = x @ grid.T  # (N, G)
         loss = (F.softplus(z) - y[:, None] * z).mean(0)
         out.append(loss.view_as(w1))

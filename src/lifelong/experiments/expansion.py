@@ -54,7 +54,7 @@ class Routing(Callback):
             return
         with torch.no_grad():
             self.after.append([
-                float((route(t.test.x.to(self.strategy.device)).cpu() == t.label).float().mean())
+                float((route(t.test.to(self.strategy.device).x).cpu() == t.label).float().mean())
                 for t in self.stream.tasks[:event.task_index + 1]])
 
 

@@ -1,13 +1,15 @@
 """Models: the `MODELS` registry and `build_model`.
 
 Every model takes `(input_shape, num_outputs, num_heads)` from the stream and keyword options
-from the config, and is called as `model(x, t)` where `t` (task labels) picks the head. Every
-public module registers its models and is found by `Registry.discover` (no list to edit);
-installed packages add models through the `lifelong.models` entry points.
+from the config (a token model, one with a `vocabulary_size` parameter, also gets the size of
+the stream's vocabulary), and is called as `model(x, t)` where `t` (task labels) picks the
+head. Every public module registers its models and is found by `Registry.discover` (no list
+to edit); installed packages add models through the `lifelong.models` entry points.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,8 @@ from lifelong.data.task import Stream
 from lifelong.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry(
-    "model", skip=("input_shape", "num_outputs", "num_heads"), package=__name__,
+    "model", skip=("input_shape", "num_outputs", "num_heads", "vocabulary_size"),
+    package=__name__,
     group="lifelong.models")
 
 
@@ -29,18 +32,26 @@ def register_all() -> None:
 
 def build_model(name: str, stream: Stream, *, seed: int = 0, **options: Any) -> nn.Module:
     """Build model `name` shaped for `stream`, initialised from `seed` (not the global RNG)."""
+    from lifelong.errors import ConfigError
     from lifelong.seeding import derive_seed
 
     register_all()
     problems = MODELS.check(name, options, "model")
     if problems:
-        from lifelong.errors import ConfigError
-
         raise ConfigError(problems)
+    # Token streams (bAbI) give token models the vocabulary's size; image models refuse them.
+    supplied = {}
+    if "vocabulary_size" in inspect.signature(MODELS.get(name)).parameters:
+        supplied["vocabulary_size"] = len(stream.vocabulary)
+    elif stream.vocabulary:
+        raise ConfigError(f"model '{name}' reads images, but stream '{stream.name}' has token "
+                          "inputs (a story and a question per example); use "
+                          "--set model.name=memnet")
     # Parameter initialisation draws from torch's default generator; fork it so the global
     # RNG state the caller sees is untouched, and seed it from the run seed.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "model-init", name))
         model: nn.Module = MODELS.build(
-            name, stream.input_shape, stream.num_outputs, stream.num_heads, **options)
+            name, stream.input_shape, stream.num_outputs, stream.num_heads, supplied=supplied,
+            **options)
     return model

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lifelong.data.task import Batch, Inputs, map_inputs
 from lifelong.memory import PerTask
-from lifelong.strategies.base import Batch
 
 Solver = Literal["quadprog", "nnls"]
 
@@ -67,14 +67,14 @@ class TaskGradients:
         self.vmapped: Callable[..., tuple[Tensor, ...]] | None = None
         self.use_loop = False
 
-    def _task_loss(self, params: tuple[Tensor, ...], x: Tensor, y: Tensor, t: Tensor,
+    def _task_loss(self, params: tuple[Tensor, ...], x: Inputs, y: Tensor, t: Tensor,
                    w: Tensor) -> Tensor:
         out = torch.func.functional_call(self.model, dict(zip(self.names, params, strict=True)),
                                          (x, t))
         return (F.cross_entropy(out, y, reduction="none") * w).sum() / w.sum()
 
     def __call__(self, mem: PerTask) -> Tensor:
-        k = mem.x.shape[0]
+        k = mem.y.shape[0]
         # vmap's fixed cost (about a millisecond of Python on a CPU) pays off from two tasks on.
         if k > 1 and not self.use_loop:
             if self.vmapped is None:
@@ -95,8 +95,9 @@ class TaskGradients:
         rows = []
         for j in range(k):
             real = mem.weight[j] > 0
+            x = map_inputs(mem.x, lambda v, j=j, real=real: v[j][real])  # type: ignore[misc]
             rows.append(memory_gradient(self.model, self.params,
-                                        Batch(mem.x[j][real], mem.y[j][real], mem.t[j][real])))
+                                        Batch(x, mem.y[j][real], mem.t[j][real])))
         return torch.stack(rows)
 
 

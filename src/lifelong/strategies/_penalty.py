@@ -48,9 +48,9 @@ import torch
 from torch import Tensor, nn
 
 from lifelong import checks
-from lifelong.data.task import Task, TensorData
+from lifelong.data.task import Batch, Task, TensorData
 from lifelong.errors import ConfigError, StateError
-from lifelong.strategies.base import Batch, Strategy, StrategyState, TaskReport
+from lifelong.strategies.base import Strategy, StrategyState, TaskReport
 
 Params = dict[str, Tensor]
 Tensors = list[Tensor] | tuple[Tensor, ...]  # what torch._foreach_* take and return

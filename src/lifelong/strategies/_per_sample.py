@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from lifelong.data.task import TensorData
+from lifelong.data.task import Inputs, TensorData, map_inputs
 from lifelong.models.heads import MultiHead
 
 Params = dict[str, Tensor]
@@ -117,8 +117,9 @@ def _vmap(model: nn.Module, data: TensorData, labels: Labels, sample_loss: Sampl
         budget = 1 << 27 if on_gpu else 1 << 22
     chunk = max(8, min(len(data), budget // max(size, 1)))
 
-    def one(p: Params, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
-        logits = functional_call(model, (p, buffers), (x.unsqueeze(0), t.unsqueeze(0)))
+    def one(p: Params, x: Inputs, y: Tensor, t: Tensor) -> Tensor:
+        logits = functional_call(model, (p, buffers),
+                                 (map_inputs(x, lambda v: v.unsqueeze(0)), t.unsqueeze(0)))
         return sample_loss(logits, y.unsqueeze(0)).sum()
 
     per_sample = vmap(grad(one), in_dims=(None, 0, 0, 0))
@@ -127,7 +128,8 @@ def _vmap(model: nn.Module, data: TensorData, labels: Labels, sample_loss: Sampl
     for y, w in labels:
         for start in range(0, len(data), chunk):
             stop = start + chunk
-            grads = per_sample(params, data.x[start:stop], y[start:stop], data.t[start:stop])
+            rows = data.slice(start, stop)
+            grads = per_sample(params, rows.x, y[start:stop], rows.t)
             for n, g in grads.items():
                 part = fn(g)  # the per-sample gradients are fresh: reduce in place
                 if w is None:
@@ -192,7 +194,8 @@ def _linear_closed_form(model: nn.Module, data: TensorData, labels: Labels,
             calls.clear()
             rows = slice(start, start + chunk)
             with torch.enable_grad():
-                logits = model(data.x[rows], data.t[rows])
+                some = data.slice(rows.start, rows.stop)
+                logits = model(some.x, some.t)
                 losses = [sample_loss(logits, y[rows]).sum() for y, _ in labels]
                 if problems:
                     return problems[0]

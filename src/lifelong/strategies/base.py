@@ -1,6 +1,6 @@
 """The strategy base: the six hooks a continual-learning method may override.
 
-Owns `Strategy`, `Batch`, `StrategyState` and the state_dict format. A strategy owns the
+Owns `Strategy`, `StrategyState` and the state_dict format. A strategy owns the
 learning rule; the loop (`lifelong.train`) owns the mechanics: batching, optimizer, NaN checks,
 timing and evaluation. Hooks *return* values; the only in-place change allowed is to gradients
 in `after_backward`.
@@ -18,26 +18,18 @@ import dataclasses
 import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lifelong.data.task import SCENARIOS, Scenario, Task, TensorData
+from lifelong.data.task import SCENARIOS, Batch, Inputs, Scenario, Task, TensorData
 from lifelong.errors import StateError
 from lifelong.seeding import derive_seed
 
 if TYPE_CHECKING:
     from lifelong.train import TaskLoop
-
-
-class Batch(NamedTuple):
-    """One training batch (a plain tuple: built every step, so no validation)."""
-
-    x: Tensor
-    y: Tensor
-    t: Tensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +146,7 @@ class Strategy:
         (e.g. a stable step for a stiff penalty); empty by default."""
         return ""
 
-    def predict(self, x: Tensor, t: Tensor | None) -> Tensor:
+    def predict(self, x: Inputs, t: Tensor | None) -> Tensor:
         """Logits at test time. `t` is given only in the task-incremental scenario."""
         out: Tensor = self.model(x, t)
         return out

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong import checks
-from lifelong.data.task import Task
+from lifelong.data.task import Batch, Task, image_inputs
 from lifelong.errors import ConfigError
 from lifelong.models.vae import VAE
 from lifelong.seeding import derive_seed
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._teacher import Teacher, snapshot
-from lifelong.strategies.base import Batch, Strategy, StrategyState, TaskReport
+from lifelong.strategies.base import Strategy, StrategyState, TaskReport
 from lifelong.strategies.lwf import distillation, multi_head
 
 
@@ -118,12 +118,13 @@ class DGR(Strategy):
             return self.vae.sample(n, generator)
 
     def before_task(self, task: Task) -> None:
-        VAE.check_range(task.train.x)
+        images = image_inputs(task.train.x, f"strategy '{self.name}' (its generator draws images)")
+        VAE.check_range(images)
         self._key, self._seconds = task.key, 0.0
         labels = [int(v) for v in torch.unique(task.train.y).tolist()]
         self._columns = torch.tensor(
             [*self.state.outputs, *(c for c in labels if c not in self.state.outputs)])
-        self.vae = self.build_generator(tuple(task.train.x.shape[1:]))
+        self.vae = self.build_generator(tuple(images.shape[1:]))
         if self.state.tasks:
             self.state.previous_generator = snapshot(self.vae)
             self.state.previous_solver = snapshot(self.model)
@@ -201,8 +202,9 @@ class DGR(Strategy):
         optimizer.step()
         self.after_step()
         start = time.perf_counter()
-        g_loss = self._generator_step(batch.x, None if replayed is None else replayed[0].x,
-                                      share)
+        g_loss = self._generator_step(cast(Tensor, batch.x),
+                                      None if replayed is None else cast(Tensor, replayed[0].x),
+                                      share)  # images: `before_task` checked
         self._seconds += time.perf_counter() - start
         return loss.detach() + 0.0 * g_loss  # a non-finite generator loss stops the run too
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from lifelong.data.task import Batch
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._rehearsal import Rehearsal
-from lifelong.strategies.base import Batch
 
 
 @STRATEGIES.register("er")

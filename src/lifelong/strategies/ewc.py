@@ -98,7 +98,7 @@ class EWC(QuadraticAnchor):
         if self.fisher == "exact":
             return exact_fisher(self.model, data)
         if self.fisher == "sampled":
-            data = TensorData(data.x, self._sample_labels(data, task), data.t)
+            data = data.with_labels(self._sample_labels(data, task))
         return diagonal_fisher(self.model, data)
 
     def _sample_labels(self, data: TensorData, task: Task) -> Tensor:
@@ -134,8 +134,8 @@ def _log_probs(model: nn.Module, data: TensorData, chunk: int = 4096) -> Tensor:
     model.eval()
     try:
         with torch.no_grad():
-            return torch.cat([F.log_softmax(model(data.x[i:i + chunk], data.t[i:i + chunk]), 1)
-                              for i in range(0, len(data), chunk)])
+            parts = (data.slice(i, i + chunk) for i in range(0, len(data), chunk))
+            return torch.cat([F.log_softmax(model(p.x, p.t), 1) for p in parts])
     finally:
         model.train(was_training)
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong import checks
-from lifelong.data.task import Task
+from lifelong.data.task import Inputs, Task, image_inputs
 from lifelong.errors import ConfigError
 from lifelong.models.experts import Autoencoder, Experts
 from lifelong.models.heads import grow_model
@@ -91,7 +91,7 @@ class ExpertGate(Strategy):
         if task.label in net.labels:  # a task seen again trains its own expert again
             net.active = net.labels.index(task.label)
             return
-        x = task.train.x.to(self.device)
+        x = image_inputs(task.train.x, f"strategy '{self.name}'").to(self.device)
         gate = self._train_gate(x, task)
         with torch.no_grad():
             own = float(gate.error(x).mean())
@@ -126,7 +126,7 @@ class ExpertGate(Strategy):
         net = self.experts()
         return iter(net.experts[net.active].parameters())
 
-    def predict(self, x: Tensor, t: Tensor | None) -> Tensor:
+    def predict(self, x: Inputs, t: Tensor | None) -> Tensor:
         net = self.experts()
         if not net.num_experts:  # row 0: the untrained model, as every method's
             out: Tensor = net.template(x, t)
@@ -136,11 +136,12 @@ class ExpertGate(Strategy):
             label = int(t[0])
             out = net.experts[net.labels.index(label)](x, label)
             return out
-        return net.routed(x)
+        return net.routed(image_inputs(x, f"strategy '{self.name}'"))
 
-    def route(self, x: Tensor) -> Tensor:
+    def route(self, x: Inputs) -> Tensor:
         """The task label each input is routed to (for routing accuracy)."""
         net = self.experts()
+        x = image_inputs(x, f"strategy '{self.name}'")
         return torch.tensor(net.labels, device=x.device)[net.route(x)]
 
     def task_report(self) -> TaskReport:

@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong import checks
-from lifelong.data.task import Task, TensorData
+from lifelong.data.task import Batch, Inputs, Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.memory import ClassMemory, Selection
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._teacher import Teacher, snapshot
-from lifelong.strategies.base import Batch, Strategy
+from lifelong.strategies.base import Strategy
 
 
 @dataclass
@@ -132,7 +132,8 @@ class ICaRL(Strategy):
                                features=phi, generator=self.generator("exemplars", task.key),
                                device=self.device)
                 self.state.means = self._class_means(phi)
-                self.state.width = int(self.model(data.x[:1], data.t[:1]).shape[1])
+                first = data.slice(0, 1)
+                self.state.width = int(self.model(first.x, first.t).shape[1])
         finally:
             self.model.train(was_training)
         self.state.old = sorted({*self.state.old, *task.classes})
@@ -146,7 +147,7 @@ class ICaRL(Strategy):
         sums = unit.new_zeros(len(self.state.count), unit.shape[1]).index_add_(0, group, unit)
         return F.normalize(sums, dim=1)  # the mean's direction: the count cancels
 
-    def predict(self, x: Tensor, t: Tensor | None) -> Tensor:
+    def predict(self, x: Inputs, t: Tensor | None) -> Tensor:
         means = self.state.means
         if self.classifier == "network" or means is None:  # e.g. the untrained model, row 0
             return super().predict(x, t)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor, nn
 
-from lifelong.data.task import Task, TensorData
+from lifelong.data.task import Inputs, Task, TensorData
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies.base import Strategy, StrategyState
 
@@ -21,7 +20,7 @@ from lifelong.strategies.base import Strategy, StrategyState
 @dataclass
 class JointState(StrategyState):
     seen: list[str] = field(default_factory=list)  # keys of the tasks kept, in order
-    x: Tensor | None = None  # their training examples, concatenated in that order
+    x: Inputs | None = None  # their training examples, concatenated in that order
     y: Tensor | None = None
     t: Tensor | None = None
 
@@ -42,11 +41,9 @@ class Joint(Strategy):
         st = self.state
         if task.key not in st.seen:  # a task trained again is not added twice
             new = task.train.to(self.device)
-            if st.x is None or st.y is None or st.t is None:
-                st.x, st.y, st.t = new.x, new.y, new.t
-            else:
-                st.x, st.y = torch.cat([st.x, new.x]), torch.cat([st.y, new.y])
-                st.t = torch.cat([st.t, new.t])
+            if st.x is not None and st.y is not None and st.t is not None:
+                new = TensorData.concat([TensorData(st.x, st.y, st.t), new])
+            st.x, st.y, st.t = new.x, new.y, new.t
             st.seen.append(task.key)
         assert st.x is not None and st.y is not None and st.t is not None
         return TensorData(st.x, st.y, st.t)

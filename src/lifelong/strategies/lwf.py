@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong import checks
-from lifelong.data.task import Task
+from lifelong.data.task import Batch, Inputs, Task, input_rows
 from lifelong.errors import ConfigError
 from lifelong.models.heads import MultiHead
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._teacher import Teacher, snapshot
-from lifelong.strategies.base import Batch, Strategy, StrategyState
+from lifelong.strategies.base import Strategy, StrategyState
 
 
 @dataclass
@@ -46,7 +46,7 @@ def multi_head(model: nn.Module) -> MultiHead | None:
     return head if isinstance(head, MultiHead) and head.num_heads > 1 else None
 
 
-def head_outputs(model: nn.Module, x: Tensor, heads: list[int]) -> Tensor:
+def head_outputs(model: nn.Module, x: Inputs, heads: list[int]) -> Tensor:
     """Logits of every head in `heads`, shape (N, len(heads), outputs): one pass of the trunk
     and one matrix product when the model is `features` + `MultiHead`, else one pass per
     head."""
@@ -54,7 +54,7 @@ def head_outputs(model: nn.Module, x: Tensor, heads: list[int]) -> Tensor:
     if head is not None and isinstance(features, nn.Module):
         # All heads at once from the shared weight tensor, then the old ones picked.
         out = F.linear(features(x), head.weight, head.bias)
-        return out.view(len(x), head.num_heads, -1)[:, heads]
+        return out.view(input_rows(x), head.num_heads, -1)[:, heads]
     return torch.stack([model(x, j) for j in heads], 1)
 
 

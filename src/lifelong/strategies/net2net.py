@@ -18,12 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from lifelong import checks, evaluate
-from lifelong.data.task import Task, TensorData
+from lifelong.data.task import Batch, Inputs, Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.models.mlp import MLP
 from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.strategies._penalty import QuadraticAnchor
-from lifelong.strategies.base import Batch, Strategy, StrategyState, TaskReport
+from lifelong.strategies.base import Strategy, StrategyState, TaskReport
 
 if TYPE_CHECKING:
     from lifelong.train import TaskLoop
@@ -119,7 +119,7 @@ class Net2NetOnDemand(Strategy):
     def after_task(self, task: Task) -> None:
         self.inner.after_task(task)
 
-    def predict(self, x: Tensor, t: Tensor | None) -> Tensor:
+    def predict(self, x: Inputs, t: Tensor | None) -> Tensor:
         return self.inner.predict(x, t)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:

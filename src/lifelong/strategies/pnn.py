@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from lifelong.data.task import Task
+from lifelong.data.task import Inputs, Task
 from lifelong.errors import ConfigError
 from lifelong.models.columns import Columns
 from lifelong.models.mlp import MLP
@@ -63,7 +63,7 @@ class PNN(Strategy):
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return iter(self.columns().columns[self._current].parameters())
 
-    def predict(self, x: Tensor, t: Tensor | None) -> Tensor:
+    def predict(self, x: Inputs, t: Tensor | None) -> Tensor:
         # A task without a column yet (the R matrix's entries above the diagonal, for forward
         # transfer) is answered by the newest column: what the model would say today.
         cols = self.columns()

@@ -57,7 +57,7 @@ class _ChecksumMismatch(Exception):
 _VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
 
 
-def _verified(path: Path, expected: str, folder_kind: str) -> None:
+def verify_sha256(path: Path, expected: str, folder_kind: str) -> None:
     """Raise `DataError` unless the file at `path` has SHA-256 `expected` (memoised per
     file version, so a process hashes each file once)."""
     st = path.stat()
@@ -166,7 +166,7 @@ def _checked(found: dict[str, Path], files: Mapping[str, str],
     """`found`, after checking every file that is the official archive itself."""
     for fname, path in found.items():
         if path.name == fname and files[fname]:
-            _verified(path, files[fname], folder_kind)
+            verify_sha256(path, files[fname], folder_kind)
     return found
 
 
@@ -227,7 +227,7 @@ def _from_cache(
     for fname, expected in files.items():
         if fname in found:
             continue
-        got, failures, mismatches = _download(fname, expected, urls, cache)
+        got, failures, mismatches = download(fname, expected, urls, cache)
         if got is None:
             if mismatches:
                 url, actual = mismatches[0]
@@ -243,10 +243,15 @@ def _from_cache(
     return found
 
 
-def _download(
+def download(
     fname: str, expected: str, urls: Sequence[str], folder: Path
 ) -> tuple[Path | None, list[str], list[tuple[str, str]]]:
-    """Try each base URL; return (path or None, failure notes, (url, bad sha256) pairs)."""
+    """Download `fname` into `folder` from the first base URL that serves it.
+
+    Each URL is ``base + "/" + fname`` (``file://`` URLs work too). The file is written
+    atomically and only when its SHA-256 is `expected`, so `folder` never holds a partial or
+    wrong file. Returns (path or None, failure notes, (url, bad sha256) pairs).
+    """
     failures: list[str] = []
     mismatches: list[tuple[str, str]] = []
     target = folder / fname

@@ -1,0 +1,114 @@
+"""The `babi` stream: the 20 bAbI question-answering tasks (Weston et al. 2015), one after the
+other, as in-memory tasks every strategy runs on unchanged.
+
+Owns turning the encoded tasks of `lifelong.data.sources.babi` into `Task` values: inputs are
+pairs ``(story, question)`` of token-id tensors, labels are answer ids of one answer vocabulary
+shared by all tasks. Default scenario `domain`: one answer head for every task (the lecture's
+bAbI figure); `task` gives each task its own head over the same answers. Class-IL does not
+apply: answers ("yes", "kitchen") recur across tasks, so tasks do not bring disjoint classes.
+
+Each task keeps a validation split of its training questions (10 % by default, the paper's
+held-out set, Sukhbaatar et al. 2015 §4.2), drawn from the task's key alone: it is the same for
+every seed and every order of the stream.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lifelong.data.builders import STREAMS
+from lifelong.data.builders._common import CHECK_ONLY, OptionsChecked, raise_if, subset
+from lifelong.data.sources.babi import BabiSplit, load_babi
+from lifelong.data.sources.babi_files import SUBFOLDERS
+from lifelong.data.task import Scenario, Stream, Task, TensorData
+from lifelong.seeding import generator
+
+NUM_TASKS = 20
+
+
+@STREAMS.register("babi")
+def build_babi(
+    seed: int,
+    *,
+    size: str = "1k",
+    tasks: list[int] | None = None,
+    num_tasks: int | None = None,
+    train_per_task: int | None = None,
+    test_per_task: int | None = None,
+    memory_size: int = 50,
+    validation: float = 0.1,
+    scenario: Scenario = "domain",
+    data_dir: str | None = None,
+) -> Stream:
+    """bAbI tasks in the order of `tasks` (default 1, 2, ..., 20).
+
+    Args:
+        size: ``"1k"`` or ``"10k"`` training questions per task.
+        tasks: task numbers (1–20) in training order.
+        num_tasks: keep only the first `num_tasks` of `tasks`.
+        train_per_task, test_per_task: a key-seeded subset of each task's questions (all if
+            null); the training subset is drawn after the validation split.
+        memory_size: the last statements kept before each question (the paper's 50).
+        validation: the share of each task's training questions held out (0 = none).
+    """
+    order = list(tasks) if tasks is not None else list(range(1, NUM_TASKS + 1))
+    problems = _problems(size, order, num_tasks, train_per_task, test_per_task, memory_size,
+                         validation, scenario)
+    raise_if(problems)
+    if CHECK_ONLY.get():
+        raise OptionsChecked
+    if num_tasks is not None:
+        order = order[:num_tasks]
+    data = load_babi(tuple(order), size=size, memory_size=memory_size, data_dir=data_dir)
+    classes = tuple(range(len(data.answers)))
+    out = []
+    for index, bt in enumerate(data.tasks):
+        key = f"babi/{size}/{bt.number}"
+        train = _data(bt.train, index)
+        held = torch.zeros(len(train), dtype=torch.bool)
+        n_val = round(validation * len(train))
+        held[torch.randperm(len(train), generator=generator("validation", key))[:n_val]] = True
+        valid = train.take(held.nonzero().squeeze(1)) if n_val else None
+        train = train.take((~held).nonzero().squeeze(1))
+        train = train.take(subset(len(train), train_per_task, seed, key, "train"))
+        test = _data(bt.test, index)
+        test = test.take(subset(len(test), test_per_task, seed, key, "test"))
+        out.append(Task(key, index, train, test, classes, valid))
+    shape = ((data.memory_size, data.sentence_length), (data.sentence_length,))
+    return Stream(f"babi/{size}", scenario, tuple(out), len(classes), len(classes), shape,
+                  data.vocabulary)
+
+
+def _data(split: BabiSplit, index: int) -> TensorData:
+    y: Tensor = split.answer
+    return TensorData((split.story, split.query), y, torch.full_like(y, index))
+
+
+def _problems(size: str, order: list[int], num_tasks: int | None, train_per_task: int | None,
+              test_per_task: int | None, memory_size: int, validation: float,
+              scenario: str) -> list[str]:
+    out = []
+    if size not in SUBFOLDERS:
+        out.append(f"stream 'babi': size={size!r} must be one of {', '.join(SUBFOLDERS)}")
+    bad = [t for t in order if not isinstance(t, int) or not 1 <= t <= NUM_TASKS]
+    if bad or not order:
+        out.append(f"stream 'babi': tasks={order} must list task numbers 1..{NUM_TASKS}"
+                   + (f" (not {bad})" if bad else ""))
+    elif len(set(order)) != len(order):
+        out.append(f"stream 'babi': tasks={order} lists a task more than once")
+    if num_tasks is not None and (not isinstance(num_tasks, int)
+                                  or not 1 <= num_tasks <= len(order)):
+        out.append(f"stream 'babi': num_tasks={num_tasks!r} must be 1..{len(order)}")
+    for name, value in (("train_per_task", train_per_task), ("test_per_task", test_per_task)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            out.append(f"stream 'babi': {name}={value!r} must be a positive integer or null")
+    if not isinstance(memory_size, int) or memory_size < 1:
+        out.append(f"stream 'babi': memory_size={memory_size!r} must be a positive integer")
+    if not isinstance(validation, (int, float)) or not 0 <= validation < 1:
+        out.append(f"stream 'babi': validation={validation!r} must be in [0, 1) (0 = none)")
+    if scenario not in ("domain", "task"):
+        out.append(f"stream 'babi': scenario={scenario!r} must be 'domain' (one answer head, "
+                   "the default) or 'task' (a head per task); answers recur across tasks, so "
+                   "the class-incremental scenario does not apply")
+    return out

@@ -1,0 +1,212 @@
+"""An End-to-End Memory Network over (story, question) token inputs, e.g. the bAbI tasks.
+
+Owns `MemN2N`: the sentence encodings (bag of words or position encoding), temporal encoding,
+the K memory hops with masked attention, linear start, and the two weight-tying schemes. Does
+not own the vocabulary or the answer classes (the bAbI stream builder), gradient clipping (the
+loop's ``train.grad_clip``) nor the paper's random-noise padding of memories (not done).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lifelong import checks
+from lifelong.errors import ConfigError, DataError, StateError
+from lifelong.models import MODELS
+from lifelong.models.heads import GrowingHead, MultiHead
+
+Tying = Literal["adjacent", "layerwise"]
+
+
+def _token_shape(input_shape: Any) -> tuple[int, int] | None:
+    """(M, L) when `input_shape` is ((M, L), (L,)), else None."""
+    try:
+        (slots, length), (q,) = input_shape
+    except (TypeError, ValueError):
+        return None
+    sizes = (slots, length, q)
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes)
+    return (slots, length) if ok and q == length else None
+
+
+@MODELS.register("memnet")
+class MemN2N(nn.Module):
+    """End-To-End Memory Network (Sukhbaatar, Szlam, Weston & Fergus 2015, NeurIPS).
+
+    The input is ``x = (story, query)``: `story` int64 (B, M, L), M sentences of L word ids,
+    row 0 the most recent, all-zero rows empty; `query` int64 (B, L). Word 0 is padding, and a
+    sentence's words come first, then its padding. Each hop k reads the memory (§2.1):
+    m_i = Σ_j l_j ⊙ A^k x_ij + T_A^k(i), c_i likewise with C^k, T_C^k; p = softmax(uᵀ m_i)
+    over the non-empty slots (an empty story reads o = 0); o = Σ_i p_i c_i; u^{k+1} = u^k + o
+    (Eq. 2), or H u^k + o with layer-wise tying. u^1 = Σ_j l_j ⊙ B q_j; the head maps
+    u^{K+1} to the answer classes. Embeddings start N(0, 0.1) (§4.2), padding stays 0. The
+    paper clips the gradient norm at 40: run with ``--set train.grad_clip=40``. Where this
+    departs from the paper is listed in `departures`.
+
+    Args:
+        vocabulary_size: words, padding and ``<unk>`` included (set from the stream).
+        hops: K, the memory layers (paper: 3).
+        embedding: d, the embedding width (paper: 20).
+        position_encoding: PE weights l_j (§4.1); off, a bag of words (l_j = 1).
+        temporal_encoding: learned T_A, T_C (M × d) added by slot, i.e. by recency (§4.1).
+        tying: ``"adjacent"``: A^{k+1} = C^k, B = A^1 (T tied alike); ``"layerwise"``: one A,
+            one C, and the linear map H between hops (§2.2).
+        linear_start: the first this many training passes (forward calls in training mode
+            with gradients on, not under a torch.func transform) run with no softmax in the
+            hops: p_i = uᵀ m_i over non-empty slots (§4.2). Counted in the `linear_passes`
+            buffer, saved with the weights, so a resumed run switches at the same step.
+            0 = off.
+        growing: a `GrowingHead` with one head, as in `MLP` (default off).
+    """
+
+    departures = (
+        "the answer matrix W is not tied to C^K: answers are classes of their own "
+        "vocabulary (one class may be several words), not word ids",
+        "linear start ends after a fixed number of training passes (the paper: when the "
+        "validation loss stops falling); a pass counts when it runs in training mode with "
+        "gradients on, outside torch.func transforms",
+        "no random noise (empty memories added in training, §4.2)",
+        "the answer head starts like nn.Linear, not N(0, 0.1)")
+
+    linear_passes: Tensor
+    pe_k: Tensor
+    positions: Tensor
+
+    def __init__(self, input_shape: Any, num_outputs: int, num_heads: int = 1, *,
+                 vocabulary_size: int = 0, hops: int = 3, embedding: int = 20,
+                 position_encoding: bool = True, temporal_encoding: bool = True,
+                 tying: Tying = "adjacent", linear_start: int = 0,
+                 growing: bool = False) -> None:
+        super().__init__()
+        who = "model 'memnet'"
+        shape = _token_shape(input_shape)
+        problems = [*checks.count(who, "hops", hops, hint="memory layers K; paper: 3"),
+                    *checks.count(who, "embedding", embedding, hint="d; paper: 20"),
+                    *([] if linear_start == 0 else checks.count(
+                        who, "linear_start", linear_start,
+                        hint="training passes without softmax; 0 = off"))]
+        if tying not in ("adjacent", "layerwise"):
+            problems.append(f"{who}: tying={tying!r} must be 'adjacent' (A^(k+1) = C^k) or "
+                            "'layerwise' (one A and one C for every hop)")
+        if shape is None:
+            problems.append(f"{who} reads token inputs (story, question), e.g. the babi "
+                            f"stream; stream inputs have shape {input_shape!r}; use an image "
+                            "model (mlp, cnn) for image streams")
+        elif not isinstance(vocabulary_size, int) or vocabulary_size < 2:
+            problems.append(f"{who}: vocabulary_size={vocabulary_size!r} must be >= 2 (word "
+                            "0 is padding, 1 is <unk>); build it with build_model from a "
+                            "token stream such as babi, which sets it")
+        if problems or shape is None:
+            raise ConfigError(problems)
+        self.story_shape, d = shape, embedding
+        self.layerwise, self.linear_start = tying == "layerwise", int(linear_start)
+        # Memory matrices first: adjacent E_0..E_K with A^k = E_{k-1}, C^k = E_k, B = E_0;
+        # layer-wise [A, C, B]. Memory matrix i has temporal table i.
+        count = 2 if self.layerwise else hops + 1
+        self._a = [0] * hops if self.layerwise else list(range(hops))
+        self._c = [1] * hops if self.layerwise else list(range(1, hops + 1))
+        self._b = 2 if self.layerwise else 0
+        embeddings = [nn.Embedding(vocabulary_size, d, padding_idx=0)
+                      for _ in range(count + self.layerwise)]
+        for e in embeddings:
+            nn.init.normal_(e.weight, 0.0, 0.1)
+            with torch.no_grad():
+                e.weight[0].zero_()  # padding: zero, and padding_idx keeps its gradient 0
+        self.embed = nn.ModuleList(embeddings)
+        self.temporal = (nn.Parameter(torch.randn(count, shape[0], d) * 0.1)
+                         if temporal_encoding else None)
+        self.H = nn.Linear(d, d, bias=False) if self.layerwise else None
+        if self.H is not None:
+            nn.init.normal_(self.H.weight, 0.0, 0.1)
+        # PE is separable: l_kj = (1 - k/d) + (j/J)(2k/d - 1), so Σ_j l_j ⊙ e_j needs only
+        # Σ_j e_j and Σ_j (j/J) e_j, never a (B, M, L, d) weight tensor.
+        k = torch.arange(1, d + 1) / d
+        self.register_buffer("pe_k", torch.stack((1 - k, 2 * k - 1)), persistent=False)
+        self.register_buffer("positions", torch.arange(1, shape[1] + 1.0), persistent=False)
+        self.position_encoding, self.d = bool(position_encoding), d
+        self.register_buffer("linear_passes", torch.zeros((), dtype=torch.int64))
+        self.head: MultiHead | GrowingHead = (
+            GrowingHead(d, num_outputs) if growing and num_heads == 1
+            else MultiHead(d, num_outputs, num_heads))
+        self.options = {"vocabulary_size": int(vocabulary_size), "hops": int(hops),
+                        "embedding": int(d), "position_encoding": bool(position_encoding),
+                        "temporal_encoding": bool(temporal_encoding), "tying": str(tying),
+                        "linear_start": self.linear_start, "growing": bool(growing)}
+
+    @property
+    def A(self) -> list[nn.Embedding]:
+        """A^1..A^K, the memory input embeddings of each hop."""
+        return [self.embed[i] for i in self._a]  # type: ignore[misc]
+
+    @property
+    def C(self) -> list[nn.Embedding]:
+        """C^1..C^K, the memory output embeddings of each hop."""
+        return [self.embed[i] for i in self._c]  # type: ignore[misc]
+
+    @property
+    def B(self) -> nn.Embedding:
+        """The query embedding."""
+        return self.embed[self._b]  # type: ignore[return-value]
+
+    def encode(self, tokens: Tensor, weight: Tensor) -> Tensor:
+        """Σ_j l_j ⊙ W x_j for each sentence of `tokens` (..., L) under the embeddings
+        `weight` (V, n·d), n matrices side by side (one lookup for all): (..., n·d)."""
+        flat = tokens.reshape(-1, tokens.shape[-1])
+        e = F.embedding(flat, weight, padding_idx=0)  # (N, L, n·d); padding rows are 0
+        out = e.sum(1)
+        if self.position_encoding:
+            words = flat.ne(0)
+            frac = words * self.positions / words.sum(1, keepdim=True).clamp(min=1)  # j/J
+            by = torch.bmm(frac.unsqueeze(1), e).view(len(flat), -1, self.d)
+            out = (out.view(len(flat), -1, self.d) * self.pe_k[0] + by * self.pe_k[1])
+        return out.reshape(*tokens.shape[:-1], -1)
+
+    def read(self, x: tuple[Tensor, Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """u^{K+1} (B, d) and each hop's attention p^k (B, M) (the paper's Table 1)."""
+        story, query = x
+        if story.shape[1:] != self.story_shape or query.shape[1:] != self.story_shape[1:]:
+            raise DataError(f"model 'memnet' was built for stories {self.story_shape} and "
+                            f"queries ({self.story_shape[1]},), got {tuple(story.shape[1:])} "
+                            f"and {tuple(query.shape[1:])}; build it for this stream")
+        valid = story.ne(0).any(2)  # (B, M): empty slots get no attention
+        count = len(self.embed) - self.layerwise  # the memory matrices, looked up at once
+        weight = torch.cat([e.weight for e in self.embed[:count]], 1)  # type: ignore[misc]
+        mem = self.encode(story, weight).view(*story.shape[:2], count, self.d).transpose(1, 2)
+        mem = mem + self.temporal if self.temporal is not None else mem  # (B, n, M, d)
+        u = self.encode(query, self.B.weight)
+        linear = None
+        if self.linear_start > 0:  # a tensor, not a Python bool: no device sync, vmap-safe
+            linear = self.linear_passes < self.linear_start
+            # A strategy's own passes under torch.func (GEM's past-task gradients) do not
+            # count: they are not training steps, and a transform may not mutate a buffer.
+            if (self.training and torch.is_grad_enabled()
+                    and not torch._C._are_functorch_transforms_active()):
+                self.linear_passes.add_(linear.long())
+        attention = []
+        low = torch.finfo(u.dtype).min
+        for a, c in zip(self._a, self._c, strict=True):
+            scores = torch.bmm(mem[:, a], u.unsqueeze(2)).squeeze(2)  # (B, M)
+            p = scores.masked_fill(~valid, low).softmax(1) * valid  # all empty: p = 0
+            if linear is not None:
+                p = torch.where(linear, scores * valid, p)
+            o = torch.bmm(p.unsqueeze(1), mem[:, c]).squeeze(1)
+            u = o + (self.H(u) if self.H is not None else u)
+            attention.append(p)
+        return u, attention
+
+    def forward(self, x: tuple[Tensor, Tensor], t: Tensor | int | None = None) -> Tensor:
+        out: Tensor = self.head(self.read(x)[0], t)
+        return out
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """What a fresh MemN2N needs to take this one's weights (plain values)."""
+        return {"model": "memnet", "options": dict(self.options)}
+
+    def set_extra_state(self, state: Any) -> None:
+        if state.get("options") != self.options:
+            raise StateError(f"saved memnet was built with {state.get('options')}, this one "
+                             f"with {self.options}; build the model with the saved options")
