@@ -37,9 +37,10 @@ def _token_shape(input_shape: Any) -> tuple[int, int] | None:
 class MemN2N(nn.Module):
     """End-To-End Memory Network (Sukhbaatar, Szlam, Weston & Fergus 2015, NeurIPS).
 
-    The input is ``x = (story, query)``: `story` int64 (B, M, L), M sentences of L word ids,
-    row 0 the most recent, all-zero rows empty; `query` int64 (B, L). Word 0 is padding, and a
-    sentence's words come first, then its padding. Each hop k reads the memory (§2.1):
+    The input is ``x = (story, query)``: `story` integer (B, M, L), M sentences of L word ids
+    (int32 from the `babi` stream, or int64), row 0 the most recent, all-zero rows empty;
+    `query` integer (B, L). Word 0 is padding, and a sentence's words come first, then its
+    padding. Each hop k reads the memory (§2.1):
     m_i = Σ_j l_j ⊙ A^k x_ij + T_A^k(i), c_i likewise with C^k, T_C^k; p = softmax(uᵀ m_i)
     over the non-empty slots (an empty story reads o = 0); o = Σ_i p_i c_i; u^{k+1} = u^k + o
     (Eq. 2), or H u^k + o with layer-wise tying. u^1 = Σ_j l_j ⊙ B q_j; the head maps
@@ -156,12 +157,13 @@ class MemN2N(nn.Module):
         """Σ_j l_j ⊙ W x_j for each sentence of `tokens` (..., L) under the embeddings
         `weight` (V, n·d), n matrices side by side (one lookup for all): (..., n·d)."""
         flat = tokens.reshape(-1, tokens.shape[-1])
-        e = F.embedding(flat, weight, padding_idx=0)  # (N, L, n·d); padding rows are 0
-        out = e.sum(1)
+        # Bags of words: sums over each sentence's words without a (N, L, n·d) tensor.
+        out = F.embedding_bag(flat, weight, mode="sum", padding_idx=0)  # (N, n·d)
         if self.position_encoding:
             words = flat.ne(0)
             frac = words * self.positions / words.sum(1, keepdim=True).clamp(min=1)  # j/J
-            by = torch.bmm(frac.unsqueeze(1), e).view(len(flat), -1, self.d)
+            by = F.embedding_bag(flat, weight, mode="sum", per_sample_weights=frac,
+                                 padding_idx=0).view(len(flat), -1, self.d)
             out = (out.view(len(flat), -1, self.d) * self.pe_k[0] + by * self.pe_k[1])
         return out.reshape(*tokens.shape[:-1], -1)
 

@@ -2,7 +2,7 @@
 other, as in-memory tasks every strategy runs on unchanged.
 
 Owns turning the encoded tasks of `lifelong.data.sources.babi` into `Task` values: inputs are
-pairs ``(story, question)`` of token-id tensors, labels are answer ids of one answer vocabulary
+pairs ``(story, question)`` of int32 token-id tensors, labels are answer ids of one answer vocabulary
 shared by all tasks. Default scenario `domain`: one answer head for every task (the lecture's
 bAbI figure); `task` gives each task its own head over the same answers. Class-IL does not
 apply: answers ("yes", "kitchen") recur across tasks, so tasks do not bring disjoint classes.
@@ -81,8 +81,11 @@ def build_babi(
 
 
 def _data(split: BabiSplit, index: int) -> TensorData:
+    # Token ids as int32 (the vocabulary is small): half the memory of int64 for stories of
+    # 50 x 11 words (1k: 88 MB instead of 176 MB for all 20 tasks; 10k: 0.9 GB, not 1.8 GB).
     y: Tensor = split.answer
-    return TensorData((split.story, split.query), y, torch.full_like(y, index))
+    return TensorData((split.story.to(torch.int32), split.query.to(torch.int32)), y,
+                      torch.full_like(y, index))
 
 
 def _problems(size: str, order: list[int], num_tasks: int | None, train_per_task: int | None,
