@@ -175,3 +175,61 @@ def test_babi_forgetting_reports_the_task_5_curve(tmp_path, capsys) -> None:  # 
     assert code == 0 and [r["strategy"] for r in out["runs"]] == ["naive", "joint"]
     assert all(len(r["matrix"]) == 7 and len(r["matrix"][0]) == 6 for r in out["runs"])
     assert any(f.endswith("babi-task5.png") for f in out["figures"])
+
+
+def test_babi_single_counts_the_seed_with_the_lowest_training_error() -> None:
+    from types import SimpleNamespace
+
+    from lifelong.experiments.babi_single import BabiSingle
+
+    def run(task: int, seed: int, train: float, test: float) -> SimpleNamespace:
+        result = SimpleNamespace(matrix=((0.0,), (test,)),
+                                 diagnostics=({"train_accuracy": train},))
+        return SimpleNamespace(config={"stream": {"tasks": [task]}, "model": {}}, seed=seed,
+                               result=result)
+
+    runs = [run(5, 0, 0.90, 0.80), run(5, 1, 0.99, 0.70), run(5, 2, 0.99, 0.75),
+            run(1, 0, 1.0, 1.0)]
+    ours = BabiSingle().ours(runs)  # type: ignore[arg-type]
+    # Seeds 1 and 2 tie on training error: the lower seed counts, whatever its test error.
+    assert ours["pe/5"] == pytest.approx(0.30) and ours["pe/1"] == 0.0
+    assert "pe/mean" not in ours  # only with all 20 tasks
+
+
+def test_a_config_may_list_several_seeds_and_bad_train_options_are_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lifelong.runner import plan
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("experiment: single\nseed: [3, 4]\nstream: {name: babi, tasks: [1]}\n"
+                   "model: {name: memnet}\nstrategy: {name: naive}\n")
+    assert [r.seed for r in plan(str(cfg)).runs] == [3, 4]
+    with pytest.raises(ConfigError) as e:
+        plan(str(cfg), sets=["train.measure_train=3", "seed=[1, x]"])
+    for part in ("train.measure_train=3", "seed="):
+        assert part in str(e.value)
+    with pytest.raises(ConfigError, match=r"train.grad_clip=-1(\.0)? must be a positive number"):
+        plan(str(cfg), sets=["train.grad_clip=-1"])
+
+
+def test_random_noise_moves_statements_back_in_training_only_and_resumes_exactly() -> None:
+    stream = small([1, 20], n=96)
+    model = build_model("memnet", stream, seed=0, random_noise=0.5)
+    x = stream.tasks[0].test.x
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # no noise at test time
+    model.train()
+    with torch.no_grad():  # no gradients: not a training pass, no noise
+        assert torch.equal(model(x), model(x))
+    assert not torch.equal(model(x), model(x))  # a training pass draws its own noise
+    whole = build_strategy("naive", build_model("memnet", stream, seed=0, random_noise=0.1))
+    full = fit_stream(whole, stream, FAST, seed=7)
+    first = build_strategy("naive", build_model("memnet", stream, seed=0, random_noise=0.1))
+    fit_stream(first, dataclasses.replace(stream, tasks=stream.tasks[:1]), FAST, seed=7)
+    buf = io.BytesIO()
+    torch.save(first.state_dict(), buf)
+    buf.seek(0)
+    resumed = build_strategy("naive", build_model("memnet", stream, seed=3, random_noise=0.1))
+    resumed.load_state_dict(torch.load(buf, weights_only=True))
+    rest = fit_stream(resumed, dataclasses.replace(stream, tasks=stream.tasks[1:]), FAST, seed=7)
+    assert rest.matrix[-1][0] == full.matrix[-1][1]

@@ -5,16 +5,17 @@ Each task is its own one-task stream; every task runs with several seeds and, as
 lowest training error"), the seed with the lowest training error counts. We run 3 seeds, not
 10 (budget), so our errors are if anything a little higher.
 
-Configuration: the model's defaults (3 hops, embedding 20, position encoding, temporal
-encoding, adjacent tying) with linear start for the first 5 epochs' batches (the paper's "PE
-LS"); the paper's best column, "PE LS RN", adds random noise in time (empty memories inserted
-in training), which we do not implement. `--set model.position_encoding=false --set
-model.linear_start=0` runs the bag-of-words column ("BoW"). Training: Adam (lr 0.01), batch
+Configuration: the paper's best column, "PE LS RN": the model's defaults (3 hops, embedding
+20, position encoding, temporal encoding, adjacent tying) with linear start for the first 5
+epochs' batches and random noise 0.1 (empty memories inserted in training). `--set
+model.position_encoding=false --set model.linear_start=0 --set model.random_noise=0` runs the
+bag-of-words column ("BoW"). Training: Adam (lr 0.01), batch
 32, gradient norm clipped at 40, 40 epochs; the paper uses SGD for 100 epochs with a halving
 learning rate. Linear start and the learning rate were chosen on the validation split (10 %
 of each task's training questions), seed 100, tasks 2, 3 and 5 (the hard ones; task 1 is
 learned by every setting): linear_start ∈ {0, 5, 20 epochs} × lr ∈ {0.01, 0.005}; 5 epochs at
-0.01 had the best mean validation accuracy (the README lists the sweep).
+0.01 had the best mean validation accuracy; random noise 0.1 then raised it on tasks 2, 3, 5,
+6, 9 and 10 (the README lists both sweeps).
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ class BabiSingle(Experiment):
     )
     protocol_note = ("The paper's per-task errors are not quoted here (we could not check them "
                      "against the paper in this session): only the means and task 5. Ours: "
-                     "PE LS without RN, 3 seeds not 10, Adam for 40 epochs not SGD for 100.")
+                     "3 seeds not 10, Adam for 40 epochs not SGD for 100, linear start for a "
+                     "fixed 5 epochs (the paper: until the validation loss stops falling).")
 
     def defaults(self) -> dict[str, Any]:
         return {
             "stream": {"name": "babi", "size": "1k"},
-            "model": {"name": "memnet", "linear_start": LINEAR_EPOCHS * BATCHES},
+            "model": {"name": "memnet", "linear_start": LINEAR_EPOCHS * BATCHES,
+                      "random_noise": 0.1},
             "strategy": {"name": "naive"},
             "train": {"epochs": EPOCHS, "batch_size": 32, "optimizer": "adam", "lr": 0.01,
                       "grad_clip": 40.0, "measure_train": True},

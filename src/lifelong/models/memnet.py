@@ -61,6 +61,13 @@ class MemN2N(nn.Module):
             hops: p_i = uᵀ m_i over non-empty slots (§4.2). Counted in the `linear_passes`
             buffer, saved with the weights, so a resumed run switches at the same step.
             0 = off.
+        random_noise: random noise (RN, §4.2), the share of empty memories added at random
+            to each story in training: every kept statement is followed by an empty slot
+            with this probability, so each statement's temporal index (its recency) moves
+            back by the empties inserted after it, and the temporal tables cannot memorise
+            exact positions. Drawn from the model's own generator (seeded when the model is
+            built, saved with its state); only in training passes counted like linear
+            start. The paper uses 0.1 in its best configuration; 0 = off.
         growing: a `GrowingHead` with one head, as in `MLP` (default off).
     """
 
@@ -70,7 +77,6 @@ class MemN2N(nn.Module):
         "linear start ends after a fixed number of training passes (the paper: when the "
         "validation loss stops falling); a pass counts when it runs in training mode with "
         "gradients on, outside torch.func transforms",
-        "no random noise (empty memories added in training, §4.2)",
         "the answer head starts like nn.Linear, not N(0, 0.1)")
 
     linear_passes: Tensor
@@ -81,7 +87,7 @@ class MemN2N(nn.Module):
                  vocabulary_size: int = 0, hops: int = 3, embedding: int = 20,
                  position_encoding: bool = True, temporal_encoding: bool = True,
                  tying: Tying = "adjacent", linear_start: int = 0,
-                 growing: bool = False) -> None:
+                 random_noise: float = 0.0, growing: bool = False) -> None:
         super().__init__()
         who = "model 'memnet'"
         shape = _token_shape(input_shape)
@@ -90,6 +96,8 @@ class MemN2N(nn.Module):
                     *([] if linear_start == 0 else checks.count(
                         who, "linear_start", linear_start,
                         hint="training passes without softmax; 0 = off"))]
+        problems += checks.number(who, "random_noise", random_noise, low=0.0, high=1.0,
+                                  high_open=True, hint="share of empty memories; paper: 0.1")
         if tying not in ("adjacent", "layerwise"):
             problems.append(f"{who}: tying={tying!r} must be 'adjacent' (A^(k+1) = C^k) or "
                             "'layerwise' (one A and one C for every hop)")
@@ -136,7 +144,13 @@ class MemN2N(nn.Module):
         self.options = {"vocabulary_size": int(vocabulary_size), "hops": int(hops),
                         "embedding": int(d), "position_encoding": bool(position_encoding),
                         "temporal_encoding": bool(temporal_encoding), "tying": str(tying),
-                        "linear_start": self.linear_start, "growing": bool(growing)}
+                        "linear_start": self.linear_start,
+                        "random_noise": float(random_noise), "growing": bool(growing)}
+        self.random_noise = float(random_noise)
+        # Its own generator: the noise is part of the model's computation, seeded from the
+        # (forked, run-seeded) default generator that initialises the weights.
+        self.noise = torch.Generator()
+        self.noise.manual_seed(int(torch.randint(2**62, ())))
 
     @property
     def A(self) -> list[nn.Embedding]:
@@ -157,14 +171,22 @@ class MemN2N(nn.Module):
         """Σ_j l_j ⊙ W x_j for each sentence of `tokens` (..., L) under the embeddings
         `weight` (V, n·d), n matrices side by side (one lookup for all): (..., n·d)."""
         flat = tokens.reshape(-1, tokens.shape[-1])
-        # Bags of words: sums over each sentence's words without a (N, L, n·d) tensor.
-        out = F.embedding_bag(flat, weight, mode="sum", padding_idx=0)  # (N, n·d)
-        if self.position_encoding:
-            words = flat.ne(0)
-            frac = words * self.positions / words.sum(1, keepdim=True).clamp(min=1)  # j/J
-            by = F.embedding_bag(flat, weight, mode="sum", per_sample_weights=frac,
-                                 padding_idx=0).view(len(flat), -1, self.d)
-            out = (out.view(len(flat), -1, self.d) * self.pe_k[0] + by * self.pe_k[1])
+        words = flat.ne(0)
+        frac = words * self.positions / words.sum(1, keepdim=True).clamp(min=1)  # j/J
+        if torch._C._are_functorch_transforms_active():
+            # Under vmap (GEM's per-task, EWC's per-example gradients) embedding_bag has no
+            # batching rule and would run example by example: look the words up instead.
+            e = F.embedding(flat, weight, padding_idx=0)  # (N, L, n·d); padding rows are 0
+            out = e.sum(1)
+            by = (frac.unsqueeze(2) * e).sum(1) if self.position_encoding else None
+        else:
+            # Bags of words: sums over each sentence's words without a (N, L, n·d) tensor.
+            out = F.embedding_bag(flat, weight, mode="sum", padding_idx=0)  # (N, n·d)
+            by = (F.embedding_bag(flat, weight, mode="sum", per_sample_weights=frac,
+                                  padding_idx=0) if self.position_encoding else None)
+        if by is not None:
+            out = (out.view(len(flat), -1, self.d) * self.pe_k[0]
+                   + by.view(len(flat), -1, self.d) * self.pe_k[1])
         return out.reshape(*tokens.shape[:-1], -1)
 
     def read(self, x: tuple[Tensor, Tensor]) -> tuple[Tensor, list[Tensor]]:
@@ -178,15 +200,24 @@ class MemN2N(nn.Module):
         count = len(self.embed) - self.layerwise  # the memory matrices, looked up at once
         weight = torch.cat([e.weight for e in self.embed[:count]], 1)  # type: ignore[misc]
         mem = self.encode(story, weight).view(*story.shape[:2], count, self.d).transpose(1, 2)
-        mem = mem + self.temporal if self.temporal is not None else mem  # (B, n, M, d)
+        counted = (self.training and torch.is_grad_enabled()
+                   and not torch._C._are_functorch_transforms_active())
+        if self.temporal is not None:
+            if self.random_noise > 0 and counted:
+                # RN: the empties inserted after each statement push it back in time.
+                extra = torch.rand(story.shape[:2], generator=self.noise) < self.random_noise
+                age = torch.arange(story.shape[1]) + (extra & valid.cpu()).cumsum(1)
+                age = age.clamp(max=story.shape[1] - 1).to(story.device)
+                mem = mem + self.temporal[:, age].permute(1, 0, 2, 3)
+            else:
+                mem = mem + self.temporal  # (B, n, M, d)
         u = self.encode(query, self.B.weight)
         linear = None
         if self.linear_start > 0:  # a tensor, not a Python bool: no device sync, vmap-safe
             linear = self.linear_passes < self.linear_start
             # A strategy's own passes under torch.func (GEM's past-task gradients) do not
             # count: they are not training steps, and a transform may not mutate a buffer.
-            if (self.training and torch.is_grad_enabled()
-                    and not torch._C._are_functorch_transforms_active()):
+            if counted:
                 self.linear_passes.add_(linear.long())
         attention = []
         low = torch.finfo(u.dtype).min
@@ -206,9 +237,12 @@ class MemN2N(nn.Module):
 
     def get_extra_state(self) -> dict[str, Any]:
         """What a fresh MemN2N needs to take this one's weights (plain values)."""
-        return {"model": "memnet", "options": dict(self.options)}
+        return {"model": "memnet", "options": dict(self.options),
+                "noise": self.noise.get_state()}
 
     def set_extra_state(self, state: Any) -> None:
         if state.get("options") != self.options:
             raise StateError(f"saved memnet was built with {state.get('options')}, this one "
                              f"with {self.options}; build the model with the saved options")
+        if "noise" in state:
+            self.noise.set_state(state["noise"])

@@ -2,10 +2,11 @@
 other, as in-memory tasks every strategy runs on unchanged.
 
 Owns turning the encoded tasks of `lifelong.data.sources.babi` into `Task` values: inputs are
-pairs ``(story, question)`` of int32 token-id tensors, labels are answer ids of one answer vocabulary
-shared by all tasks. Default scenario `domain`: one answer head for every task (the lecture's
-bAbI figure); `task` gives each task its own head over the same answers. Class-IL does not
-apply: answers ("yes", "kitchen") recur across tasks, so tasks do not bring disjoint classes.
+pairs ``(story, question)`` of int32 token-id tensors, labels are answer ids of one answer
+vocabulary shared by all tasks. Default scenario `domain`: one answer head for every task (the
+lecture's bAbI figure); `task` gives each task its own head over the same answers. Class-IL
+does not apply: answers ("yes", "kitchen") recur across tasks, so tasks do not bring disjoint
+classes.
 
 Each task keeps a validation split of its training questions (10 % by default, the paper's
 held-out set, Sukhbaatar et al. 2015 §4.2), drawn from the task's key alone: it is the same for
