@@ -44,6 +44,9 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py --threads 1 --json > benchmarks/overhead.json.tmp
 	mv benchmarks/overhead.json.tmp benchmarks/overhead.json
 	$(BIN)/python benchmarks/speed_table.py benchmarks/overhead.json --readme README.md
+	# MemN2N on bAbI (multi-input examples) against a bare loop with the same model.
+	$(BIN)/python benchmarks/babi.py --json > benchmarks/babi.json.tmp
+	mv benchmarks/babi.json.tmp benchmarks/babi.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache  # never runs/: it holds your results

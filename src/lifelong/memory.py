@@ -212,7 +212,7 @@ class EpisodicMemory(_Groups):
             u = torch.rand(k, n, generator=generator).to(device)
             slot = torch.minimum((u * count).long(), count - 1)  # u·count < count, bar rounding
             weight = torch.ones(k, n, device=device)
-        rows = data.take(start + slot)
+        rows = data.batch(start + slot)  # a (k, n) index: rows in a (k, n, ...) layout
         return PerTask(rows.x, rows.y, rows.t, weight)
 
 

@@ -91,11 +91,12 @@ class TensorData:
         return int(self.y.shape[0])
 
     def take(self, index: Tensor) -> TensorData:
-        """The rows at `index` (a subset; a 2-D index gives a (k, b, ...) layout)."""
+        """The rows at `index` (a batch, or a subset)."""
         return TensorData(map_inputs(self.x, lambda v: v[index]), self.y[index], self.t[index])
 
     def batch(self, index: Tensor) -> Batch:
-        """The rows at `index` as a training `Batch` (no validation: built every step)."""
+        """The rows at `index` as a `Batch` (no validation: built every step). A 2-D index
+        (k, n) gives every field a (k, n, ...) layout (e.g. memories one row per task)."""
         x = self.x[index] if isinstance(self.x, Tensor) else tuple(v[index] for v in self.x)
         return Batch(x, self.y[index], self.t[index])
 
