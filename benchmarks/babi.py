@@ -5,10 +5,11 @@ bare and ours, median ratios) are in `overhead.py`; this file is the same measur
 multi-input examples (story, question), so it also shows what tuple inputs cost the loop.
 
 Protocol B1: the `babi` stream (1k), tasks 1-5 in order, 900 training questions per task (the
-10 % validation split held out), MemN2N at its defaults (3 hops, embedding 20), batch 32,
-three epochs (`--epochs`), Adam lr 0.01, gradient norm clipped at 40, naive fine-tuning;
-every task's 1000 test questions after every task. The bare loop calls the same `MemN2N` module directly, from the
-same initial weights and with the same shuffling seeds, so both compute the same thing.
+10 % validation split held out), MemN2N at its defaults (3 hops, embedding 20), batch 32, three
+epochs (`--epochs`), Adam lr 0.01, gradient norm clipped at 40, naive fine-tuning; every task's
+1000 test questions after every task. The bare loop calls the same `MemN2N` module directly,
+from the same initial weights and with the same shuffling seeds, so both compute the same
+thing.
 
 Run: ``python benchmarks/babi.py [--repeats 5] [--epochs 3] [--tasks 5] [--json]`` (needs
 LIFELONG_DATA with babi/en).
