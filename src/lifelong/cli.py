@@ -181,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "train_seconds": sum(o.result.train_seconds),
             "eval_seconds": sum(o.result.eval_seconds),
             "parameters": list(o.result.parameters),  # the model's size after each task
+            "order": list(o.result.tasks),  # the task keys in training order
             "run_dir": str(o.run_dir),
             "reused": o.reused, **o.result.notes()})
     refs = [{"label": r.label, "published": r.value, "ours": ours, "source": r.source}

@@ -23,7 +23,7 @@ from torch import nn
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import COSTS, Callback, ProgressBar, RunStart, TaskEnd
-from lifelong.data.builders import STREAMS, build_stream, check_stream
+from lifelong.data.builders import STREAMS, build_stream, check_stream, parse_order
 from lifelong.data.builders import register_all as register_streams
 from lifelong.data.task import Stream
 from lifelong.errors import ConfigError, DivergenceError
@@ -136,7 +136,11 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
             if stream["source"] not in SOURCES:
                 problems.append(f"stream.source: {SOURCES.unknown(str(stream['source']))}")
         if stream_name in STREAMS:
-            stream_cfgs.append(_with_defaults(STREAMS, stream_name, stream))
+            order = stream.pop("order", None)
+            stream_cfg = _with_defaults(STREAMS, stream_name, stream)
+            if order is not None and not any(p.startswith("stream.order") for p in problems):
+                stream_cfg["order"] = parse_order(order)  # absent when not set: ids stay
+            stream_cfgs.append(stream_cfg)
     model = dict(config.get("model", {}))
     model_name = str(model.pop("name", "mlp"))
     problems += MODELS.check(model_name, model, "model.name")
@@ -376,7 +380,8 @@ def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | No
         matrix=tuple(tuple(row) for row in rec.matrix), **costs,
         curves=tuple(CurvePoint(t, step, tuple(acc)) for (t, step), acc in points.items()),
         diagnostics=tuple(rec.diagnostics.get(t, {}) for t in tasks),
-        warnings=tuple(tuple(w.message for w in rec.warnings if w.task == t) for t in tasks))
+        warnings=tuple(tuple(w.message for w in rec.warnings if w.task == t) for t in tasks),
+        tasks=tuple(rec.task_keys))
 
 
 def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
@@ -389,6 +394,7 @@ def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
     run_id = spec.run_id
     store.begin_run(run_id, experiment=p.experiment.name, strategy=spec.strategy,
                     stream=stream.name, seed=spec.seed, config=cfg, num_tasks=len(stream),
+                    task_keys=[t.key for t in stream.tasks],
                     versions=meta["versions"], git_commit=meta["git_commit"])
     callbacks = [ProgressBar(desc=f"{spec.label or spec.strategy} seed {spec.seed}",
                              disable=None if progress is None else not progress),

@@ -33,7 +33,7 @@ from lifelong.errors import ConfigError, StateError
 from lifelong.registry import suggest
 
 DEFAULT_PATH = Path("runs/lifelong.sqlite")
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump it, with a migration, when the tables change
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump it, with a migration, when the tables change
 APPLICATION_ID = 0x4C4C5354  # PRAGMA application_id ("LLST"): tells our files from others
 BUSY_TIMEOUT_S = 30.0  # how long parallel sweep workers wait for the write lock
 SUMMARY_METRICS = ("acc", "bwt", "fwt", "forgetting")
@@ -48,8 +48,13 @@ _TABLES_V2 = (
     f"""CREATE TABLE warnings ({_FK}, task INTEGER NOT NULL, seq INTEGER NOT NULL,
         message TEXT NOT NULL, PRIMARY KEY (run_id, task, seq)) WITHOUT ROWID""",
 )
+# Version 3: the task keys in training order (a run's `order`; runs stored before have none).
+_TABLES_V3 = (
+    f"""CREATE TABLE task_keys ({_FK}, position INTEGER NOT NULL, key TEXT NOT NULL,
+        PRIMARY KEY (run_id, position)) WITHOUT ROWID""",
+)
 # Statements that take a store from version N (the key) to N + 1, run in one transaction.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _TABLES_V2}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _TABLES_V2, 2: _TABLES_V3}
 _SCHEMA = (
     """CREATE TABLE runs (run_id TEXT PRIMARY KEY, experiment TEXT NOT NULL,
         strategy TEXT NOT NULL, stream TEXT NOT NULL, seed INTEGER NOT NULL,
@@ -69,6 +74,7 @@ _SCHEMA = (
         eval_task INTEGER NOT NULL, accuracy REAL NOT NULL,
         PRIMARY KEY (run_id, trained_task, step, eval_task)) WITHOUT ROWID""",
     *_TABLES_V2,
+    *_TABLES_V3,
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
@@ -140,6 +146,7 @@ class RunRecord(RunSummary):
     git_commit: str | None
     host: str
     pid: int
+    task_keys: list[str]  # in training order; empty for runs stored before schema 3
 
 
 class Store:
@@ -191,12 +198,13 @@ class Store:
     def begin_run(
         self, run_id: str, *, experiment: str, strategy: str, stream: str, seed: int,
         config: dict[str, Any], num_tasks: int, versions: dict[str, str] | None = None,
-        git_commit: str | None = None,
+        git_commit: str | None = None, task_keys: Sequence[str] = (),
     ) -> None:
         """Record a run as 'running' with this process's pid; an old run of that id is replaced.
 
         Args:
             versions: python/torch/lifelong versions; read from the environment when None.
+            task_keys: the stream's task keys in training order (the run's `order`).
         """
         if not run_id or num_tasks < 1:
             raise StateError(f"run {run_id!r}: needs a non-empty id and num_tasks >= 1, "
@@ -210,8 +218,8 @@ class Store:
             if old and old[0] == "running" and old[2] == host and old[1] != pid and _alive(old[1]):
                 raise StateError(f"run {run_id!r} is being written by process {old[1]} on "
                                  f"{host} ({self.path}); wait for it or stop that process")
-            for table in ("warnings", "diagnostics", "curves", "costs", "metrics", "cells",
-                          "runs"):
+            for table in ("task_keys", "warnings", "diagnostics", "curves", "costs", "metrics",
+                          "cells", "runs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             con.execute(
                 "INSERT INTO runs (run_id, experiment, strategy, stream, seed, config_json,"
@@ -219,6 +227,8 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (run_id, experiment, strategy, stream, int(seed), config_json, versions_json,
                  git_commit, pid, host, _now(), int(num_tasks)))
+            con.executemany("INSERT INTO task_keys (run_id, position, key) VALUES (?, ?, ?)",
+                            [(run_id, i, str(k)) for i, k in enumerate(task_keys)])
 
     def record_row(
         self, run_id: str, *, row: int, accuracies: Sequence[float],
@@ -347,6 +357,7 @@ class Store:
                                 " ORDER BY task, name")
             warnings = query("SELECT task, message FROM warnings WHERE run_id = ?"
                              " ORDER BY task, seq")
+            keys = query("SELECT key FROM task_keys WHERE run_id = ? ORDER BY position")
         matrix = [[math.nan] * summary[-2] for _ in range(summary[-1])]
         for r, c, a in cells:
             matrix[r][c] = a
@@ -362,7 +373,8 @@ class Store:
             metrics={k: math.nan if v is None else v for k, v in metrics}, costs=per_task,
             curves=[CurveRow(*p) for p in curves], diagnostics=diag,
             warnings=[TaskWarning(*w) for w in warnings], error=error,
-            versions=json.loads(versions), git_commit=git, host=host, pid=pid)
+            versions=json.loads(versions), git_commit=git, host=host, pid=pid,
+            task_keys=[k for (k,) in keys])
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return self._con.execute(sql, params).fetchall()

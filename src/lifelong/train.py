@@ -128,6 +128,7 @@ class RunResult:
     curves: tuple[CurvePoint, ...] = field(default=())
     diagnostics: tuple[Mapping[str, float], ...] = ()  # per task: the strategy's TaskReport
     warnings: tuple[tuple[str, ...], ...] = ()  # per task: the strategy's and the loop's
+    tasks: tuple[str, ...] = ()  # the task keys in training order (the stream's order)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -407,4 +408,4 @@ def fit_stream(
         strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix, **costs,
         curves=tuple(p for e in ends for p in e.curve),
         diagnostics=tuple(e.diagnostics for e in ends),
-        warnings=tuple(e.warnings for e in ends))
+        warnings=tuple(e.warnings for e in ends), tasks=tuple(t.key for t in stream.tasks))

@@ -2,8 +2,9 @@
 
 Owns the `STREAMS` registry and `build_stream`. Every builder takes the run's seed first
 (supplied by the library) and keyword options: `source`, `num_tasks`, `train_per_task`,
-`test_per_task`, `scenario`, `data_dir`, plus its own. Each task is seeded by its key, so
-`Stream.reorder()` never changes a task. Every public module registers its builders and is
+`test_per_task`, `scenario`, `data_dir`, plus its own; `order` (the tasks' training order)
+is every stream's, applied here. Each task is seeded by its key, so `Stream.reorder()` never
+changes a task. Every public module registers its builders and is
 found by `Registry.discover` (no list to edit); installed packages add builders through the
 `lifelong.streams` entry points.
 """
@@ -25,14 +26,78 @@ def register_all() -> None:
     STREAMS.discover()
 
 
+# Orders a stream option names without training anything; the choosers that measure tasks
+# (`easy-to-hard`, `greedy-affinity`) live in `lifelong.curriculum` and need a model.
+NAMED_ORDERS = ("given", "reverse", "random")
+
+
+def parse_order(order: Any) -> list[int] | str | None:
+    """`stream.order` as given: a list of task positions, the same as a comma-separated string
+    (``"3,1,0,2"``), or the name of an order in `NAMED_ORDERS`. Raises `ConfigError` for
+    anything else; whether a list is a permutation needs the stream (`resolve_order`)."""
+    from lifelong.errors import ConfigError
+    from lifelong.registry import suggest
+
+    if order is None or order in NAMED_ORDERS:
+        return order  # type: ignore[no-any-return]
+    items = order.split(",") if isinstance(order, str) else order
+    items = [items] if isinstance(items, int) else items
+
+    def position(i: Any) -> bool:
+        text = i.strip() if isinstance(i, str) else None
+        return (isinstance(i, int) and not isinstance(i, bool) and i >= 0) or bool(
+            text and text.isdigit())
+
+    if not isinstance(items, (list, tuple)) or not items or not all(map(position, items)):
+        hint = suggest(order, NAMED_ORDERS) if isinstance(order, str) else ""
+        raise ConfigError(f"stream.order={order!r} must list task positions from 0 (e.g. "
+                          f"3,1,0,2) or name an order ({', '.join(NAMED_ORDERS)}){hint}")
+    return [int(i) for i in items]
+
+
+def resolve_order(order: list[int] | str, num_tasks: int, seed: int) -> list[int]:
+    """The positions in training order for a stream of `num_tasks` tasks. Raises
+    `ConfigError` when a list is not a permutation of 0..num_tasks-1."""
+    import torch
+
+    from lifelong.errors import ConfigError
+    from lifelong.seeding import generator
+
+    if order == "given":
+        return list(range(num_tasks))
+    if order == "reverse":
+        return list(range(num_tasks))[::-1]
+    if order == "random":
+        return torch.randperm(num_tasks, generator=generator("order", seed)).tolist()
+    assert isinstance(order, list)
+    if sorted(order) != list(range(num_tasks)):
+        repeats = sorted({i for i in order if order.count(i) > 1})
+        missing = sorted(set(range(num_tasks)) - set(order))
+        extra = sorted({i for i in order if not 0 <= i < num_tasks})
+        why = "; ".join(part for part in (
+            f"repeats {repeats}" if repeats else "", f"misses {missing}" if missing else "",
+            f"has {extra}, not a position 0..{num_tasks - 1}" if extra else "") if part)
+        raise ConfigError(f"stream.order={order} is not a permutation of the stream's "
+                          f"{num_tasks} task positions 0..{num_tasks - 1} ({why}); list each "
+                          "position once")
+    return list(order)
+
+
 def check_stream(name: str, options: dict[str, Any], where: str = "stream") -> list[str]:
     """Every problem with building `name` from `options` — names, types and the builder's own
-    range checks — without loading any data (builders check before they load)."""
+    range checks — without loading any data (builders check before they load). The option
+    `order` (every stream has it, see `build_stream`) is checked here, not by the builder."""
     from lifelong.data.builders._common import CHECK_ONLY, OptionsChecked
     from lifelong.errors import ConfigError
 
     register_all()
-    problems = STREAMS.check(name, options, where)
+    options = dict(options)
+    problems = []
+    try:
+        parse_order(options.pop("order", None))
+    except ConfigError as e:
+        problems += e.problems
+    problems += STREAMS.check(name, options, where)
     if name not in STREAMS or any("needs option" in p for p in problems):
         return problems
     token = CHECK_ONLY.set(True)
@@ -47,8 +112,13 @@ def check_stream(name: str, options: dict[str, Any], where: str = "stream") -> l
     return problems
 
 
-def build_stream(name: str, *, seed: int = 0, **options: Any) -> Stream:
-    """Build the registered stream `name` (options are checked first)."""
+def build_stream(name: str, *, seed: int = 0, order: Any = None, **options: Any) -> Stream:
+    """Build the registered stream `name` (options are checked first), its tasks in `order`
+    (see `parse_order`; default as built) through `Stream.reorder`, which never changes a
+    task's data: every task is seeded by its key, not its position."""
     register_all()
+    wanted = parse_order(order)
     stream: Stream = STREAMS.build(name, seed, where="stream", **options)
+    if wanted is not None:
+        stream = stream.reorder(resolve_order(wanted, len(stream), seed))
     return stream

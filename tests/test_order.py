@@ -1,0 +1,68 @@
+"""`stream.order`: every stream's tasks in any order, without changing a task's data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lifelong import build_stream
+from lifelong.cli import main
+from lifelong.errors import ConfigError
+
+STREAMS = [("permuted", {"num_tasks": 4}), ("rotated", {"num_tasks": 4}),
+           ("split", {"num_tasks": 4, "scenario": "class"}), ("noisy", {"source": "digits"})]
+
+
+@pytest.mark.parametrize(("name", "options"), STREAMS)
+def test_reordering_leaves_every_task_s_data_identical(name: str, options: dict) -> None:  # type: ignore[type-arg]
+    plain = build_stream(name, seed=3, **{"source": "digits", **options})
+    n = len(plain)
+    order = list(range(n))[::-1]
+    moved = build_stream(name, seed=3, order=order, **{"source": "digits", **options})
+    assert [t.key for t in moved.tasks] == [plain.tasks[i].key for i in order]
+    for position, old in enumerate(order):
+        a, b = plain.tasks[old], moved.tasks[position]
+        assert b.index == position and (b.train.t == position).all()
+        for part in ("train", "test"):
+            x, y = getattr(a, part), getattr(b, part)
+            assert torch.equal(x.x, y.x) and torch.equal(x.y, y.y)  # type: ignore[arg-type]
+        assert a.classes == b.classes
+
+
+def test_named_orders_and_strings() -> None:
+    base = {"source": "digits", "num_tasks": 5}
+    keys = [t.key for t in build_stream("permuted", seed=0, **base).tasks]
+
+    def order(o: object, seed: int = 0) -> list[str]:
+        return [t.key for t in build_stream("permuted", seed=seed, order=o, **base).tasks]
+
+    assert order("given") == keys and order("reverse") == keys[::-1]
+    assert order("2,0,1,4,3") == [keys[i] for i in (2, 0, 1, 4, 3)]
+    assert order("random", 1) == order("random", 1) and sorted(order("random", 1)) == keys
+    assert order("random", 1) != order("random", 2) or order("random", 1) != order("random", 3)
+
+
+@pytest.mark.parametrize(("order", "message"), [
+    ([0, 0, 1], "not a permutation.*repeats \\[0\\]"), ([0, 2], "misses \\[1\\]"),
+    ([1, 2, 3], "has \\[3\\]"), ("revers", "did you mean 'reverse'"),
+    ("easy", "must list task positions"), ([-1, 0, 1], "must list task positions")])
+def test_an_order_that_is_not_a_permutation_is_one_clear_error(order: object,
+                                                               message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_stream("permuted", source="digits", num_tasks=3, seed=0, order=order)
+
+
+def test_the_cli_carries_the_order_and_refuses_a_bad_one(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    args = ["run", "single", "--quick", "--no-progress", "--json", "--set", "strategy.name=naive",
+            "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "o")]
+    assert main([*args, "--set", "stream.order=2,0,1"]) == 0
+    first = json.loads(capsys.readouterr().out)["runs"][0]
+    assert first["order"] == ["permuted/digits/2", "permuted/digits/0", "permuted/digits/1"]
+    assert main([*args, "--set", "stream.order=[2, 0, 1]"]) == 0  # the same run, reused
+    again = json.loads(capsys.readouterr().out)["runs"][0]
+    assert again["reused"] and again["order"] == first["order"]
+    assert main([*args, "--set", "stream.order=0,0,1"]) == 2
+    assert "not a permutation" in capsys.readouterr().err
+    assert main([*args, "--set", "stream.order=best"]) == 2
