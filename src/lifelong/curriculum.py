@@ -1,0 +1,250 @@
+"""Curricula: measuring how tasks help each other, and choosing a training order from it.
+
+Owns `task_affinity` (a cheap version of Taskonomy's task affinity, Zamir et al. 2018, CVPR:
+how much a model trained on task i helps a small budget of training on task j, and how much
+that budget costs task i), its result `Affinity`, the order choosers (`CHOOSERS`, `choose`)
+and `check_order`. Does not own reordering a stream (`Stream.reorder`, which keeps every task's
+key and data) nor the orders a stream option names without training (`NAMED_ORDERS` in
+`lifelong.data.builders`, reused here for ``given``, ``reverse`` and ``random``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from lifelong.data.builders import resolve_order
+from lifelong.data.task import Stream, Task
+from lifelong.errors import ConfigError
+from lifelong.evaluate import accuracy
+from lifelong.registry import suggest
+from lifelong.seeding import generator
+from lifelong.strategies.base import Strategy
+from lifelong.train import LifelongWarning, TrainConfig, fit_stream
+
+Matrix = tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Affinity:
+    """What `task_affinity` measured; rows and columns follow `keys` (the stream's order).
+
+    Attributes:
+        keys: the task keys, in stream order.
+        solo: solo[i], test accuracy on task i of a fresh model trained on i alone (θ_i).
+        scratch: scratch[j], test accuracy on j of a fresh model after the budget on j.
+        transfer: transfer[i][j] = (accuracy on j of θ_i after the budget on j) − scratch[j].
+        forgetting: forgetting[i][j] = solo[i] − accuracy on i of θ_i after the budget on j.
+        budget: training examples of the budget (one epoch over them).
+    """
+
+    keys: tuple[str, ...]
+    solo: tuple[float, ...]
+    scratch: tuple[float, ...]
+    transfer: Matrix
+    forgetting: Matrix
+    budget: int
+
+    def __post_init__(self) -> None:
+        t = len(self.keys)
+        bad = [name for name in ("solo", "scratch") if len(getattr(self, name)) != t]
+        bad += [name for name in ("transfer", "forgetting")
+                if len(getattr(self, name)) != t or any(len(r) != t for r in getattr(self, name))]
+        if bad:
+            raise ConfigError(f"Affinity over {t} tasks: {', '.join(bad)} must have {t} entries "
+                              f"(transfer and forgetting {t}×{t}); was it saved by to_json()?")
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as plain JSON values (lists and numbers)."""
+        return {"keys": list(self.keys), "solo": list(self.solo), "scratch": list(self.scratch),
+                "transfer": [list(r) for r in self.transfer],
+                "forgetting": [list(r) for r in self.forgetting], "budget": self.budget}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Affinity:
+        """The `Affinity` that `to_json` wrote; a `ConfigError` names missing fields."""
+        fields = ("keys", "solo", "scratch", "transfer", "forgetting", "budget")
+        if missing := [f for f in fields if f not in data]:
+            raise ConfigError(f"Affinity JSON lacks {', '.join(missing)}; save it with "
+                              "Affinity.to_json()")
+        return cls(tuple(map(str, data["keys"])), tuple(map(float, data["solo"])),
+                   tuple(map(float, data["scratch"])),
+                   tuple(tuple(map(float, r)) for r in data["transfer"]),
+                   tuple(tuple(map(float, r)) for r in data["forgetting"]), int(data["budget"]))
+
+
+def task_affinity(stream: Stream, build: Callable[[int], Strategy], cfg: TrainConfig, *,
+                  budget: int, seed: int = 0) -> Affinity:
+    """Measure how much each task helps a small budget of training on each other task.
+
+    θ_i is a fresh strategy (``build(seed)``) trained on task i alone with `cfg`. For every
+    pair (i, j) a fresh strategy loads θ_i's state and trains one epoch on the budget of j:
+    its first `budget` training examples in an order seeded by (seed, j's key), so the budget
+    does not depend on the task's position. A fresh strategy trained on the same budget gives
+    the baseline `scratch[j]`. The diagonal is task i continuing on itself, so it is expected
+    to be the largest entry of its column. One-task streams keep each task's index, so task-IL
+    heads are the right ones.
+
+    Cost: T full trainings (`cfg.epochs` over each task) plus T² + T budget runs (one epoch
+    over `budget` examples each); each run also makes the loop's two evaluations of its task,
+    and 2T² + 2T test evaluations come on top. A method's learned state travels with θ_i (e.g.
+    a replay memory of task i keeps rehearsing it during the budget on j): what is measured is
+    the method's transfer, not only the weights'.
+
+    Raises:
+        ConfigError: an empty stream, or a budget that is not in 1..(smallest training set);
+            and whatever `fit_stream` raises (an unsupported scenario, divergence).
+    """
+    sizes = [len(task.train) for task in stream.tasks]
+    if not sizes or isinstance(budget, bool) or not isinstance(budget, int) or not (
+            1 <= budget <= min(sizes)):
+        raise ConfigError(f"task_affinity: budget={budget!r} must be an integer from 1 to the "
+                          f"smallest task's training examples ({min(sizes, default=0)}) of "
+                          f"stream '{stream.name}' ({len(sizes)} tasks); lower it")
+    labels = stream.scenario == "task"
+
+    def test(strategy: Strategy, task: Task) -> float:
+        return accuracy(strategy, task.test, task_labels=labels, batch_size=cfg.eval_batch_size)
+
+    def train(strategy: Strategy, task: Task, config: TrainConfig) -> Strategy:
+        fit_stream(strategy, replace(stream, tasks=(task,)), config, seed=seed)
+        return strategy
+
+    def budgeted(task: Task) -> Task:
+        order = torch.randperm(len(task.train),
+                               generator=generator("affinity-budget", seed, task.key))
+        return replace(task, train=task.train.take(order[:budget]), validation=None)
+
+    short = replace(cfg, epochs=1, eval_every=None, measure_train=False)
+    tasks, small = stream.tasks, [budgeted(task) for task in stream.tasks]
+    states, solo = [], []
+    for task in tasks:
+        strategy = train(build(seed), task, cfg)
+        states.append(strategy.state_dict())
+        solo.append(test(strategy, task))
+    with warnings.catch_warnings():
+        # A tiny budget may well leave a model near chance: that is what is measured here, not
+        # the mistake the loop's "learned nothing" warning is there to point out.
+        warnings.simplefilter("ignore", LifelongWarning)
+        scratch = [test(train(build(seed), small[j], short), tasks[j])
+                   for j in range(len(tasks))]
+        transfer, forgetting = [], []
+        for i, state in enumerate(states):
+            row_t, row_f = [], []
+            for j in range(len(tasks)):
+                strategy = build(seed)
+                strategy.load_state_dict(state)
+                train(strategy, small[j], short)
+                row_t.append(test(strategy, tasks[j]) - scratch[j])
+                row_f.append(solo[i] - test(strategy, tasks[i]))
+            transfer.append(tuple(row_t))
+            forgetting.append(tuple(row_f))
+    return Affinity(tuple(t.key for t in tasks), tuple(solo), tuple(scratch), tuple(transfer),
+                    tuple(forgetting), budget)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A training order (stream positions, to pass to `Stream.reorder`) and why it was chosen."""
+
+    order: tuple[int, ...]
+    reason: str
+
+
+Chooser = Callable[[int, Affinity | None, int], Choice]
+
+
+def _needs(affinity: Affinity | None, name: str) -> Affinity:
+    if affinity is None:
+        raise ConfigError(f"order chooser '{name}' needs a measured affinity; pass "
+                          "affinity=task_affinity(stream, ...)")
+    return affinity
+
+
+# The orders the stream option `order` names, with no training (`resolve_order`; ``random``
+# draws from ``generator("order", seed)``, never the global RNG), and why each is chosen.
+_NAMED = {"given": "the stream's own order", "reverse": "the stream's order reversed",
+          "random": "a random order from generator('order', {seed})"}
+
+
+def _named(name: str) -> Chooser:
+    def chooser(t: int, affinity: Affinity | None, seed: int) -> Choice:
+        return Choice(tuple(resolve_order(name, t, seed)), _NAMED[name].format(seed=seed))
+    return chooser
+
+
+def easy_to_hard(t: int, affinity: Affinity | None, seed: int) -> Choice:
+    """Tasks by solo accuracy, highest first (ties: lower position first): a curriculum in
+    the sense of Bengio et al. 2009, with difficulty measured by learning each task alone."""
+    solo = _needs(affinity, "easy-to-hard").solo
+    order = sorted(range(len(solo)), key=lambda i: (-solo[i], i))
+    return Choice(tuple(order), "tasks by accuracy learned alone, highest first")
+
+
+def greedy_affinity(t: int, affinity: Affinity | None, seed: int) -> Choice:
+    """First the task learned best alone, then each time the task that the tasks chosen so far
+    help most: argmax over unchosen j of Σ_{i chosen} transfer[i][j] (ties: lower position)."""
+    a = _needs(affinity, "greedy-affinity")
+    if not a.solo:
+        return Choice((), "no tasks to order")
+    first = max(range(len(a.solo)), key=lambda i: (a.solo[i], -i))
+    order = [first]
+    while len(order) < len(a.solo):
+        rest = [j for j in range(len(a.solo)) if j not in order]
+        order.append(max(rest, key=lambda j: (sum(a.transfer[i][j] for i in order), -j)))
+    return Choice(tuple(order), (
+        f"starts with task {first} ({a.keys[first]}) because it is learned best alone (solo "
+        f"accuracy {a.solo[first]:.3f}); then each next task is the one the tasks chosen so "
+        "far help most (summed transfer)"))
+
+
+CHOOSERS: dict[str, Chooser] = {**{name: _named(name) for name in _NAMED},
+                                "easy-to-hard": easy_to_hard, "greedy-affinity": greedy_affinity}
+
+
+def check_order(order: Sequence[int], t: int) -> list[str]:
+    """Problems that keep `order` from being a permutation of 0..t-1 (empty when it is one)."""
+    items = list(order)
+    where = f"order {items} for {t} tasks"
+    ok = [i for i in items if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < t]
+    out = []
+    if len(items) != t:
+        out.append(f"{where} has {len(items)} entries; list each position 0..{t - 1} once")
+    if len(ok) < len(items):  # by identity: True == 1 must not pass for a position
+        odd = [i for i in items if not any(i is j for j in ok)]
+        out.append(f"{where} has {odd}, not positions 0..{t - 1}")
+    if repeats := sorted({i for i in ok if ok.count(i) > 1}):
+        out.append(f"{where} repeats {repeats}; list each position once")
+    if missing := sorted(set(range(t)) - set(ok)):
+        out.append(f"{where} misses {missing}; list each position 0..{t - 1} once")
+    return out
+
+
+def choose(name: str, stream_or_t: Stream | int, *, affinity: Affinity | None = None,
+           seed: int = 0) -> Choice:
+    """The order chooser `name` applied to a stream (or a number of tasks).
+
+    Raises:
+        ConfigError: unknown chooser; a chooser that needs an affinity got none; the affinity
+            was measured on other tasks; the chooser returned no permutation.
+    """
+    if name not in CHOOSERS:
+        raise ConfigError(f"unknown order chooser '{name}'{suggest(name, CHOOSERS)}; valid: "
+                          f"{', '.join(CHOOSERS)}")
+    if isinstance(stream_or_t, Stream):
+        t, keys = len(stream_or_t), tuple(task.key for task in stream_or_t.tasks)
+    else:
+        t, keys = stream_or_t, None
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise ConfigError(f"choose: {t!r} is neither a stream nor a number of tasks")
+    if affinity is not None and (len(affinity.keys) != t or keys not in (None, affinity.keys)):
+        raise ConfigError(f"the affinity was measured on tasks {list(affinity.keys)}, not on "
+                          f"this stream's {t}; measure it on the stream being ordered")
+    choice = CHOOSERS[name](t, affinity, seed)
+    if problems := check_order(choice.order, t):
+        raise ConfigError([f"order chooser '{name}': {p}" for p in problems])
+    return choice
