@@ -66,3 +66,29 @@ def test_the_cli_carries_the_order_and_refuses_a_bad_one(tmp_path, capsys) -> No
     assert main([*args, "--set", "stream.order=0,0,1"]) == 2
     assert "not a permutation" in capsys.readouterr().err
     assert main([*args, "--set", "stream.order=best"]) == 2
+
+
+def test_the_order_study_equals_separate_runs_and_ranks_the_choosers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lifelong import TrainConfig, build_model, build_strategy, fit_stream
+    from lifelong.runner import execute, plan
+
+    p = plan("task-order", quick=True, strategies=["naive"],
+             sets=["options.orders=3", "train.epochs=1", "stream.train_per_task=200",
+                   "stream.test_per_task=100"])
+    res = execute(p, store_path=tmp_path / "s.sqlite", out_dir=tmp_path / "o", progress=False)
+    rotated = [o for o in res.outcomes if o.config["stream"]["name"] == "rotated"]
+    assert len(rotated) == 3 and len({o.result.tasks for o in rotated}) == 3
+    o = rotated[-1]
+    s = dict(o.config["stream"])
+    stream = build_stream(s.pop("name"), seed=o.seed, **s)
+    model = build_model("mlp", stream, seed=o.seed, hidden=[100])
+    alone = fit_stream(build_strategy("naive", model), stream, TrainConfig(**o.config["train"]),
+                       seed=o.seed)
+    assert alone.matrix == o.result.matrix and alone.tasks == o.result.tasks
+    for chooser in ("given", "random", "easy-to-hard", "greedy-affinity"):
+        assert chooser in res.table
+    assert "final accuracy by position" in res.table
+    assert {f.name for f in res.figures} >= {"task-order.png", "affinity.png"}
+    again = execute(p, store_path=tmp_path / "s.sqlite", out_dir=tmp_path / "o",
+                    progress=False)  # a stopped study resumes: every run is reused
+    assert all(x.reused for x in again.outcomes)

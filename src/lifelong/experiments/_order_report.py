@@ -1,0 +1,68 @@
+"""The affinity half of `task-order`'s report: measure the 5 tasks' affinity with the study's
+first strategy, model and training, draw it, and rank each order chooser's pick among the
+orders the study ran."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+
+from lifelong.curriculum import CHOOSERS, choose, task_affinity
+from lifelong.data.builders import build_stream
+from lifelong.experiments.base import Outcome
+from lifelong.metrics import summary
+from lifelong.models import build_model
+from lifelong.plots import matrix_heatmap
+from lifelong.strategies import build_strategy
+from lifelong.strategies.base import Strategy
+from lifelong.train import TrainConfig
+
+
+def affinity_and_choices(outcomes: Sequence[Outcome], out_dir: Path, options: dict[str, Any],
+                         axes: list[Axes]) -> tuple[list[str], list[Path]]:
+    runs = [o for o in outcomes if o.config["stream"]["name"] != "noisy"]
+    if not runs:
+        return [], []
+    first = runs[0]
+    mine = [o for o in runs if o.label == first.label]
+    cfg = first.config
+    stream_cfg = {k: v for k, v in cfg["stream"].items() if k not in ("name", "order")}
+    stream = build_stream(cfg["stream"]["name"], seed=first.seed, **stream_cfg)
+    model_cfg = {k: v for k, v in cfg["model"].items() if k != "name"}
+    strategy_cfg = {k: v for k, v in cfg["strategy"].items() if k != "name"}
+
+    def build(seed: int) -> Strategy:
+        model = build_model(cfg["model"]["name"], stream, seed=seed, **model_cfg)
+        return build_strategy(first.strategy, model, **strategy_cfg)
+
+    affinity = task_affinity(stream, build, TrainConfig(**cfg["train"]),
+                             budget=int(options.get("budget", 20)), seed=first.seed)
+    names = [k.split("/")[-1] for k in affinity.keys]
+    lines = [f"task affinity ({first.label}, budget {affinity.budget} examples): transfer "
+             "[i][j] = accuracy on j after the budget, starting from i's model, minus from "
+             "scratch", "from / to".rjust(10) + " " + " ".join(f"{n:>7s}" for n in names)]
+    for n, row in zip(names, affinity.transfer, strict=True):
+        lines.append(f"{n:>10s} " + " ".join(f"{v:+7.3f}" for v in row))
+    heat = matrix_heatmap([[0.0] * len(names), *[[max(0.0, v) for v in row]
+                                                 for row in affinity.transfer]],
+                          f"transfer from task i (rows) to task j, {first.label}; row 0 "
+                          "unused", out_dir / "affinity.png")
+    acc = {tuple(o.result.tasks): summary(o.result.matrix)["acc"] for o in mine}
+    ranked = sorted(acc.values(), reverse=True)
+    lines.append(f"order choosers ({first.label}; rank among the {len(acc)} orders run, by ACC):")
+    for name in CHOOSERS:
+        choice = choose(name, stream, affinity=affinity, seed=first.seed)
+        keys = tuple(affinity.keys[i] for i in choice.order)
+        if keys in acc:
+            rank = ranked.index(acc[keys]) + 1
+            axes[0].scatter([1], [acc[keys]], marker="x", zorder=3)
+            axes[0].annotate(name, (1, acc[keys]), fontsize=7, xytext=(5, 0),
+                             textcoords="offset points")
+            where = f"ACC {acc[keys]:.3f}, rank {rank} of {len(acc)}"
+        else:
+            where = "not among the orders run (run all orders: options.orders=0)"
+        lines.append(f"  {name:16s} {list(choice.order)}: {where} — {choice.reason}")
+    return lines, [heat]
