@@ -47,7 +47,8 @@ def test_named_orders_and_strings() -> None:
 @pytest.mark.parametrize(("order", "message"), [
     ([0, 0, 1], "not a permutation.*repeats \\[0\\]"), ([0, 2], "misses \\[1\\]"),
     ([1, 2, 3], "has \\[3\\]"), ("revers", "did you mean 'reverse'"),
-    ("easy", "must list task positions"), ([-1, 0, 1], "must list task positions")])
+    ("easy", "must list task positions"), ([-1, 0, 1], "must list task positions"),
+    ("greedy-affinity", "lifelong run task-order")])
 def test_an_order_that_is_not_a_permutation_is_one_clear_error(order: object,
                                                                message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -87,7 +88,7 @@ def test_the_order_study_equals_separate_runs_and_ranks_the_choosers(tmp_path) -
     assert alone.matrix == o.result.matrix and alone.tasks == o.result.tasks
     for chooser in ("given", "random", "easy-to-hard", "greedy-affinity"):
         assert chooser in res.table
-    assert "final accuracy by position" in res.table
+    assert "final accuracy by training position" in res.table
     assert {f.name for f in res.figures} >= {"task-order.png", "affinity.png"}
     again = execute(p, store_path=tmp_path / "s.sqlite", out_dir=tmp_path / "o",
                     progress=False)  # a stopped study resumes: every run is reused

@@ -46,6 +46,9 @@ def affinity_and_choices(outcomes: Sequence[Outcome], out_dir: Path, options: di
              "scratch", "from / to".rjust(10) + " " + " ".join(f"{n:>7s}" for n in names)]
     for n, row in zip(names, affinity.transfer, strict=True):
         lines.append(f"{n:>10s} " + " ".join(f"{v:+7.3f}" for v in row))
+    lines.append("forgetting[i][j] = accuracy on i lost after the budget on j:")
+    for n, row in zip(names, affinity.forgetting, strict=True):
+        lines.append(f"{n:>10s} " + " ".join(f"{v:+7.3f}" for v in row))
     heat = matrix_heatmap([[0.0] * len(names), *[[max(0.0, v) for v in row]
                                                  for row in affinity.transfer]],
                           f"transfer from task i (rows) to task j, {first.label}; row 0 "

@@ -29,6 +29,7 @@ def register_all() -> None:
 # Orders a stream option names without training anything; the choosers that measure tasks
 # (`easy-to-hard`, `greedy-affinity`) live in `lifelong.curriculum` and need a model.
 NAMED_ORDERS = ("given", "reverse", "random")
+MEASURED_ORDERS = ("easy-to-hard", "greedy-affinity")
 
 
 def parse_order(order: Any) -> list[int] | str | None:
@@ -49,6 +50,10 @@ def parse_order(order: Any) -> list[int] | str | None:
             text and text.isdigit())
 
     if not isinstance(items, (list, tuple)) or not items or not all(map(position, items)):
+        if order in MEASURED_ORDERS:
+            raise ConfigError(f"stream.order={order!r} measures the tasks first (training "
+                              "them): `lifelong run task-order` prints its order, which you "
+                              "can pass as positions, e.g. --set stream.order=4,0,1,2,3")
         hint = suggest(order, NAMED_ORDERS) if isinstance(order, str) else ""
         raise ConfigError(f"stream.order={order!r} must list task positions from 0 (e.g. "
                           f"3,1,0,2) or name an order ({', '.join(NAMED_ORDERS)}){hint}")
