@@ -11,13 +11,13 @@ key and data) nor the orders a stream option names without training (`NAMED_ORDE
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from lifelong.data.builders import resolve_order
+from lifelong.data.builders import check_order, resolve_order
 from lifelong.data.task import Stream, Task
 from lifelong.errors import ConfigError
 from lifelong.evaluate import accuracy
@@ -204,24 +204,6 @@ def greedy_affinity(t: int, affinity: Affinity | None, seed: int) -> Choice:
 
 CHOOSERS: dict[str, Chooser] = {**{name: _named(name) for name in _NAMED},
                                 "easy-to-hard": easy_to_hard, "greedy-affinity": greedy_affinity}
-
-
-def check_order(order: Sequence[int], t: int) -> list[str]:
-    """Problems that keep `order` from being a permutation of 0..t-1 (empty when it is one)."""
-    items = list(order)
-    where = f"order {items} for {t} tasks"
-    ok = [i for i in items if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < t]
-    out = []
-    if len(items) != t:
-        out.append(f"{where} has {len(items)} entries; list each position 0..{t - 1} once")
-    if len(ok) < len(items):  # by identity: True == 1 must not pass for a position
-        odd = [i for i in items if not any(i is j for j in ok)]
-        out.append(f"{where} has {odd}, not positions 0..{t - 1}")
-    if repeats := sorted({i for i in ok if ok.count(i) > 1}):
-        out.append(f"{where} repeats {repeats}; list each position once")
-    if missing := sorted(set(range(t)) - set(ok)):
-        out.append(f"{where} misses {missing}; list each position 0..{t - 1} once")
-    return out
 
 
 def choose(name: str, stream_or_t: Stream | int, *, affinity: Affinity | None = None,
