@@ -48,7 +48,7 @@ def test_named_orders_and_strings() -> None:
     ([0, 0, 1], "not a permutation.*repeats \\[0\\]"), ([0, 2], "misses \\[1\\]"),
     ([1, 2, 3], "has \\[3\\]"), ("revers", "did you mean 'reverse'"),
     ("easy", "must list task positions"), ([-1, 0, 1], "must list task positions"),
-    ("greedy-affinity", "lifelong run task-order")])
+    ("greedy-affinity", "measures the tasks first")])
 def test_an_order_that_is_not_a_permutation_is_one_clear_error(order: object,
                                                                message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -93,3 +93,24 @@ def test_the_order_study_equals_separate_runs_and_ranks_the_choosers(tmp_path) -
     again = execute(p, store_path=tmp_path / "s.sqlite", out_dir=tmp_path / "o",
                     progress=False)  # a stopped study resumes: every run is reused
     assert all(x.reused for x in again.outcomes)
+
+
+def test_a_measuring_chooser_orders_a_run_from_its_own_config(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from lifelong import TrainConfig, build_model, build_strategy
+    from lifelong.curriculum import choose, task_affinity
+
+    sets = ["--set", "strategy.name=naive", "--set", "stream.name=rotated", "--set",
+            "stream.num_tasks=3", "--set", "stream.train_per_task=300", "--set",
+            "stream.order=greedy-affinity"]
+    assert main(["run", "single", "--quick", "--no-progress", "--json", *sets, "--store",
+                 str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "o")]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    stream = build_stream("rotated", source="digits", num_tasks=3, train_per_task=300, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=0.1)
+
+    def fresh(seed: int):  # type: ignore[no-untyped-def]
+        return build_strategy("naive", build_model("mlp", stream, seed=seed, hidden=[100, 100]))
+
+    affinity = task_affinity(stream, fresh, cfg, budget=20, seed=0)
+    order = choose("greedy-affinity", stream, affinity=affinity).order
+    assert run["order"] == [stream.tasks[i].key for i in order]

@@ -23,7 +23,13 @@ from torch import nn
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import COSTS, Callback, ProgressBar, RunStart, TaskEnd
-from lifelong.data.builders import STREAMS, build_stream, check_stream, parse_order
+from lifelong.data.builders import (
+    MEASURED_ORDERS,
+    STREAMS,
+    build_stream,
+    check_stream,
+    parse_order,
+)
 from lifelong.data.builders import register_all as register_streams
 from lifelong.data.task import Stream
 from lifelong.errors import ConfigError, DivergenceError
@@ -36,6 +42,7 @@ from lifelong.registry import Registry, canonical_value, suggest, type_problem
 from lifelong.store import DEFAULT_PATH, Store, installed_versions
 from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.strategies import register_all as register_strategies
+from lifelong.strategies.base import Strategy
 from lifelong.train import RunResult, TrainConfig, fit_stream
 
 
@@ -321,11 +328,13 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
             if old is not None:
                 outcomes.append(_write_files(spec, old, store, out, reused=True))
                 continue
-            key = cfgmod.canonical([spec.config["stream"], spec.seed])
+            measured = spec.config["stream"].get("order") in MEASURED_ORDERS
+            key = cfgmod.canonical([spec.config["stream"], spec.seed] + (
+                [spec.config["model"], spec.config["strategy"], spec.config["train"]]
+                if measured else []))
             if built is None or built[0] != key:
                 built = None  # free the last stream before building the next
-                s = dict(spec.config["stream"])
-                built = (key, build_stream(s.pop("name"), seed=spec.seed, **s))
+                built = (key, _stream_for(spec))
             try:
                 outcomes.append(_one_run(p, spec, built[1], store, out, progress, run_meta))
             except DivergenceError as e:
@@ -382,6 +391,34 @@ def _stored(spec: RunSpec, store: Store, meta: dict[str, Any]) -> RunResult | No
         diagnostics=tuple(rec.diagnostics.get(t, {}) for t in tasks),
         warnings=tuple(tuple(w.message for w in rec.warnings if w.task == t) for t in tasks),
         tasks=tuple(rec.task_keys))
+
+
+AFFINITY_BUDGET = 20  # training examples of the target task in `task_affinity`
+
+
+def _stream_for(spec: RunSpec) -> Stream:
+    """The run's stream, in its `order`. An order a chooser picks by measuring the tasks
+    (`easy-to-hard`, `greedy-affinity`) is measured here, with the run's own model, strategy,
+    training and seed (`lifelong.curriculum.task_affinity`, a budget of `AFFINITY_BUDGET`
+    examples), so the run is reproducible from its config alone."""
+    s = dict(spec.config["stream"])
+    name, order = s.pop("name"), s.pop("order", None)
+    if order not in MEASURED_ORDERS:
+        return build_stream(name, seed=spec.seed, order=order, **s)
+    from lifelong.curriculum import choose, task_affinity
+
+    stream = build_stream(name, seed=spec.seed, **s)
+    cfg = spec.config
+
+    def fresh(seed: int) -> Strategy:
+        model = build_model(cfg["model"]["name"], stream, seed=seed,
+                            **{k: v for k, v in cfg["model"].items() if k != "name"})
+        return build_strategy(spec.strategy, model,
+                              **{k: v for k, v in cfg["strategy"].items() if k != "name"})
+
+    affinity = task_affinity(stream, fresh, TrainConfig(**cfg["train"]),
+                             budget=AFFINITY_BUDGET, seed=spec.seed)
+    return stream.reorder(choose(order, stream, affinity=affinity, seed=spec.seed).order)
 
 
 def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,

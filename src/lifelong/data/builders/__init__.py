@@ -34,12 +34,14 @@ MEASURED_ORDERS = ("easy-to-hard", "greedy-affinity")
 
 def parse_order(order: Any) -> list[int] | str | None:
     """`stream.order` as given: a list of task positions, the same as a comma-separated string
-    (``"3,1,0,2"``), or the name of an order in `NAMED_ORDERS`. Raises `ConfigError` for
-    anything else; whether a list is a permutation needs the stream (`resolve_order`)."""
+    (``"3,1,0,2"``), or the name of an order in `NAMED_ORDERS` or `MEASURED_ORDERS` (which
+    `lifelong run` resolves by measuring the tasks first, see `lifelong.runner`). Raises
+    `ConfigError` for anything else; whether a list is a permutation needs the stream
+    (`resolve_order`)."""
     from lifelong.errors import ConfigError
     from lifelong.registry import suggest
 
-    if order is None or order in NAMED_ORDERS:
+    if order is None or order in NAMED_ORDERS or order in MEASURED_ORDERS:
         return order  # type: ignore[no-any-return]
     items = order.split(",") if isinstance(order, str) else order
     items = [items] if isinstance(items, int) else items
@@ -50,10 +52,6 @@ def parse_order(order: Any) -> list[int] | str | None:
             text and text.isdigit())
 
     if not isinstance(items, (list, tuple)) or not items or not all(map(position, items)):
-        if order in MEASURED_ORDERS:
-            raise ConfigError(f"stream.order={order!r} measures the tasks first (training "
-                              "them): `lifelong run task-order` prints its order, which you "
-                              "can pass as positions, e.g. --set stream.order=4,0,1,2,3")
         hint = suggest(order, NAMED_ORDERS) if isinstance(order, str) else ""
         raise ConfigError(f"stream.order={order!r} must list task positions from 0 (e.g. "
                           f"3,1,0,2) or name an order ({', '.join(NAMED_ORDERS)}){hint}")
@@ -133,8 +131,15 @@ def build_stream(name: str, *, seed: int = 0, order: Any = None, **options: Any)
     """Build the registered stream `name` (options are checked first), its tasks in `order`
     (see `parse_order`; default as built) through `Stream.reorder`, which never changes a
     task's data: every task is seeded by its key, not its position."""
+    from lifelong.errors import ConfigError
+
     register_all()
     wanted = parse_order(order)
+    if wanted in MEASURED_ORDERS:
+        raise ConfigError(f"order={wanted!r} measures the tasks first (it trains a model on "
+                          "each): `lifelong run ... --set stream.order=...` does that, or in "
+                          "Python `lifelong.curriculum.task_affinity` and `choose`, then "
+                          "`Stream.reorder`")
     stream: Stream = STREAMS.build(name, seed, where="stream", **options)
     if wanted is not None:
         stream = stream.reorder(resolve_order(wanted, len(stream), seed))
