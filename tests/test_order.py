@@ -90,9 +90,14 @@ def test_the_order_study_equals_separate_runs_and_ranks_the_choosers(tmp_path) -
         assert chooser in res.table
     assert "final accuracy by training position" in res.table
     assert {f.name for f in res.figures} >= {"task-order.png", "affinity.png"}
+    png = rotated[0].run_dir / "matrix.png"
+    drawn = png.stat().st_mtime_ns
+    (rotated[1].run_dir / "matrix.png").unlink()
     again = execute(p, store_path=tmp_path / "s.sqlite", out_dir=tmp_path / "o",
                     progress=False)  # a stopped study resumes: every run is reused
     assert all(x.reused for x in again.outcomes)
+    assert png.stat().st_mtime_ns == drawn  # its files were there: not drawn again
+    assert (rotated[1].run_dir / "matrix.png").is_file()  # a missing figure is redrawn
 
 
 def test_a_measuring_chooser_orders_a_run_from_its_own_config(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -454,14 +454,18 @@ def _write_files(spec: RunSpec, result: RunResult, store: Store, out: Path, *,
 
     cfg, run_id, metrics = spec.config, spec.run_id, result.metrics
     run_dir = out / run_id
+    payload = {
+        "run_id": run_id, "matrix": [list(r) for r in result.matrix], **metrics,
+        **result.per_task(),
+        "curves": [{"task": c.task_index, "step": c.step, "accuracies": list(c.accuracies)}
+                   for c in result.curves]}
+    if reused and _files_hold(run_dir, payload):  # a resumed study: nothing to redraw
+        return Outcome(run_id, spec.strategy, spec.label or spec.strategy, spec.seed, cfg,
+                       result, run_dir, reused)
     try:  # the files first: a run is 'completed' only once everything it wrote is there
         atomic_write_text(run_dir / "config.yaml",
                           yaml.safe_dump({**cfg, "seed": spec.seed}, sort_keys=False))
-        atomic_write_json(run_dir / "matrix.json", {
-            "run_id": run_id, "matrix": [list(r) for r in result.matrix], **metrics,
-            **result.per_task(),
-            "curves": [{"task": c.task_index, "step": c.step, "accuracies": list(c.accuracies)}
-                       for c in result.curves]})
+        atomic_write_json(run_dir / "matrix.json", payload)
         matrix_heatmap(result.matrix, f"{spec.strategy} on {result.stream} (seed {spec.seed})",
                        run_dir / "matrix.png")
     except OSError as e:
@@ -471,6 +475,19 @@ def _write_files(spec: RunSpec, result: RunResult, store: Store, out: Path, *,
                           "a writable folder (its rows stay in the store)") from None
     return Outcome(run_id, spec.strategy, spec.label or spec.strategy, spec.seed, cfg, result,
                    run_dir, reused)
+
+
+def _files_hold(run_dir: Path, payload: dict[str, Any]) -> bool:
+    """Whether `run_dir` already holds this run's files as `_write_files` would write them
+    (a reused run written before: its figure need not be drawn again)."""
+    import json
+
+    try:
+        same = json.loads((run_dir / "matrix.json").read_text()) == json.loads(
+            json.dumps(payload))
+    except (OSError, ValueError):
+        return False
+    return same and (run_dir / "matrix.png").is_file() and (run_dir / "config.yaml").is_file()
 
 
 def _diverged(spec: RunSpec, stream: Stream, out: Path, error: DivergenceError) -> Outcome:
