@@ -15,7 +15,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -44,6 +44,9 @@ from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.strategies import register_all as register_strategies
 from lifelong.strategies.base import Strategy
 from lifelong.train import RunResult, TrainConfig, fit_stream
+
+if TYPE_CHECKING:
+    from lifelong.curriculum import Affinity
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,29 +408,40 @@ def _stream_for(spec: RunSpec) -> Stream:
     name, order = s.pop("name"), s.pop("order", None)
     if order not in MEASURED_ORDERS:
         return build_stream(name, seed=spec.seed, order=order, **s)
-    from lifelong.curriculum import choose, task_affinity
+    from lifelong.curriculum import choose
 
-    stream = build_stream(name, seed=spec.seed, **s)
-    cfg = spec.config
-
-    def fresh(seed: int) -> Strategy:
-        model = build_model(cfg["model"]["name"], stream, seed=seed,
-                            **{k: v for k, v in cfg["model"].items() if k != "name"})
-        return build_strategy(spec.strategy, model,
-                              **{k: v for k, v in cfg["strategy"].items() if k != "name"})
-
-    affinity = task_affinity(stream, fresh, TrainConfig(**cfg["train"]),
-                             budget=AFFINITY_BUDGET, seed=spec.seed)
+    stream, affinity = measured_affinity(spec.config, spec.strategy, spec.seed,
+                                         budget=AFFINITY_BUDGET)
     return stream.reorder(choose(order, stream, affinity=affinity, seed=spec.seed).order)
+
+
+def strategy_for(config: dict[str, Any], strategy: str, stream: Stream, seed: int) -> Strategy:
+    """Strategy `strategy` around a fresh model, both as a run config's `model` and
+    `strategy` sections say, shaped for `stream` and initialised from `seed`."""
+    model = build_model(config["model"]["name"], stream, seed=seed,
+                        **{k: v for k, v in config["model"].items() if k != "name"})
+    return build_strategy(strategy, model,
+                          **{k: v for k, v in config["strategy"].items() if k != "name"})
+
+
+def measured_affinity(config: dict[str, Any], strategy: str, seed: int, *,
+                      budget: int) -> tuple[Stream, Affinity]:
+    """A run config's stream in its built order (`order` left out), and its tasks' affinity
+    (`lifelong.curriculum.task_affinity`) measured with the config's model, strategy and
+    training at `seed`."""
+    from lifelong.curriculum import task_affinity
+
+    s = {k: v for k, v in config["stream"].items() if k not in ("name", "order")}
+    stream = build_stream(config["stream"]["name"], seed=seed, **s)
+    affinity = task_affinity(stream, lambda at: strategy_for(config, strategy, stream, at),
+                             TrainConfig(**config["train"]), budget=budget, seed=seed)
+    return stream, affinity
 
 
 def _one_run(p: Plan, spec: RunSpec, stream: Stream, store: Store, out: Path,
              progress: bool | None, meta: dict[str, Any]) -> Outcome:
     cfg = spec.config
-    model_opts = {k: v for k, v in cfg["model"].items() if k != "name"}
-    model = build_model(cfg["model"]["name"], stream, seed=spec.seed, **model_opts)
-    strategy = build_strategy(spec.strategy, model,
-                              **{k: v for k, v in cfg["strategy"].items() if k != "name"})
+    strategy = strategy_for(cfg, spec.strategy, stream, spec.seed)
     run_id = spec.run_id
     store.begin_run(run_id, experiment=p.experiment.name, strategy=spec.strategy,
                     stream=stream.name, seed=spec.seed, config=cfg, num_tasks=len(stream),

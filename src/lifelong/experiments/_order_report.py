@@ -10,15 +10,11 @@ from typing import Any
 
 from matplotlib.axes import Axes
 
-from lifelong.curriculum import CHOOSERS, choose, task_affinity
-from lifelong.data.builders import build_stream
+from lifelong.curriculum import CHOOSERS, choose
 from lifelong.experiments.base import Outcome
 from lifelong.metrics import summary
-from lifelong.models import build_model
 from lifelong.plots import matrix_heatmap
-from lifelong.strategies import build_strategy
-from lifelong.strategies.base import Strategy
-from lifelong.train import TrainConfig
+from lifelong.runner import measured_affinity
 
 
 def affinity_and_choices(outcomes: Sequence[Outcome], out_dir: Path, options: dict[str, Any],
@@ -28,18 +24,8 @@ def affinity_and_choices(outcomes: Sequence[Outcome], out_dir: Path, options: di
         return [], []
     first = runs[0]
     mine = [o for o in runs if o.label == first.label]
-    cfg = first.config
-    stream_cfg = {k: v for k, v in cfg["stream"].items() if k not in ("name", "order")}
-    stream = build_stream(cfg["stream"]["name"], seed=first.seed, **stream_cfg)
-    model_cfg = {k: v for k, v in cfg["model"].items() if k != "name"}
-    strategy_cfg = {k: v for k, v in cfg["strategy"].items() if k != "name"}
-
-    def build(seed: int) -> Strategy:
-        model = build_model(cfg["model"]["name"], stream, seed=seed, **model_cfg)
-        return build_strategy(first.strategy, model, **strategy_cfg)
-
-    affinity = task_affinity(stream, build, TrainConfig(**cfg["train"]),
-                             budget=int(options.get("budget", 20)), seed=first.seed)
+    stream, affinity = measured_affinity(first.config, first.strategy, first.seed,
+                                         budget=int(options.get("budget", 20)))
     names = [k.split("/")[-1] for k in affinity.keys]
     lines = [f"task affinity ({first.label}, budget {affinity.budget} examples): transfer "
              "[i][j] = accuracy on j after the budget, starting from i's model, minus from "
