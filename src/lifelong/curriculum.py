@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from lifelong.data.builders import check_order, resolve_order
-from lifelong.data.task import Stream, Task
+from lifelong.data.builders import resolve_order
+from lifelong.data.task import Stream, Task, check_order
 from lifelong.errors import ConfigError
 from lifelong.evaluate import accuracy
 from lifelong.registry import suggest

@@ -188,10 +188,9 @@ class Stream:
     def reorder(self, order: Sequence[int]) -> Stream:
         """The same tasks in another order. Keys and data are unchanged; only each task's
         position (and so its task label) follows the new order."""
-        if sorted(order) != list(range(len(self.tasks))):
-            raise ConfigError(
-                f"stream order {list(order)} is not a permutation of 0..{len(self.tasks) - 1}"
-            )
+        if problems := check_order(order, len(self.tasks)):
+            raise ConfigError(f"stream order {list(order)} is not a permutation of "
+                              f"0..{len(self.tasks) - 1}: " + "; ".join(problems))
         tasks = []
         for new_index, old in enumerate(order):
             task = self.tasks[old]
@@ -206,3 +205,21 @@ class Stream:
                 )
             )
         return replace(self, tasks=tuple(tasks))
+
+
+def check_order(order: Sequence[int], t: int) -> list[str]:
+    """Problems that keep `order` from being a permutation of 0..t-1 (empty when it is one)."""
+    items = list(order)
+    where = f"order {items} for {t} tasks"
+    ok = [i for i in items if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < t]
+    out = []
+    if len(items) != t:
+        out.append(f"{where} has {len(items)} entries; list each position 0..{t - 1} once")
+    if len(ok) < len(items):  # by identity: True == 1 must not pass for a position
+        odd = [i for i in items if not any(i is j for j in ok)]
+        out.append(f"{where} has {odd}, not positions 0..{t - 1}")
+    if repeats := sorted({i for i in ok if ok.count(i) > 1}):
+        out.append(f"{where} repeats {repeats}; list each position once")
+    if missing := sorted(set(range(t)) - set(ok)):
+        out.append(f"{where} misses {missing}; list each position 0..{t - 1} once")
+    return out

@@ -11,10 +11,10 @@ found by `Registry.discover` (no list to edit); installed packages add builders 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from lifelong.data.task import Stream
+from lifelong.data.task import Stream, check_order
 from lifelong.registry import Registry
 
 STREAMS: Registry[Callable[..., Stream]] = Registry(
@@ -78,24 +78,6 @@ def resolve_order(order: list[int] | str, num_tasks: int, seed: int) -> list[int
                           f"{num_tasks} task positions 0..{num_tasks - 1}: "
                           + "; ".join(problems))
     return list(order)
-
-
-def check_order(order: Sequence[int], t: int) -> list[str]:
-    """Problems that keep `order` from being a permutation of 0..t-1 (empty when it is one)."""
-    items = list(order)
-    where = f"order {items} for {t} tasks"
-    ok = [i for i in items if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < t]
-    out = []
-    if len(items) != t:
-        out.append(f"{where} has {len(items)} entries; list each position 0..{t - 1} once")
-    if len(ok) < len(items):  # by identity: True == 1 must not pass for a position
-        odd = [i for i in items if not any(i is j for j in ok)]
-        out.append(f"{where} has {odd}, not positions 0..{t - 1}")
-    if repeats := sorted({i for i in ok if ok.count(i) > 1}):
-        out.append(f"{where} repeats {repeats}; list each position once")
-    if missing := sorted(set(range(t)) - set(ok)):
-        out.append(f"{where} misses {missing}; list each position 0..{t - 1} once")
-    return out
 
 
 def check_stream(name: str, options: dict[str, Any], where: str = "stream") -> list[str]:
