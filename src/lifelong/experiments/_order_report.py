@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from lifelong.curriculum import CHOOSERS, choose
 from lifelong.experiments.base import Outcome
 from lifelong.metrics import summary
-from lifelong.plots import matrix_heatmap
+from lifelong.plots import new_figure, save
 from lifelong.runner import measured_affinity
 
 
@@ -35,10 +35,8 @@ def affinity_and_choices(outcomes: Sequence[Outcome], out_dir: Path, options: di
     lines.append("forgetting[i][j] = accuracy on i lost after the budget on j:")
     for n, row in zip(names, affinity.forgetting, strict=True):
         lines.append(f"{n:>10s} " + " ".join(f"{v:+7.3f}" for v in row))
-    heat = matrix_heatmap([[0.0] * len(names), *[[max(0.0, v) for v in row]
-                                                 for row in affinity.transfer]],
-                          f"transfer from task i (rows) to task j, {first.label}; row 0 "
-                          "unused", out_dir / "affinity.png")
+    heat = _heatmap(affinity.transfer, names, f"transfer from task i (row) to task j "
+                    f"(column), {first.label}, budget {affinity.budget}", out_dir / "affinity.png")
     acc = {tuple(o.result.tasks): summary(o.result.matrix)["acc"] for o in mine}
     ranked = sorted(acc.values(), reverse=True)
     lines.append(f"order choosers ({first.label}; rank among the {len(acc)} orders run, by ACC):")
@@ -55,3 +53,22 @@ def affinity_and_choices(outcomes: Sequence[Outcome], out_dir: Path, options: di
             where = "not among the orders run (run all orders: options.orders=0)"
         lines.append(f"  {name:16s} {list(choice.order)}: {where} — {choice.reason}")
     return lines, [heat]
+
+
+def _heatmap(matrix: Sequence[Sequence[float]], names: list[str], title: str,
+             path: Path) -> Path:
+    """A T x T affinity matrix, signed (a task can hurt another): a diverging colour scale
+    centred on 0, values printed."""
+    fig, (ax,) = new_figure(width=1.8 + 0.9 * len(names), height=1.4 + 0.8 * len(names))
+    bound = max(abs(v) for row in matrix for v in row) or 1.0
+    im = ax.imshow(matrix, cmap="RdBu", vmin=-bound, vmax=bound)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("to task j")
+    ax.set_ylabel("from task i")
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="accuracy gained over training from scratch")
+    return save(fig, path)
