@@ -13,10 +13,10 @@ Every task is evaluated on its full 10k test set after every task.
 What is compared (so the ratios are fair):
     wall  = the whole `fit_stream` call vs the whole bare run. Both evaluate the untrained model
             first (row 0) and then every task after every task: T+1 evaluation rows each.
-    train = sum(RunResult.train_seconds) vs the bare per-task time from creating the optimizer
+    train = Σ RunResult.costs[t].train_seconds vs the bare per-task time from creating the optimizer
             to the last step. Ours includes before_task/after_task (no-ops for naive; for other
             strategies their consolidation is part of their cost, shown separately per task).
-    eval  = sum(RunResult.eval_seconds), which covers the T rows after each task (row 0 is in
+    eval  = Σ RunResult.costs[t].eval_seconds, which covers the T rows after each task (row 0 is in
             wall only), vs the bare loop's same T rows.
 The bare loop starts from the same initial weights and shuffles with generators seeded the way
 the library seeds them, so for `naive` both compute the same thing and the accuracies agree.
@@ -207,12 +207,14 @@ def ours_run(name: str, stream: Stream, p: Protocol) -> dict[str, Any]:
     t = time.perf_counter()
     result = fit_stream(strategy, stream, cfg, seed=SEED, callbacks=[steps])
     wall = time.perf_counter() - t
-    return {"wall": wall, "train": sum(result.train_seconds), "eval": sum(result.eval_seconds),
+    return {"wall": wall, "train": sum(c.train_seconds for c in result.costs),
+            "eval": sum(c.eval_seconds for c in result.costs),
             "steps": steps.total,
             "acc": statistics.fmean(result.matrix[-1]),
-            "after_task": statistics.fmean(result.after_task_seconds),
-            "per_task": list(result.train_seconds),  # a growing model's cost as it grows
-            "parameters": list(result.parameters),
+            "after_task": statistics.fmean(c.after_task_seconds for c in result.costs),
+            # a growing model's cost as it grows
+            "per_task": [c.train_seconds for c in result.costs],
+            "parameters": [c.parameters for c in result.costs],
             # a generative method's time on its generator (DGR reports it per task)
             "generator": sum(d.get("generator_seconds", 0.0) for d in result.diagnostics)}
 

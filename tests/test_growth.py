@@ -140,7 +140,7 @@ def test_progressive_columns_keep_old_outputs_bit_identical() -> None:
     result = fit_stream(whole, s, cfg, seed=0)
     R = result.matrix
     assert R[3][0] == R[1][0] and R[3][1] == R[2][1]  # nothing forgotten, exactly
-    assert result.parameters[0] < result.parameters[1] < result.parameters[2]
+    assert [c.parameters for c in result.costs] == sorted({c.parameters for c in result.costs})
     assert rest.matrix[-1][1] == R[3][2]  # the same run, in two calls
 
 
@@ -169,14 +169,14 @@ def test_net2net_grows_only_when_the_threshold_is_missed(retention: str) -> None
     never = build_strategy("net2net", build_model("mlp", s, hidden=[8], seed=0),
                            retention=retention, threshold=0.0)
     result = fit_stream(never, s, cfg, seed=0)
-    assert never.state.growth == [] and len(set(result.parameters)) == 1
+    assert never.state.growth == [] and len({c.parameters for c in result.costs}) == 1
     assert [d["growths"] for d in result.diagnostics] == [0.0, 0.0]
     always = build_strategy("net2net", build_model("mlp", s, hidden=[8], seed=0),
                             retention=retention, threshold=1.0, max_growth=2)
     result = fit_stream(always, s, cfg, seed=0)  # 100% on a task's data: out of reach here
     assert [d["growths"] for d in result.diagnostics] == [2.0, 2.0]
     assert [g["widths"] for g in always.state.growth] == [[8], [12], [16], [20]]  # +4 each
-    assert result.parameters[0] < result.parameters[1]
+    assert result.costs[0].parameters < result.costs[1].parameters
     assert all(g["accuracy"] < 1.0 for g in always.state.growth)
 
 

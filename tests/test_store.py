@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lifelong.errors import ConfigError, StateError
-from lifelong.store import CurveRow, Store
+from lifelong.store import SCHEMA_VERSION, CurveRow, Store
 from lifelong.tables import format_run, format_runs_table
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -68,7 +68,7 @@ def test_round_trip_of_a_three_task_run(tmp_path: Path) -> None:
     with sqlite3.connect(path) as con:  # canonical JSON, WAL, schema version
         assert con.execute("SELECT config_json FROM runs").fetchone()[0] == '{"b":[1,2],"lr":0.1}'
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
     text = format_run(rec)
     lines = text.splitlines()
@@ -337,24 +337,29 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> Non
     con = sqlite3.connect(path)
     con.executescript(V1_SCHEMA)
     con.close()
-    assert APPLICATION_ID == 1280070484 and SCHEMA_VERSION == 3
+    assert APPLICATION_ID == 1280070484 and SCHEMA_VERSION == 4
     with Store(path) as store:
         old = store.get_run("old1")
         assert old.matrix == [[0.1], [0.9]] and old.costs == {0: {"train_seconds": 2.0}}
         assert old.diagnostics == {} and old.warnings == [] and old.task_keys == []
+        assert old.label == "naive" and old.artifacts == {}  # label: the strategy
         begin(store, "new1")
         record_all(store, "new1")
         store.finish_run("new1", metrics={"acc": 0.5})
     with Store(path) as store:  # opening the migrated file again changes nothing
         store.begin_run("new2", experiment="e", strategy="s", stream="x", seed=0, config={},
-                        num_tasks=1, task_keys=["x/0"])
+                        num_tasks=1, task_keys=["x/0"], label="s strength=10")
         store.record_row("new2", row=0, accuracies=[0.1])
         store.record_row("new2", row=1, accuracies=[0.2], diagnostics={"d": 1.0},
                          warnings=["w"])
         assert store.get_run("new2").diagnostics == {0: {"d": 1.0}}
         assert store.get_run("new2").task_keys == ["x/0"]
+        store.finish_run("new2", metrics={}, artifacts={"path": [[0, 1.5]]})
+        assert store.get_run("new2").artifacts == {"path": [[0, 1.5]]}
+        assert store.get_run("new2").label == "s strength=10"
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone() == (3,)
+    assert con.execute("PRAGMA user_version").fetchone() == (4,)
     tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     con.close()
-    assert {"diagnostics", "warnings", "runs", "cells", "costs", "task_keys"} <= tables
+    assert {"diagnostics", "warnings", "runs", "cells", "costs", "task_keys", "artifacts",
+            "figures"} <= tables

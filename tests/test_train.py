@@ -104,7 +104,7 @@ def test_learning_curves_every_n_steps(permuted_digits) -> None:  # type: ignore
     assert all(len(p.accuracies) == 3 for p in points)
     assert r.curves == tuple(points)
     assert [e.task_index for e in ends] == [0, 1, 2]
-    assert all(e.parameters == sum(p.numel() for p in model.parameters()) for e in ends)
+    assert all(e.costs.parameters == sum(p.numel() for p in model.parameters()) for e in ends)
 
 
 def test_each_task_gets_a_fresh_optimizer(permuted_digits) -> None:  # type: ignore[no-untyped-def]
@@ -153,7 +153,8 @@ def test_state_bytes_count_the_model_and_what_the_method_keeps(permuted_digits) 
         model = build_model("mlp", permuted_digits, hidden=[16], seed=0)
         model_bytes = sum(p.numel() * 4 for p in model.parameters())
         strategy = build_strategy(name, model, **opts)
-        results[name] = fit_stream(strategy, permuted_digits, cfg, seed=0).state_bytes
+        costs = fit_stream(strategy, permuted_digits, cfg, seed=0).costs
+        results[name] = tuple(c.state_bytes for c in costs)
     assert results["naive"] == (model_bytes,) * 3
     # ER keeps 50 examples per task: 64 float pixels and two int64 labels each.
     assert results["er"] == tuple(model_bytes + k * 50 * (64 * 4 + 2 * 8) for k in (1, 2, 3))
@@ -247,4 +248,4 @@ def test_task_report_reaches_the_warning_the_event_and_the_result(permuted_digit
     assert [e.warnings for e in ends] == [("report 1",), ("report 2",), ("report 3",)]
     assert result.diagnostics == tuple(e.diagnostics for e in ends)
     assert result.notes()["warnings"][2] == {"task": 2, "message": "report 3"}
-    assert result.per_task()["train_seconds"] == list(result.train_seconds)
+    assert result.per_task()["train_seconds"] == [c.train_seconds for c in result.costs]

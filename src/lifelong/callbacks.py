@@ -8,7 +8,7 @@ stops; rows already stored stay.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
@@ -30,6 +30,9 @@ class RunStart:
     # The stream's tasks themselves, for an observer that measures more than R on their test
     # sets (e.g. Expert Gate's routing accuracy); read-only, as the strategy it may read.
     data: Stream | None = field(default=None, repr=False, compare=False)
+    # The tasks a resumed run finished before (`fit_stream(resume=...)`): their rows are
+    # `completed[i].accuracies`; training goes on from task `len(completed)`.
+    completed: tuple[TaskEnd, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +61,38 @@ class CurvePoint:
     accuracies: tuple[float, ...]
 
 
-# The per-task costs, with their types: each is a field of `TaskEnd` (one number) and of
-# `lifelong.train.RunResult` (one number per task). The store's recorder, the reuse of stored
-# runs and the JSON files go through this mapping, so a new cost is named here and in those two
-# dataclasses only.
-COSTS: dict[str, type[float] | type[int]] = {
-    "train_seconds": float, "eval_seconds": float, "after_task_seconds": float,
-    "peak_memory_bytes": int, "parameters": int, "state_bytes": int}
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """What learning one task cost: the one record of it that `TaskEnd`, `RunResult`, the
+    store, checkpoints and the JSON output all carry (a new cost is a new field here).
+
+    Attributes:
+        train_seconds: before_task + training + after_task.
+        eval_seconds: measuring the row of R (and the task's own validation accuracy).
+        after_task_seconds: consolidation alone (importance, memories), within train_seconds.
+        peak_memory_bytes: CUDA: peak of this task; CPU: the process's peak so far.
+        parameters: the model's size after the task.
+        state_bytes: the model and the strategy's learned state (memories, anchors, ...).
+    """
+
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    after_task_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    parameters: int = 0
+    state_bytes: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        """Every cost by name, as floats (how the store keeps them)."""
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, float]) -> Costs:
+        """The inverse of `as_dict`; a cost missing (stored by an older version) is 0."""
+        v = {f.name: values.get(f.name, 0) for f in fields(cls)}
+        return cls(float(v["train_seconds"]), float(v["eval_seconds"]),
+                   float(v["after_task_seconds"]), int(v["peak_memory_bytes"]),
+                   int(v["parameters"]), int(v["state_bytes"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,19 +106,10 @@ class TaskEnd:
     task_index: int
     task_key: str
     accuracies: tuple[float, ...]
-    train_seconds: float  # before_task + training + after_task
-    eval_seconds: float
-    after_task_seconds: float  # consolidation alone (importance, memories), within train
-    peak_memory_bytes: int  # CUDA: peak of this task; CPU: process peak so far (see train.py)
-    parameters: int
-    curve: tuple[CurvePoint, ...]
-    state_bytes: int = 0  # the model and the strategy's learned state (memories, anchors, ...)
+    costs: Costs
+    curve: tuple[CurvePoint, ...] = ()
     diagnostics: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-
-    def costs(self) -> dict[str, float]:
-        """The `COSTS` of this task by name, as floats (how the store keeps them)."""
-        return {name: float(getattr(self, name)) for name in COSTS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +128,25 @@ class Callback:
     def on_run_end(self, event: RunEnd) -> None: ...
 
 
+class Recorder(Callback):
+    """A callback that keeps something a report needs beyond R (e.g. a parameter path): it
+    still only observes, and what it keeps leaves the run as `artifact()` — JSON values
+    (numbers, strings, lists, dicts) that the run returns, the store holds and a checkpoint
+    saves — so a run may execute in another process or on another machine, and be resumed.
+
+    Subclasses set `key` (unique within a run) and implement `artifact` and `restore`."""
+
+    key: str = ""
+
+    def artifact(self) -> Any:
+        """What was recorded so far, as JSON values."""
+        raise NotImplementedError
+
+    def restore(self, value: Any) -> None:
+        """Take back what `artifact()` returned (a resumed run goes on from there)."""
+        raise NotImplementedError
+
+
 class ProgressBar(Callback):
     """A tqdm bar on stderr with one tick per epoch of each task."""
 
@@ -119,7 +157,8 @@ class ProgressBar(Callback):
     def on_run_start(self, event: RunStart) -> None:
         self._bar = tqdm(total=len(event.task_keys) * event.epochs, unit="epoch",
                          desc=self.desc or event.strategy, leave=self.leave,
-                         disable=self.disable, dynamic_ncols=True)
+                         disable=self.disable, dynamic_ncols=True,
+                         initial=len(event.completed) * event.epochs)
 
     def on_epoch_end(self, event: EpochEnd) -> None:
         if self._bar is not None:

@@ -5,6 +5,11 @@ exit code 2 (no traceback). The contract used by users' scripts and every later 
 
     lifelong run NAME_OR_CONFIG.yaml [--set key=value ...] [--seed N[,N...]] [--quick]
                  [--json] [--store PATH] [--out DIR] [--strategies a,b] [--threads N]
+                 [--resume] [--keep-checkpoints] [--mlflow [URI]] [--tensorboard DIR]
+    lifelong sweep NAME_OR_CONFIG.yaml --grid key=v1,v2 ... [--seeds 0-4] [--set ...]
+                 [--executor local|ray] [--address ADDR] [--max-parallel N] [--json] ...
+    lifelong resume RUN_ID [--store PATH] [--out DIR] [--json]
+    lifelong report [--store PATH] [--out report.html]
     lifelong list [--json]
     lifelong runs [--store PATH] [--experiment NAME] [--json]
     lifelong show RUN_ID [--store PATH] [--json]
@@ -66,7 +71,15 @@ def parser() -> argparse.ArgumentParser:
                         help="import your own module (dotted name or .py file) first, so the "
                         "strategies, models, streams or experiments it registers can be used "
                         "(repeatable)")
-    run = sub.add_parser("run", parents=[common],
+    checkpoints = argparse.ArgumentParser(add_help=False)
+    checkpoints.add_argument("--keep-checkpoints", action="store_true",
+                             help="keep each finished run's last checkpoint (default: removed)")
+    tracking = argparse.ArgumentParser(add_help=False)
+    tracking.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                          help="log each run to MLflow (default URI: a local mlruns/ folder)")
+    tracking.add_argument("--tensorboard", default=None, metavar="DIR",
+                          help="write TensorBoard scalars of each run under DIR")
+    run = sub.add_parser("run", parents=[common, checkpoints, tracking],
                          help="run an experiment (a registered name or a YAML file)")
     run.add_argument("target", help="experiment name (see `lifelong list`) or config.yaml")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -85,6 +98,48 @@ def parser() -> argparse.ArgumentParser:
                      "more threads can make a run several times slower, see "
                      "benchmarks/README.md; 0 = PyTorch's own default, one per core); "
                      "recorded in each run's versions, not in its id")
+    run.add_argument("--resume", action="store_true",
+                     help="continue runs that stopped mid-stream from their checkpoints")
+    sweep = sub.add_parser("sweep", parents=[common, checkpoints, tracking],
+                           help="an experiment over a grid of options and seeds (resumable; "
+                           "local processes or Ray)")
+    sweep.add_argument("target", help="experiment name (see `lifelong list`) or config.yaml")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="values to sweep, e.g. --grid strategy.strength=1,10,100 "
+                       "(repeatable: the product of all grids runs)")
+    sweep.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="a fixed override for every run (repeatable)")
+    sweep.add_argument("--seeds", default=None, help="seeds: 0-4, or 0,1,2 (default: the "
+                       "experiment's)")
+    sweep.add_argument("--quick", action="store_true", help="the experiment's small version")
+    sweep.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: a pool of processes on this machine (default); ray: one "
+                       "Ray task per run")
+    sweep.add_argument("--address", default=None,
+                       help="with --executor ray: join the cluster at host:port (default: "
+                       "start Ray on this machine)")
+    sweep.add_argument("--max-parallel", type=_threads, default=0, metavar="N",
+                       help="runs at once (default: one per core, or the cluster's CPUs)")
+    sweep.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N",
+                       help="PyTorch threads per worker (default %(default)s)")
+    sweep.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
+    sweep.add_argument("--out", default=DEFAULT_OUT, help="folder for run files")
+    sweep.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sweep.add_argument("--rerun", action="store_true",
+                       help="train runs again even when the store holds them completed")
+    resume = sub.add_parser("resume", parents=[common, checkpoints],
+                            help="continue one stored run that stopped mid-stream")
+    resume.add_argument("run_id")
+    resume.add_argument("--store", default=DEFAULT_STORE)
+    resume.add_argument("--out", default=DEFAULT_OUT, help="folder for the run's files")
+    resume.add_argument("--json", action="store_true")
+    resume.add_argument("--no-progress", action="store_true")
+    resume.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N")
+    report = sub.add_parser("report", parents=[common],
+                            help="one self-contained HTML page of the stored runs")
+    report.add_argument("--store", default=DEFAULT_STORE)
+    report.add_argument("--out", default="report.html", help="the HTML file to write")
     ls = sub.add_parser("list", parents=[common],
                         help="experiments, streams, models, strategies and options")
     ls.add_argument("--json", action="store_true")
@@ -121,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             import_extensions(args.imports)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "resume":
+            return cmd_resume(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "runs":
@@ -162,28 +223,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     p = plan(args.target, sets=args.sets, seeds=args.seed, quick=args.quick, strategies=chosen)
     res = execute(p, store_path=args.store, out_dir=args.out,
-                  progress=False if args.no_progress else None, rerun=args.rerun)
-    runs = []
+                  progress=False if args.no_progress else None, rerun=args.rerun,
+                  resume=args.resume, keep_checkpoints=args.keep_checkpoints,
+                  imports=args.imports, loggers=_loggers(args))
+    runs = [_run_json(o) for o in res.outcomes if o.error is None]
     # A run that diverged in an experiment that goes on after it (a sweep) has no matrix: it
     # is listed apart, so every entry of "runs" keeps the fields scripts rely on.
     diverged = [{"run_id": o.run_id, "strategy": o.strategy, "label": o.label,
                  "stream": o.result.stream, "scenario": o.config["stream"].get("scenario"),
                  "seed": o.seed, "status": "diverged",
                  "error": o.error} for o in res.outcomes if o.error is not None]
-    for o in res.outcomes:
-        if o.error is not None:
-            continue
-        m = o.result.metrics
-        runs.append({
-            "run_id": o.run_id, "strategy": o.strategy, "label": o.label,
-            "stream": o.result.stream, "scenario": o.config["stream"].get("scenario"),
-            "seed": o.seed, "matrix": [list(r) for r in o.result.matrix], **m,
-            "train_seconds": sum(o.result.train_seconds),
-            "eval_seconds": sum(o.result.eval_seconds),
-            "parameters": list(o.result.parameters),  # the model's size after each task
-            "order": list(o.result.tasks),  # the task keys in training order
-            "run_dir": str(o.run_dir),
-            "reused": o.reused, **o.result.notes()})
     refs = [{"label": r.label, "published": r.value, "ours": ours, "source": r.source}
             for r, ours in res.references]
     if reused := sum(o.reused for o in res.outcomes):
@@ -211,6 +260,116 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"note: {res.protocol_note}")
     for f in res.figures:
         print(f"figure: {f}")
+    return 0
+
+
+def _run_json(o: Any) -> dict[str, Any]:
+    """One run of ``--json``'s "runs" (an `Outcome` with a result)."""
+    return {
+        "run_id": o.run_id, "strategy": o.strategy, "label": o.label,
+        "stream": o.result.stream, "scenario": o.config["stream"].get("scenario"),
+        "seed": o.seed, "matrix": [list(r) for r in o.result.matrix], **o.result.metrics,
+        "train_seconds": sum(c.train_seconds for c in o.result.costs),
+        "eval_seconds": sum(c.eval_seconds for c in o.result.costs),
+        # the model's size after each task
+        "parameters": [c.parameters for c in o.result.costs],
+        "order": list(o.result.tasks),  # the task keys in training order
+        "run_dir": str(o.run_dir),
+        "reused": o.reused, "resumed_tasks": o.resumed_tasks, **o.result.notes()}
+
+
+def _loggers(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    if args.mlflow is not None:
+        out.append(("mlflow", args.mlflow or None))
+    if args.tensorboard is not None:
+        out.append(("tensorboard", args.tensorboard))
+    return out
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lifelong.executors import Executor, LocalPool, RayExecutor
+    from lifelong.sweep import (
+        format_summary,
+        parse_grid,
+        parse_seeds,
+        plan_sweep,
+        run_sweep,
+        summarize,
+    )
+
+    sweep = plan_sweep(args.target, parse_grid(args.grid), sets=args.sets,
+                       seeds=parse_seeds(args.seeds) if args.seeds else None, quick=args.quick)
+    executor: Executor
+    if args.executor == "ray":
+        executor = RayExecutor(args.address, args.max_parallel or None)
+    else:
+        if args.address:
+            raise ConfigError("--address joins a Ray cluster; add --executor ray")
+        executor = LocalPool(args.max_parallel or None, threads=args.threads or 1)
+    try:
+        res = run_sweep(sweep, store_path=args.store, out_dir=args.out, executor=executor,
+                        progress=False if args.no_progress else None, rerun=args.rerun,
+                        keep_checkpoints=args.keep_checkpoints, imports=args.imports)
+    finally:
+        if isinstance(executor, RayExecutor):
+            executor.close()
+    rows = summarize(res)
+    if args.json:
+        _emit({"experiment": sweep.plan.experiment.name,
+               "grid": {k: list(v) for k, v in sweep.grid},
+               "runs": [_run_json(o) for o in res.outcomes if o.error is None],
+               "diverged": [{"run_id": o.run_id, "label": o.label, "seed": o.seed,
+                             "error": o.error} for o in res.outcomes if o.error is not None],
+               "failed": [dataclasses.asdict(f) for f in res.failures],
+               "reused": res.reused, "summary": rows})
+    else:
+        print(format_summary(rows, res.failures))
+        print(f"{len(sweep.runs)} runs: {res.reused} already in {args.store}, "
+              f"{len(res.outcomes) - res.reused} run now, {len(res.failures)} failed")
+    return 1 if res.failures else 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import torch
+
+    from lifelong.experiments import get_experiment
+    from lifelong.planning import RunSpec
+    from lifelong.runner import execute_runs
+    from lifelong.store import Store
+    from lifelong.tables import format_matrix
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with Store(args.store, create=False) as store:
+        rec = store.get_run(args.run_id)
+        if rec.status == "completed":
+            raise ConfigError(f"run {rec.run_id} is already completed; `lifelong show "
+                              f"{rec.run_id}` shows it")
+        spec = RunSpec(rec.strategy, rec.seed, rec.config, rec.label)
+        if spec.run_id != rec.run_id:
+            raise ConfigError(f"run {rec.run_id}: its stored config hashes to {spec.run_id}; "
+                              "it was stored by another version of lifelong, run it again")
+        experiment = get_experiment(str(rec.config.get("experiment", rec.experiment)))
+        (outcome,), _ = execute_runs(experiment, [spec], store=store, out=Path(args.out),
+                                     progress=False if args.no_progress else None,
+                                     rerun=True, resume=True,
+                                     keep_checkpoints=args.keep_checkpoints,
+                                     imports=args.imports)
+    if args.json:
+        _emit({"runs": [_run_json(outcome)]})
+    else:
+        print(f"== {outcome.label} on {outcome.result.stream}, seed {outcome.seed} "
+              f"(run {outcome.run_id})")
+        print(format_matrix(outcome.result.matrix))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lifelong.report import write_report
+
+    path = write_report(args.store, args.out)
+    print(f"report: {path}")
     return 0
 
 

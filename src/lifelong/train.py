@@ -14,15 +14,15 @@ import resource
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import torch
 
 from lifelong.callbacks import (
-    COSTS,
     Callback,
+    Costs,
     CurvePoint,
     EpochEnd,
     RunEnd,
@@ -112,34 +112,31 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """What `fit_stream` returns: the matrix R, per-task costs (`COSTS`), learning curves, and
-    per task the strategy's diagnostics and the warnings raised (the strategy's, the loop's)."""
+    """What `fit_stream` returns: the matrix R, per-task `Costs`, learning curves, per task
+    the strategy's diagnostics and the warnings raised (the strategy's, the loop's), and what
+    the run's `Recorder` callbacks kept (`artifacts`, JSON values by recorder key)."""
 
     strategy: str
     stream: str
     seed: int
     matrix: tuple[tuple[float, ...], ...]
-    train_seconds: tuple[float, ...]
-    eval_seconds: tuple[float, ...]
-    after_task_seconds: tuple[float, ...]
-    peak_memory_bytes: tuple[int, ...]
-    parameters: tuple[int, ...]
-    state_bytes: tuple[int, ...] = ()
+    costs: tuple[Costs, ...] = ()  # per task
     curves: tuple[CurvePoint, ...] = field(default=())
     diagnostics: tuple[Mapping[str, float], ...] = ()  # per task: the strategy's TaskReport
     warnings: tuple[tuple[str, ...], ...] = ()  # per task: the strategy's and the loop's
     tasks: tuple[str, ...] = ()  # the task keys in training order (the stream's order)
+    artifacts: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def metrics(self) -> dict[str, float]:
         return summary(self.matrix)
 
     def per_task(self) -> dict[str, Any]:
-        """The per-task fields as JSON values: each of `COSTS` as a list over tasks,
+        """The per-task fields as JSON values: each cost as a list over tasks,
         ``diagnostics`` as a list (one name → value object per task) and ``warnings`` as a
         list of ``{"task": index from 0, "message": ...}``."""
-        return {**{name: list(getattr(self, name)) for name in COSTS},
-                **self.notes()}
+        names = [f.name for f in fields(Costs)]
+        return {**{n: [getattr(c, n) for c in self.costs] for n in names}, **self.notes()}
 
     def notes(self) -> dict[str, Any]:
         """``diagnostics`` and ``warnings`` as in `per_task` (what ``lifelong run --json``
@@ -147,6 +144,17 @@ class RunResult:
         return {"diagnostics": [dict(d) for d in self.diagnostics],
                 "warnings": [{"task": t, "message": m}
                              for t, messages in enumerate(self.warnings) for m in messages]}
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a run got: row 0 of R, the `TaskEnd` of every task finished (in order) and the
+    global step count. `fit_stream` reports it after each task (to write a checkpoint) and
+    continues from it (`resume`), with the strategy's state loaded separately."""
+
+    row0: tuple[float, ...]
+    ends: tuple[TaskEnd, ...]
+    step: int
 
 
 class TaskLoop:
@@ -327,6 +335,8 @@ def fit_stream(
     *,
     seed: int = 0,
     callbacks: Sequence[Callback] = (),
+    resume: Progress | None = None,
+    checkpoint: Callable[[Progress], None] | None = None,
 ) -> RunResult:
     """Train `strategy` on each task of `stream` in order and measure the accuracy matrix.
 
@@ -335,8 +345,18 @@ def fit_stream(
     to the task's classes first; in row 0 it has no unit yet, so every logit ties and it
     predicts class 0.
 
+    Args:
+        resume: continue a run from its `Progress` (its first tasks are not trained again);
+            the strategy must hold the state it had then (`Strategy.load_state_dict`). On the
+            CPU the result equals the uninterrupted run's bit for bit: every draw derives from
+            (seed, task key), and the optimizer is fresh per task. Callbacks get the finished
+            tasks in `RunStart.completed`.
+        checkpoint: called after each task with the run's `Progress` (after the callbacks,
+            outside the timings), e.g. to save it with the strategy's state.
+
     Raises:
-        ConfigError: bad training options, or the strategy does not support the scenario.
+        ConfigError: bad training options, the strategy does not support the scenario, or
+            `resume` is from another stream or order.
         DivergenceError: the loss became NaN or infinite.
     """
     cfg = train or TrainConfig()
@@ -345,6 +365,13 @@ def fit_stream(
         ok = ", ".join(sorted(strategy.supports))
         problems.append(f"strategy '{strategy.name}' does not support the {stream.scenario}-"
                         f"incremental scenario (it supports: {ok})")
+    done = resume.ends if resume is not None else ()
+    keys = tuple(t.key for t in stream.tasks)
+    if tuple(e.task_key for e in done) != keys[:len(done)] or (
+            resume is not None and len(resume.row0) != len(stream)):
+        problems.append(f"the run to resume finished tasks {[e.task_key for e in done]}, which "
+                        f"do not begin this stream ({list(keys)}); resume it with its own "
+                        "config, or train it again")
     if problems:
         raise ConfigError(problems)
     _warn_caveat(strategy, stream)
@@ -352,15 +379,17 @@ def fit_stream(
     strategy.to(device)
     strategy.attach(seed=seed)
 
-    row0 = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
-    start = RunStart(strategy.name, stream.name, tuple(t.key for t in stream.tasks),
-                     cfg.epochs, seed, row0, stream)
+    row0 = resume.row0 if resume is not None else tuple(
+        accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
+    start = RunStart(strategy.name, stream.name, keys, cfg.epochs, seed, row0, stream,
+                     completed=done)
     for cb in callbacks:
         cb.on_run_start(start)
-    rows = [row0]
-    ends: list[TaskEnd] = []
-    step = 0
-    for position, task in enumerate(stream.tasks):  # a part of a stream keeps its indices
+    rows = [row0, *(e.accuracies for e in done)]
+    ends: list[TaskEnd] = list(done)
+    step = resume.step if resume is not None else 0
+    for position in range(len(done), len(stream)):  # a part of a stream keeps its indices
+        task = stream.tasks[position]
         if device.type == "cuda":  # the peak of this task alone
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
@@ -391,21 +420,23 @@ def fit_stream(
             messages.append(chance)
         for message in messages:  # warnings.warn shows each distinct message once
             warnings.warn(message, LifelongWarning, stacklevel=2)
-        event = TaskEnd(task.index, task.key, row, t1 - t0, t2 - t1, t1 - ta,
-                        _peak_memory(device), params, tuple(loop.curve),
-                        strategy.memory_bytes(),
+        costs = Costs(train_seconds=t1 - t0, eval_seconds=t2 - t1, after_task_seconds=t1 - ta,
+                      peak_memory_bytes=_peak_memory(device), parameters=params,
+                      state_bytes=strategy.memory_bytes())
+        event = TaskEnd(task.index, task.key, row, costs, tuple(loop.curve),
                         diagnostics={**{str(k): float(v) for k, v in report.values.items()},
                                      **measured},
                         warnings=tuple(messages))
         ends.append(event)
         for cb in callbacks:
             cb.on_task_end(event)
+        if checkpoint is not None:
+            checkpoint(Progress(row0, tuple(ends), step))
     matrix = tuple(rows)
     for cb in callbacks:
         cb.on_run_end(RunEnd(matrix))
-    costs: dict[str, Any] = {name: tuple(getattr(e, name) for e in ends) for name in COSTS}
     return RunResult(
-        strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix, **costs,
-        curves=tuple(p for e in ends for p in e.curve),
+        strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix,
+        costs=tuple(e.costs for e in ends), curves=tuple(p for e in ends for p in e.curve),
         diagnostics=tuple(e.diagnostics for e in ends),
-        warnings=tuple(e.warnings for e in ends), tasks=tuple(t.key for t in stream.tasks))
+        warnings=tuple(e.warnings for e in ends), tasks=keys)

@@ -53,6 +53,7 @@ class Outcome:
     run_dir: Path
     reused: bool = False  # taken from the store, not trained in this call
     error: str | None = None  # the DivergenceError's message, for a diverged run
+    resumed_tasks: int = 0  # tasks taken from the run's checkpoint (a resumed run)
 
 
 def mean_acc(outcomes: Sequence[Outcome], key: Callable[[Outcome], str]) -> dict[str, float]:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lifelong.callbacks import Callback, RunStart, StepEnd, TaskEnd
+from lifelong.callbacks import Callback, Recorder, RunStart, StepEnd, TaskEnd
 from lifelong.data.builders import build_stream
 from lifelong.data.task import Stream, image_inputs
 from lifelong.errors import ConfigError
@@ -44,9 +44,12 @@ from lifelong.strategies._penalty import QuadraticAnchor
 from lifelong.strategies.base import Strategy
 
 
-class Path2D(Callback):
+class Path2D(Recorder):
     """Records the model's two weights at the start and after every step, and the anchor and
-    importance a quadratic-penalty strategy holds after task 1. Only reads."""
+    importance a quadratic-penalty strategy holds after task 1. Only reads. Its artifact:
+    ``{"points": [[task, w1, w2], ...], "importance": [F1, F2] | None, "anchor": ...}``."""
+
+    key = "path2d"
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
@@ -77,6 +80,24 @@ class Path2D(Callback):
                 self.importance = (float(omega[0]), float(omega[1]))
                 self.anchor = (float(anchor[0]), float(anchor[1]))
 
+    def artifact(self) -> dict[str, Any]:
+        return {"points": [list(p) for p in self.points],
+                "importance": list(self.importance) if self.importance else None,
+                "anchor": list(self.anchor) if self.anchor else None}
+
+    def restore(self, value: Any) -> None:
+        self.points = [(int(t), float(a), float(b)) for t, a, b in value["points"]]
+        imp, anchor = value["importance"], value["anchor"]
+        self.importance = (float(imp[0]), float(imp[1])) if imp else None
+        self.anchor = (float(anchor[0]), float(anchor[1])) if anchor else None
+
+    @classmethod
+    def of(cls, value: Any) -> Path2D:
+        """A recorder holding a stored artifact (to draw a stored run)."""
+        path = cls.__new__(cls)
+        path.restore(value)
+        return path
+
 
 def _grid_losses(stream: Stream, w1: torch.Tensor, w2: torch.Tensor) -> list[torch.Tensor]:
     """Each task's mean training loss at every point of the grid (logistic loss, as trained)."""
@@ -99,16 +120,12 @@ def _loss_at(stream: Stream, w: tuple[float, float]) -> list[float]:
 @EXPERIMENTS.register("ewc-surface")
 class EWCSurface(Experiment):
     name = "ewc-surface"
-    reuses_runs = False  # the figure needs the parameter paths, which the store does not keep
     summary = ("two weights, two tasks: loss contours with the SGD, L2 and EWC paths from the "
                "task-1 optimum, and task 1's Fisher as an ellipse")
     strategies = ("naive", "l2", "ewc")
     protocol_note = ("A teaching picture (the lecture's; Kirkpatrick et al. 2017, Fig. 1 draw "
                      "it as a schematic), not a published measurement: there are no reference "
                      "numbers. The tasks are synthetic 2-D logistic-regression problems.")
-
-    def __init__(self) -> None:
-        self._paths: dict[str, Path2D] = {}
 
     def defaults(self) -> dict[str, Any]:
         return {
@@ -126,16 +143,15 @@ class EWCSurface(Experiment):
                 "train": {"epochs": 10}}
 
     def callbacks(self, run_id: str, strategy: Strategy) -> list[Callback]:
-        self._paths[run_id] = Path2D(strategy)
-        return [self._paths[run_id]]
+        return [Path2D(strategy)]
 
     def report(self, outcomes: Sequence[Outcome], out_dir: Path,
                options: dict[str, Any]) -> tuple[str, list[Path]]:
         first = outcomes[0]
         cfg = dict(first.config["stream"])
         stream = build_stream(cfg.pop("name"), seed=first.seed, **cfg)
-        paths = {o.strategy: self._paths[o.run_id] for o in outcomes
-                 if o.run_id in self._paths and o.seed == first.seed}
+        paths = {o.strategy: Path2D.of(o.result.artifacts["path2d"]) for o in outcomes
+                 if "path2d" in o.result.artifacts and o.seed == first.seed}
         # The ellipse is EWC's Fisher (L2's Ω = 1 would draw a circle).
         fisher = paths.get("ewc") if "ewc" in paths and paths["ewc"].importance else None
         lines = [f"{'':12s} {'w1':>7s} {'w2':>7s} {'loss 1':>7s} {'loss 2':>7s} "

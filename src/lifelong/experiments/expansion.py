@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from lifelong.callbacks import Callback, RunStart, TaskEnd
+from lifelong.callbacks import Callback, Recorder, RunStart, TaskEnd
 from lifelong.data.task import Stream
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference, mean_acc
@@ -36,9 +36,12 @@ AGEM = ("Chaudhry et al. 2019, Efficient Lifelong Learning with A-GEM (ICLR), pe
         "PROG-NN average accuracy: 20 tasks, MLP 2x256, one pass over 60k images per task")
 
 
-class Routing(Callback):
+class Routing(Recorder):
     """After each task, the share of each seen task's test images the strategy routes to that
-    task (for strategies with a `route(x)`, i.e. Expert Gate); no task label is used."""
+    task (for strategies with a `route(x)`, i.e. Expert Gate); no task label is used. Its
+    artifact: one list per task learned, the routing accuracy on each task seen so far."""
+
+    key = "routing"
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
@@ -56,6 +59,12 @@ class Routing(Callback):
             self.after.append([
                 float((route(t.test.to(self.strategy.device).x).cpu() == t.label).float().mean())
                 for t in self.stream.tasks[:event.task_index + 1]])
+
+    def artifact(self) -> list[list[float]]:
+        return [list(r) for r in self.after]
+
+    def restore(self, value: Any) -> None:
+        self.after = [[float(a) for a in r] for r in value]
 
 
 @EXPERIMENTS.register("expansion")
@@ -77,11 +86,6 @@ class Expansion(Experiment):
         "with a GRU: neither is this protocol, and their numbers are not quoted here. In "
         "task-IL Expert Gate answers with the labelled task's expert; the routing column says "
         "how its gate would do without labels.")
-    reuses_runs = False  # routing is measured during the run
-
-    def __init__(self) -> None:
-        self._routing: dict[str, Routing] = {}
-
     def defaults(self) -> dict[str, Any]:
         return {
             "stream": {"name": "permuted", "source": "mnist-10k", "num_tasks": 10,
@@ -105,8 +109,7 @@ class Expansion(Experiment):
         return [dict(options)]
 
     def callbacks(self, run_id: str, strategy: Strategy) -> list[Callback]:
-        routing = self._routing[run_id] = Routing(strategy)
-        return [routing]
+        return [Routing(strategy)]
 
     def ours(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
         return mean_acc(outcomes, lambda o: o.label)
@@ -123,14 +126,14 @@ class Expansion(Experiment):
             m = [summary(o.result.matrix) for o in runs]
             grew = fmean(sum(d.get("growths", 0.0) for d in o.result.diagnostics)
                          for o in runs)
-            routed = [self._routing[o.run_id].after[-1] for o in runs
-                      if o.run_id in self._routing and self._routing[o.run_id].after]
+            routed = [o.result.artifacts["routing"][-1] for o in runs
+                      if o.result.artifacts.get("routing")]
             routing = f"{fmean(fmean(r) for r in routed):8.3f}" if routed else f"{'-':>8s}"
-            first, last = runs[0].result.parameters[0], runs[0].result.parameters[-1]
+            first, last = runs[0].result.costs[0].parameters, runs[0].result.costs[-1].parameters
             lines.append(f"{label:22s} {fmean(x['acc'] for x in m):6.3f} "
                          f"{fmean(x['bwt'] for x in m):+7.3f} {first:15,d} {last:13,d} "
                          f"{grew:8.1f} {routing}")
-            R, params = runs[0].result.matrix, runs[0].result.parameters
+            R, params = runs[0].result.matrix, [c.parameters for c in runs[0].result.costs]
             seen = [fmean(R[i + 1][:i + 1]) for i in range(len(params))]
             ax.plot(params, seen, marker="o", markersize=3, label=label)
         ax.set_xscale("log")

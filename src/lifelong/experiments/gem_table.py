@@ -139,7 +139,7 @@ class GEMTable(Experiment):
                 stds[method] = [stdev(v) if len(v) > 1 else 0.0 for v in values]  # sample std
                 cells = " ".join(f"{mu:+15.3f}" if seeds == 1 else f"{mu:+8.3f} ± {sd:.3f}"
                                  for mu, sd in zip(means[method], stds[method], strict=True))
-                secs = fmean(sum(o.result.train_seconds) for o in runs)
+                secs = fmean(sum(c.train_seconds for c in o.result.costs) for o in runs)
                 lines.append(f"{stream:10s} {method:7s} {cells} {secs:8.1f}")
             top, bottom = axes[col], axes[len(grouped) + col]
             grouped_bars(top, [m.upper() for m in METRICS], means,

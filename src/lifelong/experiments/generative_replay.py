@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from lifelong.callbacks import Callback, TaskEnd
+from lifelong.callbacks import Callback, Recorder, TaskEnd
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference, mean_acc
 from lifelong.metrics import summary
@@ -57,9 +57,12 @@ def er_memory_size(pixels: int, num_tasks: int, *, latent: int = 32, width: int 
     return max(1, round(4 * vae_parameters(pixels, latent, width) / per_example / num_tasks))
 
 
-class SampleGrid(Callback):
+class SampleGrid(Recorder):
     """After every task, `SAMPLES` images from the strategy's generator, drawn from this
-    observer's own generator (the strategy's draws are untouched)."""
+    observer's own generator (the strategy's draws are untouched). Its artifact: one nested
+    list of pixel values (4 decimals) per task learned."""
+
+    key = "samples"
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
@@ -70,6 +73,12 @@ class SampleGrid(Callback):
         images = sample(SAMPLES, torch.Generator().manual_seed(0)) if sample else None
         if images is not None:
             self.rows.append(images.detach().cpu())
+
+    def artifact(self) -> list[Any]:
+        return [torch.round(r, decimals=4).tolist() for r in self.rows]
+
+    def restore(self, value: Any) -> None:
+        self.rows = [torch.tensor(r, dtype=torch.float32) for r in value]
 
 
 @EXPERIMENTS.register("generative-replay")
@@ -95,11 +104,6 @@ class GenerativeReplay(Experiment):
         "replay weighs 1 - 1/k on the k-th task as van de Ven & Tolias. ER holds, in all, the "
         "bytes of one VAE in examples. No published numbers are quoted for the permuted "
         "stream (different task counts in the papers).")
-    reuses_runs = False  # the sample grids are drawn during training, not stored
-
-    def __init__(self) -> None:
-        self._grids: dict[str, SampleGrid] = {}
-
     def defaults(self) -> dict[str, Any]:
         return {
             "stream": {"source": "mnist-10k", "num_tasks": 5},
@@ -145,8 +149,7 @@ class GenerativeReplay(Experiment):
         return [dict(options)]
 
     def callbacks(self, run_id: str, strategy: Strategy) -> list[Callback]:
-        grid = self._grids[run_id] = SampleGrid(strategy)
-        return [grid]
+        return [SampleGrid(strategy)]
 
     # ------------------------------------------------------------------------- results
     @staticmethod
@@ -166,8 +169,8 @@ class GenerativeReplay(Experiment):
         series: dict[str, dict[str, float]] = defaultdict(dict)
         for (kind, label), runs in rows.items():
             m = [summary(o.result.matrix) for o in runs]
-            kept = fmean(o.result.state_bytes[-1] - _model_bytes(o) for o in runs) / 2 ** 20
-            train = fmean(sum(o.result.train_seconds) for o in runs)
+            kept = fmean(o.result.costs[-1].state_bytes - _model_bytes(o) for o in runs) / 2 ** 20
+            train = fmean(sum(c.train_seconds for c in o.result.costs) for o in runs)
             gen = [sum(d.get("generator_seconds", 0.0) for d in o.result.diagnostics)
                    for o in runs]
             acc = fmean(x["acc"] for x in m)
@@ -182,16 +185,17 @@ class GenerativeReplay(Experiment):
         ax.set_ylim(0, 1.1)
         figures = [save(fig, out_dir / "generative_replay.png")]
         for o in outcomes:
-            grid = self._grids.get(o.run_id)
-            if grid is not None and grid.rows:
-                figures.append(_sample_grid(grid.rows, f"{o.label}, {self._kind(o)}",
+            samples = o.result.artifacts.get("samples")
+            if samples:
+                figures.append(_sample_grid([torch.tensor(r) for r in samples],
+                                            f"{o.label}, {self._kind(o)}",
                                             out_dir / f"samples_{o.run_id}.png"))
         return "\n".join(lines), figures
 
 
 def _model_bytes(o: Outcome) -> int:
     """Bytes of the solver's parameters (float32), so "kept" is what the method adds."""
-    return 4 * o.result.parameters[-1]
+    return 4 * o.result.costs[-1].parameters
 
 
 def _sample_grid(rows: list[torch.Tensor], title: str, path: Path) -> Path:

@@ -1,152 +1,49 @@
-"""SQLite results store.
+"""The results store in one SQLite file: the `Store` connection, its writes and its reads.
 
-Owns the on-disk record of runs: one SQLite file (default ``runs/lifelong.sqlite``) holding each
-run's metadata, its accuracy matrix R cell by cell, summary metrics, per-task costs,
-diagnostics and warnings, and within-task learning curves; marking runs whose process died as
-failed; migrating a store of an older schema version when it opens. Every write is one
-transaction, so a killed process leaves whole matrix rows or none. Does not own computing
-metrics (`metrics.py`), deriving run ids (`config.py`), training, plots, or the plain-text
-tables of ``lifelong runs`` and ``lifelong show`` (`tables.py`).
+Owns opening (checking the file is a store of a version this code reads, migrating an older
+one, marking runs left 'running' by a dead process as failed) and every write, each one
+transaction, so a killed process leaves whole matrix rows or none. Does not own the tables'
+SQL (`schema.py`), turning rows back into values (`records.py`), metrics, run ids, training,
+or the plain-text tables of ``lifelong runs`` (`tables.py`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import platform
 import socket
 import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 from lifelong.errors import ConfigError, StateError
+from lifelong.provenance import installed_versions
 from lifelong.registry import suggest
+from lifelong.store.records import (
+    ROWS_SQL,
+    SUMMARY_SQL,
+    RunRecord,
+    RunSummary,
+    StoredFigure,
+    read_record,
+)
+from lifelong.store.schema import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    RUN_TABLES,
+    SCHEMA,
+    SCHEMA_VERSION,
+)
 
 DEFAULT_PATH = Path("runs/lifelong.sqlite")
-SCHEMA_VERSION = 3  # PRAGMA user_version; bump it, with a migration, when the tables change
-APPLICATION_ID = 0x4C4C5354  # PRAGMA application_id ("LLST"): tells our files from others
 BUSY_TIMEOUT_S = 30.0  # how long parallel sweep workers wait for the write lock
-SUMMARY_METRICS = ("acc", "bwt", "fwt", "forgetting")
-Status = Literal["running", "completed", "failed"]
-
-_FK = "run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE"
-# Version 2: what the strategy and the loop observed per task. value is NULL for NaN (a
-# diagnostic the strategy could not compute); seq keeps the warnings in the order raised.
-_TABLES_V2 = (
-    f"""CREATE TABLE diagnostics ({_FK}, task INTEGER NOT NULL, name TEXT NOT NULL,
-        value REAL, PRIMARY KEY (run_id, task, name)) WITHOUT ROWID""",
-    f"""CREATE TABLE warnings ({_FK}, task INTEGER NOT NULL, seq INTEGER NOT NULL,
-        message TEXT NOT NULL, PRIMARY KEY (run_id, task, seq)) WITHOUT ROWID""",
-)
-# Version 3: the task keys in training order (a run's `order`; runs stored before have none).
-_TABLES_V3 = (
-    f"""CREATE TABLE task_keys ({_FK}, position INTEGER NOT NULL, key TEXT NOT NULL,
-        PRIMARY KEY (run_id, position)) WITHOUT ROWID""",
-)
-# Statements that take a store from version N (the key) to N + 1, run in one transaction.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _TABLES_V2, 2: _TABLES_V3}
-_SCHEMA = (
-    """CREATE TABLE runs (run_id TEXT PRIMARY KEY, experiment TEXT NOT NULL,
-        strategy TEXT NOT NULL, stream TEXT NOT NULL, seed INTEGER NOT NULL,
-        config_json TEXT NOT NULL, versions_json TEXT NOT NULL, git_commit TEXT,
-        status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')), error TEXT,
-        pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
-        num_tasks INTEGER NOT NULL CHECK (num_tasks > 0))""",
-    "CREATE INDEX runs_by_start ON runs (started_at)",
-    f"""CREATE TABLE cells ({_FK}, "row" INTEGER NOT NULL, col INTEGER NOT NULL,
-        accuracy REAL NOT NULL, PRIMARY KEY (run_id, "row", col)) WITHOUT ROWID""",
-    # value is NULL for an undefined metric (NaN in Python).
-    f"""CREATE TABLE metrics ({_FK}, name TEXT NOT NULL, value REAL,
-        PRIMARY KEY (run_id, name)) WITHOUT ROWID""",
-    f"""CREATE TABLE costs ({_FK}, task INTEGER NOT NULL, name TEXT NOT NULL,
-        value REAL NOT NULL, PRIMARY KEY (run_id, task, name)) WITHOUT ROWID""",
-    f"""CREATE TABLE curves ({_FK}, trained_task INTEGER NOT NULL, step INTEGER NOT NULL,
-        eval_task INTEGER NOT NULL, accuracy REAL NOT NULL,
-        PRIMARY KEY (run_id, trained_task, step, eval_task)) WITHOUT ROWID""",
-    *_TABLES_V2,
-    *_TABLES_V3,
-    f"PRAGMA application_id = {APPLICATION_ID}",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
-)
-_ROWS_SQL = 'SELECT COUNT(DISTINCT "row") FROM cells c WHERE c.run_id = r.run_id'
-_SUMMARY_SQL = (
-    "SELECT r.run_id, r.experiment, r.strategy, r.stream, r.seed, r.status, r.started_at,"
-    " r.finished_at, " + ", ".join(
-        f"(SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = '{name}')"
-        for name in SUMMARY_METRICS) + f", r.num_tasks, ({_ROWS_SQL}) FROM runs r"
-)
-
-
-class CurveRow(NamedTuple):
-    """Accuracy on `eval_task` after `step` optimiser steps of training on `trained_task`."""
-
-    trained_task: int
-    step: int
-    eval_task: int
-    accuracy: float
-
-
-@dataclass(frozen=True, slots=True)
-class TaskWarning:
-    """A warning raised while learning `task` (index from 0), by the strategy or the loop."""
-
-    task: int
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """One line of ``lifelong runs``; metrics are None until the run completes, or undefined."""
-
-    run_id: str
-    experiment: str
-    strategy: str
-    stream: str
-    seed: int
-    status: Status
-    started_at: str  # ISO 8601, UTC
-    finished_at: str | None
-    acc: float | None
-    bwt: float | None
-    fwt: float | None
-    forgetting: float | None
-    num_tasks: int
-    rows_recorded: int
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord(RunSummary):
-    """Everything stored about one run.
-
-    `matrix[i][j]` is the accuracy on task j after training task i (row 0: untrained model);
-    `costs[t]` maps cost names to values for task t, `diagnostics[t]` the strategy's
-    reported values (NaN where it gave NaN); undefined metrics are NaN. `warnings` are in
-    task order, then in the order they were raised.
-    """
-
-    config: dict[str, Any]
-    matrix: list[list[float]]
-    metrics: dict[str, float]
-    costs: dict[int, dict[str, float]]
-    curves: list[CurveRow]
-    diagnostics: dict[int, dict[str, float]]
-    warnings: list[TaskWarning]
-    error: str | None
-    versions: dict[str, str]
-    git_commit: str | None
-    host: str
-    pid: int
-    task_keys: list[str]  # in training order; empty for runs stored before schema 3
 
 
 class Store:
@@ -198,13 +95,14 @@ class Store:
     def begin_run(
         self, run_id: str, *, experiment: str, strategy: str, stream: str, seed: int,
         config: dict[str, Any], num_tasks: int, versions: dict[str, str] | None = None,
-        git_commit: str | None = None, task_keys: Sequence[str] = (),
+        git_commit: str | None = None, task_keys: Sequence[str] = (), label: str | None = None,
     ) -> None:
         """Record a run as 'running' with this process's pid; an old run of that id is replaced.
 
         Args:
             versions: python/torch/lifelong versions; read from the environment when None.
             task_keys: the stream's task keys in training order (the run's `order`).
+            label: how tables name the run (default: the strategy).
         """
         if not run_id or num_tasks < 1:
             raise StateError(f"run {run_id!r}: needs a non-empty id and num_tasks >= 1, "
@@ -218,15 +116,14 @@ class Store:
             if old and old[0] == "running" and old[2] == host and old[1] != pid and _alive(old[1]):
                 raise StateError(f"run {run_id!r} is being written by process {old[1]} on "
                                  f"{host} ({self.path}); wait for it or stop that process")
-            for table in ("task_keys", "warnings", "diagnostics", "curves", "costs", "metrics",
-                          "cells", "runs"):
+            for table in RUN_TABLES:
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             con.execute(
                 "INSERT INTO runs (run_id, experiment, strategy, stream, seed, config_json,"
-                " versions_json, git_commit, status, pid, host, started_at, num_tasks)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                " versions_json, git_commit, status, pid, host, started_at, num_tasks, label)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
                 (run_id, experiment, strategy, stream, int(seed), config_json, versions_json,
-                 git_commit, pid, host, _now(), int(num_tasks)))
+                 git_commit, pid, host, _now(), int(num_tasks), label))
             con.executemany("INSERT INTO task_keys (run_id, position, key) VALUES (?, ?, ?)",
                             [(run_id, i, str(k)) for i, k in enumerate(task_keys)])
 
@@ -297,9 +194,13 @@ class Store:
             con.executemany("INSERT INTO warnings VALUES (?, ?, ?, ?)",
                             [(run_id, row - 1, i, m) for i, m in enumerate(messages)])
 
-    def finish_run(self, run_id: str, *, metrics: Mapping[str, float]) -> None:
-        """Store the summary metrics (NaN = undefined) and mark the run 'completed'."""
+    def finish_run(self, run_id: str, *, metrics: Mapping[str, float],
+                   artifacts: Mapping[str, Any] | None = None) -> None:
+        """Store the summary metrics (NaN = undefined) and what the run's recorders kept
+        (`artifacts`: JSON values by name), and mark the run 'completed'."""
         values = {str(k): float(v) for k, v in metrics.items()}
+        kept = [(run_id, str(k), _json(v, f"run {run_id!r}: artifact {k!r}"))
+                for k, v in (artifacts or {}).items()]
         with self._tx() as con:
             num_tasks, recorded = self._running(run_id)
             if recorded != num_tasks + 1:
@@ -310,6 +211,7 @@ class Store:
                                  "numbers, or NaN where a metric is undefined")
             con.executemany("INSERT INTO metrics VALUES (?, ?, ?)",
                             [(run_id, k, None if math.isnan(v) else v) for k, v in values.items()])
+            con.executemany("INSERT INTO artifacts VALUES (?, ?, ?)", kept)
             con.execute("UPDATE runs SET status = 'completed', finished_at = ?, error = NULL"
                         " WHERE run_id = ?", (_now(), run_id))
 
@@ -330,7 +232,7 @@ class Store:
     def list_runs(self, *, experiment: str | None = None) -> list[RunSummary]:
         """All runs, or those of one experiment, newest first."""
         with self._errors():
-            rows = self._con.execute(_SUMMARY_SQL + " WHERE ? IS NULL OR r.experiment = ?"
+            rows = self._con.execute(SUMMARY_SQL + " WHERE ? IS NULL OR r.experiment = ?"
                                      " ORDER BY r.started_at DESC, r.rowid DESC",
                                      (experiment, experiment)).fetchall()
         return [RunSummary(*r) for r in rows]
@@ -342,55 +244,37 @@ class Store:
             ConfigError: no run matches ("did you mean"), or the prefix matches several.
         """
         with self._errors():
-            rid = self._resolve(run_id)
-            query = partial(self._all, params=(rid,))
-            summary = query(_SUMMARY_SQL + " WHERE r.run_id = ?")[0]
-            [(config, versions, git, error, host, pid)] = query(
-                "SELECT config_json, versions_json, git_commit, error, host, pid FROM runs"
-                " WHERE run_id = ?")
-            cells = query('SELECT "row", col, accuracy FROM cells WHERE run_id = ?')
-            metrics = query("SELECT name, value FROM metrics WHERE run_id = ? ORDER BY name")
-            costs = query("SELECT task, name, value FROM costs WHERE run_id = ? ORDER BY task")
-            curves = query("SELECT trained_task, step, eval_task, accuracy FROM curves"
-                           " WHERE run_id = ? ORDER BY trained_task, step, eval_task")
-            diagnostics = query("SELECT task, name, value FROM diagnostics WHERE run_id = ?"
-                                " ORDER BY task, name")
-            warnings = query("SELECT task, message FROM warnings WHERE run_id = ?"
-                             " ORDER BY task, seq")
-            keys = query("SELECT key FROM task_keys WHERE run_id = ? ORDER BY position")
-        matrix = [[math.nan] * summary[-2] for _ in range(summary[-1])]
-        for r, c, a in cells:
-            matrix[r][c] = a
-        per_task: dict[int, dict[str, float]] = {}
-        for task, name, value in costs:
-            per_task.setdefault(task, {})[name] = value
-        diag: dict[int, dict[str, float]] = {}
-        for task, name, value in diagnostics:
-            diag.setdefault(task, {})[name] = math.nan if value is None else value
-        return RunRecord(
-            **dict(zip([f.name for f in fields(RunSummary)], summary, strict=True)),
-            config=json.loads(config), matrix=matrix,
-            metrics={k: math.nan if v is None else v for k, v in metrics}, costs=per_task,
-            curves=[CurveRow(*p) for p in curves], diagnostics=diag,
-            warnings=[TaskWarning(*w) for w in warnings], error=error,
-            versions=json.loads(versions), git_commit=git, host=host, pid=pid,
-            task_keys=[k for (k,) in keys])
+            return read_record(self._con, self._resolve(run_id))
 
-    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        return self._con.execute(sql, params).fetchall()
+    def record_figure(self, experiment: str, path: Path, run_ids: Sequence[str]) -> None:
+        """Keep the PNG at `path`, an `experiment`'s figure of the runs `run_ids`, replacing
+        the figure of the same experiment and file name (the report embeds them)."""
+        png = path.read_bytes()
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO figures VALUES (?, ?, ?, ?, ?)",
+                        (experiment, path.name, json.dumps(list(run_ids)), png, _now()))
+
+    def figures(self, experiment: str | None = None) -> list[StoredFigure]:
+        """The stored figures, of one experiment or of all, by experiment and name."""
+        with self._errors():
+            rows = self._con.execute(
+                "SELECT experiment, name, run_ids_json, png, created_at FROM figures"
+                " WHERE ? IS NULL OR experiment = ? ORDER BY experiment, name",
+                (experiment, experiment)).fetchall()
+        return [StoredFigure(e, n, json.loads(r), bytes(p), c) for e, n, r, p, c in rows]
 
     def _open(self) -> None:
         with self._errors():
             if self._header() == (0, 0, 0):  # a new, empty file
                 with self._tx() as con:  # check again under the lock: another process may race
                     if self._header() == (0, 0, 0):
-                        for statement in _SCHEMA:
+                        for statement in SCHEMA:
                             con.execute(statement)
             app_id, version, _ = self._header()
         if app_id != APPLICATION_ID:
             raise StateError(f"{self.path}: a SQLite database that is not a lifelong results "
                              "store; pass another store path, or move this file away")
-        if version in _MIGRATIONS:
+        if version in MIGRATIONS:
             version = self._migrate()
         if version != SCHEMA_VERSION:
             fix = ("upgrade lifelong (pip install -U lifelong)" if version > SCHEMA_VERSION
@@ -419,8 +303,8 @@ class Store:
         again under the lock). Returns the version reached."""
         with self._errors(), self._tx() as con:
             version = self._header()[1]
-            while version in _MIGRATIONS:
-                for statement in _MIGRATIONS[version]:
+            while version in MIGRATIONS:
+                for statement in MIGRATIONS[version]:
                     con.execute(statement)
                 version += 1
                 con.execute(f"PRAGMA user_version = {version}")
@@ -445,7 +329,7 @@ class Store:
 
     def _running(self, run_id: str) -> tuple[int, int]:
         """(num_tasks, rows recorded) of a run that must exist and be running."""
-        got = self._con.execute(f"SELECT status, num_tasks, ({_ROWS_SQL}) FROM runs r"
+        got = self._con.execute(f"SELECT status, num_tasks, ({ROWS_SQL}) FROM runs r"
                                 " WHERE run_id = ?", (run_id,)).fetchone()
         if got is None:
             raise StateError(f"run {run_id!r} is not in {self.path}; call begin_run first")
@@ -521,27 +405,3 @@ def _json(obj: Any, what: str) -> str:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{what} cannot be stored as JSON ({exc}); use plain numbers, "
                           "strings, lists and dicts") from None
-
-
-def installed_versions() -> dict[str, str]:
-    """Versions of Python and the packages a result depends on, as installed."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for dist in ("torch", "numpy", "lifelong"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    out["lifelong-code"] = code_hash()
-    return out
-
-
-def code_hash() -> str:
-    """A hash of the `lifelong` package's source files as they are on disk: it changes with
-    any edit of the code, committed or not, installed from git or from a wheel."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]

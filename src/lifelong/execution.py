@@ -1,0 +1,261 @@
+"""Execution: one run, from its `RunSpec` to its `RunResult`, in whatever process runs it.
+
+Owns `RunJob` (everything a run needs, as plain values, so it can be sent to another process
+or machine), `run_job` (build the stream, model, strategy and the experiment's observers; resume
+from a checkpoint; train; checkpoint after each task) and `JobResult`. A run's outcome is only
+what it returns (its result, with what its `Recorder`s kept) and what the store holds. Does not
+own choosing where runs execute (`lifelong.executors`) or the driver's bookkeeping
+(`lifelong.runner`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from lifelong import config as cfgmod
+from lifelong.callbacks import Callback, ProgressBar, Recorder, RunStart, TaskEnd
+from lifelong.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from lifelong.data.builders import MEASURED_ORDERS, build_stream
+from lifelong.data.task import Stream
+from lifelong.errors import DivergenceError
+from lifelong.models import build_model
+from lifelong.planning import RunSpec
+from lifelong.strategies import build_strategy
+from lifelong.strategies.base import Strategy
+from lifelong.train import Progress, RunResult, TrainConfig, fit_stream
+
+if TYPE_CHECKING:
+    from lifelong.curriculum import Affinity
+    from lifelong.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class RunJob:
+    """One run to execute.
+
+    Attributes:
+        spec: what to run.
+        experiment: the experiment's registered name (its observers are built where the run
+            executes).
+        meta: versions and git commit of the driver, recorded with the run.
+        checkpoints: the folder for checkpoints (None: write none).
+        resume: continue from the run's checkpoint where one exists.
+        imports: the user's ``--import`` modules, imported again by a worker process.
+        loggers: ``(kind, where)`` of the tracking integrations to log the run to
+            (`lifelong.integrations.build_loggers`: MLflow, TensorBoard).
+    """
+
+    spec: RunSpec
+    experiment: str
+    meta: dict[str, Any]
+    checkpoints: str | None = None
+    resume: bool = False
+    imports: tuple[str, ...] = ()
+    loggers: tuple[tuple[str, str | None], ...] = ()
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What came back from one run: its result, or why there is none.
+
+    `status` is ``"diverged"`` for a `DivergenceError` (the message in `error`) and
+    ``"failed"`` for any other error in a worker (type, message and the traceback's last
+    line). `resumed_tasks` counts the tasks taken from a checkpoint; `recorded` says whether
+    the run wrote its rows to the store itself (in-process) or the driver must."""
+
+    run_id: str
+    status: Literal["completed", "diverged", "failed"]
+    result: RunResult | None = None
+    error: str | None = None
+    resumed_tasks: int = 0
+    recorded: bool = False
+    num_tasks: int = 0
+    task_keys: tuple[str, ...] = ()
+
+
+class StoreRecorder(Callback):
+    """Writes row 0 (and a resumed run's finished rows) at the start and each task's row
+    (with costs, diagnostics, warnings and curve) as it ends."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+
+    def on_run_start(self, event: RunStart) -> None:
+        self.store.record_row(self.run_id, row=0, accuracies=event.initial_accuracies)
+        for done in event.completed:
+            self.on_task_end(done)
+
+    def on_task_end(self, event: TaskEnd) -> None:
+        self.store.record_row(
+            self.run_id, row=event.task_index + 1, accuracies=event.accuracies,
+            costs=event.costs.as_dict(), diagnostics=event.diagnostics,
+            warnings=event.warnings,
+            curve=[(p.step, j, a) for p in event.curve for j, a in enumerate(p.accuracies)])
+
+
+def stream_key(spec: RunSpec) -> str:
+    """Runs with equal keys train on the same stream (built once in one process)."""
+    measured = spec.config["stream"].get("order") in MEASURED_ORDERS
+    return cfgmod.canonical([spec.config["stream"], spec.seed] + (
+        [spec.config["model"], spec.config["strategy"], spec.config["train"]]
+        if measured else []))
+
+
+AFFINITY_BUDGET = 20  # training examples of the target task in `task_affinity`
+
+
+def stream_for(spec: RunSpec) -> Stream:
+    """The run's stream, in its `order`. An order a chooser picks by measuring the tasks
+    (`easy-to-hard`, `greedy-affinity`) is measured here, with the run's own model, strategy,
+    training and seed (`lifelong.curriculum.task_affinity`, a budget of `AFFINITY_BUDGET`
+    examples), so the run is reproducible from its config alone."""
+    s = dict(spec.config["stream"])
+    name, order = s.pop("name"), s.pop("order", None)
+    if order not in MEASURED_ORDERS:
+        return build_stream(name, seed=spec.seed, order=order, **s)
+    from lifelong.curriculum import choose
+
+    stream, affinity = measured_affinity(spec.config, spec.strategy, spec.seed,
+                                         budget=AFFINITY_BUDGET)
+    return stream.reorder(choose(order, stream, affinity=affinity, seed=spec.seed).order)
+
+
+def strategy_for(config: dict[str, Any], strategy: str, stream: Stream, seed: int) -> Strategy:
+    """Strategy `strategy` around a fresh model, both as a run config's `model` and
+    `strategy` sections say, shaped for `stream` and initialised from `seed`."""
+    model = build_model(config["model"]["name"], stream, seed=seed,
+                        **{k: v for k, v in config["model"].items() if k != "name"})
+    return build_strategy(strategy, model,
+                          **{k: v for k, v in config["strategy"].items() if k != "name"})
+
+
+def measured_affinity(config: dict[str, Any], strategy: str, seed: int, *,
+                      budget: int) -> tuple[Stream, Affinity]:
+    """A run config's stream in its built order (`order` left out), and its tasks' affinity
+    (`lifelong.curriculum.task_affinity`) measured with the config's model, strategy and
+    training at `seed`."""
+    from lifelong.curriculum import task_affinity
+
+    s = {k: v for k, v in config["stream"].items() if k not in ("name", "order")}
+    stream = build_stream(config["stream"]["name"], seed=seed, **s)
+    affinity = task_affinity(stream, lambda at: strategy_for(config, strategy, stream, at),
+                             TrainConfig(**config["train"]), budget=budget, seed=seed)
+    return stream, affinity
+
+
+def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = None,
+            progress: bool | None = False, callbacks: Sequence[Callback] = ()) -> JobResult:
+    """Execute `job` here and return its result.
+
+    With `store`, the run's rows are recorded as each task ends (the run is left 'running':
+    the driver marks it completed once its files are written). With `job.checkpoints`, a
+    checkpoint is written after each task and, with `job.resume`, a run's checkpoint is
+    continued from. A `DivergenceError` becomes a ``"diverged"`` result (and a failed run in
+    `store`); any other error propagates.
+    """
+    from lifelong.experiments import get_experiment
+
+    spec = job.spec
+    stream = stream if stream is not None else stream_for(spec)
+    strategy = strategy_for(spec.config, spec.strategy, stream, spec.seed)
+    observers = get_experiment(job.experiment).callbacks(spec.run_id, strategy)
+    recorders = [cb for cb in observers if isinstance(cb, Recorder)]
+    path = checkpoint_path(job.checkpoints, spec.run_id) if job.checkpoints else None
+    ckpt = load_checkpoint(path, spec.run_id) if path is not None and job.resume else None
+    if ckpt is not None:
+        strategy.load_state_dict(ckpt.strategy)
+        for rec in recorders:
+            if rec.key in ckpt.artifacts:
+                rec.restore(ckpt.artifacts[rec.key])
+    bar = ProgressBar(desc=f"{spec.label or spec.strategy} seed {spec.seed}",
+                      disable=None if progress is None else not progress)
+    tracked: list[Callback] = []
+    if job.loggers:
+        from lifelong.integrations import build_loggers
+
+        tracked = build_loggers(job.loggers, run_id=spec.run_id,
+                                run_name=f"{spec.label or spec.strategy} seed {spec.seed}",
+                                experiment=job.experiment, config=spec.config)
+    hooks: list[Callback] = [bar, *callbacks, *tracked, *observers]
+    if store is not None:
+        store.begin_run(spec.run_id, experiment=job.experiment, strategy=spec.strategy,
+                        stream=stream.name, seed=spec.seed, config=spec.config,
+                        num_tasks=len(stream), task_keys=[t.key for t in stream.tasks],
+                        versions=job.meta["versions"], git_commit=job.meta["git_commit"],
+                        label=spec.label or spec.strategy)
+        hooks.insert(1, StoreRecorder(store, spec.run_id))
+
+    def save(progress: Progress) -> None:
+        if path is not None:
+            save_checkpoint(path, Checkpoint(spec.run_id, progress, strategy.state_dict(),
+                                             {r.key: r.artifact() for r in recorders}))
+
+    keys = tuple(t.key for t in stream.tasks)
+    try:
+        result = fit_stream(strategy, stream, TrainConfig(**spec.config["train"]),
+                            seed=spec.seed, callbacks=hooks,
+                            resume=ckpt.progress if ckpt is not None else None,
+                            checkpoint=save if path is not None else None)
+    except BaseException as e:
+        for logger in tracked:  # an integration's run ends as failed, not left open
+            close = getattr(logger, "close", None)
+            if close is not None:
+                close()
+        if store is not None:
+            store.fail_run(spec.run_id, error=f"{type(e).__name__}: {e}")
+        if not isinstance(e, DivergenceError):
+            raise
+        return JobResult(spec.run_id, "diverged", error=str(e), recorded=store is not None,
+                         num_tasks=len(stream), task_keys=keys)
+    result = dataclasses.replace(result, artifacts={r.key: r.artifact() for r in recorders})
+    return JobResult(spec.run_id, "completed", result,
+                     resumed_tasks=ckpt.tasks_done if ckpt is not None else 0,
+                     recorded=store is not None, num_tasks=len(stream), task_keys=keys)
+
+
+def run_job_in_worker(job: RunJob) -> JobResult:
+    """`run_job` in a worker process or on a Ray node: no store, no progress bar, and any
+    error comes back as a ``"failed"`` result instead of ending the worker (a sweep goes on)."""
+    try:
+        if job.imports:
+            from lifelong.extensions import import_extensions
+
+            import_extensions(job.imports)
+        return run_job(job, progress=False)
+    except Exception as e:  # noqa: BLE001 - every error is the run's, reported to the driver
+        where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+        at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
+        return JobResult(job.run_id, "failed", error=f"{type(e).__name__}: {e}{at}")
+
+
+def record_result(store: Store, job: RunJob, res: JobResult) -> None:
+    """Record in `store` a run that executed elsewhere (the driver is the only writer): its
+    rows, or its failure with the error. Completing it is the caller's (`finish_run`), after
+    its files are written."""
+    spec = job.spec
+    result = res.result
+    store.begin_run(spec.run_id, experiment=job.experiment, strategy=spec.strategy,
+                    stream=result.stream if result else str(spec.config["stream"]["name"]),
+                    seed=spec.seed, config=spec.config, num_tasks=max(res.num_tasks, 1),
+                    task_keys=res.task_keys, versions=job.meta["versions"],
+                    git_commit=job.meta["git_commit"], label=spec.label or spec.strategy)
+    if result is None:
+        store.fail_run(spec.run_id, error=res.error or res.status)
+        return
+    recorder = StoreRecorder(store, spec.run_id)
+    rows = result.matrix
+    ends = [TaskEnd(i, key, rows[i + 1], result.costs[i],
+                    tuple(p for p in result.curves if p.task_index == i),
+                    diagnostics=result.diagnostics[i], warnings=result.warnings[i])
+            for i, key in enumerate(result.tasks)]
+    recorder.on_run_start(RunStart(result.strategy, result.stream, result.tasks, 1,
+                                   result.seed, rows[0], completed=tuple(ends)))

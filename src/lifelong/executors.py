@@ -1,0 +1,144 @@
+"""Where runs execute: in this process, in a pool of local processes, or on Ray.
+
+Owns the `Executor` interface — `map(jobs)` yields each run's `JobResult` as it finishes — and
+its three implementations. `InProcess` (what `lifelong run` uses) records rows in the store as
+tasks end. `LocalPool` (the default of `lifelong sweep`) and `RayExecutor` (`--executor ray`)
+send each run to a worker and return its result to the driver, which alone writes the store.
+Does not own what a run does (`lifelong.execution`) or the store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lifelong.errors import ConfigError
+from lifelong.execution import JobResult, RunJob, run_job, run_job_in_worker, stream_key
+
+if TYPE_CHECKING:
+    from lifelong.data.task import Stream
+    from lifelong.store import Store
+
+
+class Executor(Protocol):
+    """Runs jobs; yields one `JobResult` per job, in the order they finish."""
+
+    def map(self, jobs: Sequence[RunJob]) -> Iterator[JobResult]: ...
+
+
+class InProcess:
+    """One run after another in this process, each recording its rows in `store` as its tasks
+    end. Consecutive runs on the same stream (same config and seed) share one built stream.
+    Errors other than divergence propagate (the run is marked failed first)."""
+
+    def __init__(self, store: Store, *, progress: bool | None = None) -> None:
+        self.store, self.progress = store, progress
+
+    def map(self, jobs: Sequence[RunJob]) -> Iterator[JobResult]:
+        from lifelong.execution import stream_for
+
+        built: tuple[str, Stream] | None = None
+        for job in jobs:
+            key = stream_key(job.spec)
+            if built is None or built[0] != key:
+                built = None  # free the last stream before building the next
+                built = (key, stream_for(job.spec))
+            yield run_job(job, stream=built[1], store=self.store, progress=self.progress)
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker(threads: int) -> None:
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    warnings.simplefilter("ignore")  # a worker's warnings are recorded with its run
+
+
+class LocalPool:
+    """A pool of `workers` processes on this machine (spawned, each with one torch thread),
+    at most `workers` runs at once."""
+
+    def __init__(self, workers: int | None = None, *, threads: int = 1) -> None:
+        self.workers = workers or default_workers()
+        self.threads = threads
+
+    def map(self, jobs: Sequence[RunJob]) -> Iterator[JobResult]:
+        if not jobs:
+            return
+        ctx = multiprocessing.get_context("spawn")  # fork after torch started threads can hang
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)), mp_context=ctx,
+                                 initializer=_init_worker, initargs=(self.threads,)) as pool:
+            pending: dict[Future[JobResult], RunJob] = {
+                pool.submit(run_job_in_worker, job): job for job in jobs}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = pending.pop(future)
+                    try:
+                        yield future.result()
+                    except Exception as e:  # noqa: BLE001 - a worker process died
+                        yield JobResult(job.run_id, "failed",
+                                        error=f"worker process failed: {type(e).__name__}: {e}")
+
+
+class RayExecutor:
+    """One Ray task per run (one CPU each), at most `max_parallel` in flight. `address`
+    joins a running cluster (``ray start --head`` prints it, e.g. ``10.0.0.5:6379``); None
+    starts Ray on this machine, and `close` stops it. Every node needs lifelong installed,
+    and the user's ``--import`` files at the same paths."""
+
+    def __init__(self, address: str | None = None, max_parallel: int | None = None,
+                 *, num_cpus: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray, which is not installed; install it "
+                              "with: pip install 'lifelong[ray]' (or use --executor local)"
+                              ) from None
+        self.ray: Any = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            try:
+                ray.init(address=address, num_cpus=None if address else num_cpus,
+                         include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                where = f"the cluster at {address}" if address else "a local Ray instance"
+                raise ConfigError(f"--executor ray: cannot start or join {where} ({e}); check "
+                                  "--address (host:port of `ray start --head`)") from None
+        cpus = self.ray.cluster_resources().get("CPU", 1)
+        self.max_parallel = max_parallel or max(1, int(cpus))
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(run_job_in_worker)
+
+    def map(self, jobs: Sequence[RunJob]) -> Iterator[JobResult]:
+        ray = self.ray
+        queue = list(jobs)
+        pending: dict[Any, RunJob] = {}
+        while queue or pending:
+            while queue and len(pending) < self.max_parallel:
+                job = queue.pop(0)
+                pending[self._remote.remote(job)] = job
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - the node or the worker died
+                    yield JobResult(job.run_id, "failed",
+                                    error=f"Ray task failed: {type(e).__name__}: {e}")
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
