@@ -29,3 +29,7 @@ class DivergenceError(LifelongError):
 
 class StateError(LifelongError):
     """A saved state does not match the object it is loaded into."""
+
+
+class RunBusyError(StateError):
+    """The run is being written by another live process (e.g. two sweeps on one store)."""

@@ -239,8 +239,13 @@ def run_job_in_worker(job: RunJob) -> JobResult:
 
 def record_result(store: Store, job: RunJob, res: JobResult) -> None:
     """Record in `store` a run that executed elsewhere (the driver is the only writer): its
-    rows, or its failure with the error. Completing it is the caller's (`finish_run`), after
-    its files are written."""
+    rows, or its failure with the error, in one transaction. Completing it is the caller's
+    (`finish_run`), after its files are written."""
+    with store.transaction():
+        _record(store, job, res)
+
+
+def _record(store: Store, job: RunJob, res: JobResult) -> None:
     spec = job.spec
     result = res.result
     store.begin_run(spec.run_id, experiment=job.experiment, strategy=spec.strategy,

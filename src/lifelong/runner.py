@@ -20,7 +20,7 @@ import torch
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import Costs, CurvePoint
-from lifelong.errors import ConfigError, DivergenceError
+from lifelong.errors import ConfigError, DivergenceError, RunBusyError
 from lifelong.execution import (
     JobResult,
     RunJob,
@@ -119,7 +119,22 @@ def execute_runs(experiment: Experiment, specs: Sequence[RunSpec], *,
     for res in runner.map(list(jobs.values())):
         job = jobs[res.run_id]
         if not res.recorded:
-            record_result(store, job, res)  # the driver alone writes what workers return
+            if store.is_completed(res.run_id) and res.result is not None:
+                # Another sweep on this store finished the same run meanwhile: keep its rows.
+                outcomes[res.run_id] = write_files(job.spec, res.result, store, out)
+                if on_result:
+                    on_result(res.run_id, False)
+                continue
+            try:
+                record_result(store, job, res)  # the driver alone writes what workers return
+            except RunBusyError:
+                if res.result is None:
+                    continue  # another sweep is running it: its outcome is that sweep's
+                # Another sweep is writing the same run: it stores it; we report ours.
+                outcomes[res.run_id] = write_files(job.spec, res.result, store, out)
+                if on_result:
+                    on_result(res.run_id, False)
+                continue
         if res.result is not None:
             outcomes[res.run_id] = dataclasses.replace(
                 write_files(job.spec, res.result, store, out), resumed_tasks=res.resumed_tasks)

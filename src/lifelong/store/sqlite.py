@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from lifelong.errors import ConfigError, StateError
+from lifelong.errors import ConfigError, RunBusyError, StateError
 from lifelong.provenance import installed_versions
 from lifelong.registry import suggest
 from lifelong.store.records import (
@@ -75,6 +75,7 @@ class Store:
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the
             # lock up front and waits for it, instead of failing when upgrading a read lock.
             self._con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        self._depth = 0  # nesting of `_tx` (see `transaction`)
         try:
             self._open()
         except BaseException:
@@ -114,7 +115,7 @@ class Store:
             old = con.execute("SELECT status, pid, host FROM runs WHERE run_id = ?",
                               (run_id,)).fetchone()
             if old and old[0] == "running" and old[2] == host and old[1] != pid and _alive(old[1]):
-                raise StateError(f"run {run_id!r} is being written by process {old[1]} on "
+                raise RunBusyError(f"run {run_id!r} is being written by process {old[1]} on "
                                  f"{host} ({self.path}); wait for it or stop that process")
             for table in RUN_TABLES:
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
@@ -353,16 +354,34 @@ class Store:
                           + (" " if hint else "; ") + "`lifelong runs` lists the runs")
 
     @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes (e.g. `begin_run` and every `record_row` of a run that
+        executed elsewhere) into one transaction: all of them are stored, or none."""
+        with self._tx():
+            yield
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed if the block succeeds, rolled back otherwise."""
+        """One write transaction: committed if the block succeeds, rolled back otherwise. A
+        `_tx` inside another joins it (the outer one commits or rolls back)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._con
+            finally:
+                self._depth -= 1
+            return
         with self._errors():
             self._con.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield self._con
             except BaseException:
                 if self._con.in_transaction:
                     self._con.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth = 0
             self._con.execute("COMMIT")
 
     @contextmanager
