@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export LIFELONG_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install browser demo test lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# Headless Chromium for the HTML report's browser test (tests/test_report.py), from Debian's
+# packages: needs root or sudo. Playwright (a dev extra) drives it; it downloads no browser.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || { \
+	    $$SUDO apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+	@chromium --version
 
 demo: install
 	$(BIN)/lifelong run forgetting

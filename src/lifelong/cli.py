@@ -310,7 +310,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         res = run_sweep(sweep, store_path=args.store, out_dir=args.out, executor=executor,
                         progress=False if args.no_progress else None, rerun=args.rerun,
-                        keep_checkpoints=args.keep_checkpoints, imports=args.imports)
+                        keep_checkpoints=args.keep_checkpoints, imports=args.imports,
+                        loggers=_loggers(args))
     finally:
         if isinstance(executor, RayExecutor):
             executor.close()
