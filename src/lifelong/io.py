@@ -20,6 +20,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); a result file gets the usual permissions.
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -30,6 +33,15 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
             os.unlink(tmp)
         raise
     return path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: set it straight back, once
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
