@@ -102,7 +102,8 @@ def plan_sweep(target: str, grid: Sequence[tuple[str, Sequence[str]]], *,
     for values in itertools.product(*(v for _, v in grid)):
         point = dict(zip(keys, values, strict=True))
         name = point.get("strategy.name")
-        if name is not None and name in STRATEGIES:  # an option the chosen strategy lacks does not apply to it
+        # An option the chosen strategy lacks does not apply to it.
+        if name is not None and name in STRATEGIES:
             accepted = {o.name for o in STRATEGIES.options(name)}
             point = {k: v for k, v in point.items() if not (
                 k.startswith("strategy.") and k != "strategy.name"
