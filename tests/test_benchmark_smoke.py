@@ -36,3 +36,16 @@ def test_overhead_quick_json() -> None:
     # compares like with like: naive must land on exactly the bare loop's accuracy.
     assert row["acc"] == row["acc_bare"] and row["acc"] > 0.3  # it learned (chance: 0.1)
     assert set(out["import_seconds"]) >= {"import lifelong"}
+
+
+def test_checkpoints_benchmark_json() -> None:
+    data = shared_data_or_skip("fashion-mnist")
+    env = {**os.environ, "LIFELONG_DATA": str(data.parent), "LIFELONG_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "checkpoints.py"), "--json", "--protocols", "P1",
+         "--strategies", "ewc", "--repeats", "1"],
+        capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)["rows"]
+    assert row["strategy"] == "ewc" and row["ratio_wall"] > 0
+    assert row["checkpoint_mb"] > 0.3  # weights, and an anchor and importance per task

@@ -179,7 +179,7 @@ def _stream(scenario: str, labels: list[int], num_outputs: int):  # type: ignore
 ])
 def test_chance_level_by_hand(scenario: str, labels: list[int], outputs: int,
                               chance: float) -> None:
-    from lifelong.train import chance_level
+    from lifelong.chance import chance_level
 
     stream = _stream(scenario, labels, outputs)
     assert chance_level(stream, stream.tasks[0]) == pytest.approx(chance)

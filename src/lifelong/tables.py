@@ -35,9 +35,9 @@ def format_runs_table(runs: Sequence[RunSummary]) -> str:
     """The aligned table printed by ``lifelong runs``, one line per run."""
     if not runs:
         return "no runs recorded"
-    header = ("run", "experiment", "strategy", "stream", "seed", "status", "tasks",
+    header = ("run", "experiment", "strategy (label)", "stream", "seed", "status", "tasks",
               "acc", "bwt", "fwt", "forgetting", "started (UTC)")
-    rows = [(r.run_id, r.experiment, r.strategy, r.stream, str(r.seed), r.status,
+    rows = [(r.run_id, r.experiment, r.label, r.stream, str(r.seed), r.status,
              f"{max(r.rows_recorded - 1, 0)}/{r.num_tasks}", _num(r.acc), _num(r.bwt),
              _num(r.fwt), _num(r.forgetting), r.started_at[:19].replace("T", " "))
             for r in runs]

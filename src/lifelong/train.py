@@ -30,6 +30,7 @@ from lifelong.callbacks import (
     StepEnd,
     TaskEnd,
 )
+from lifelong.chance import chance_warning
 from lifelong.data.task import Stream, Task, TensorData
 from lifelong.errors import ConfigError, DivergenceError
 from lifelong.evaluate import accuracies, accuracy
@@ -273,46 +274,6 @@ def _warn_caveat(strategy: Strategy, stream: Stream) -> None:
                       LifelongWarning, stacklevel=3)
 
 
-# How far above chance an accuracy must be to count as "learned something": a little more than
-# the noise of a guess on a few hundred test examples.
-CHANCE_MARGIN = 0.02
-
-
-def chance_level(stream: Stream, task: Task) -> float:
-    """The accuracy on `task` of a model that learned nothing: the higher of always predicting
-    the most frequent class of its test set and guessing among the classes the model chooses
-    from (`stream.num_outputs`: a head's width in task- and domain-IL, every class seen or not
-    in class-IL, where the frequent-class rule is the higher one)."""
-    y = task.test.y
-    frequent = float(torch.bincount(y).max()) / len(y) if len(y) else 0.0
-    return max(frequent, 1.0 / max(stream.num_outputs, 1))
-
-
-def _chance_warning(strategy: Strategy, stream: Stream, position: int, cfg: TrainConfig,
-                    accuracy: float) -> str | None:
-    """A warning when the accuracy on the task just learned (`stream.tasks[position]`) is no
-    better than chance: training did nothing useful (the loss stayed finite, so no
-    DivergenceError told the user)."""
-    task = stream.tasks[position]
-    if not len(task.test):
-        return None
-    chance = chance_level(stream, task)
-    if accuracy > chance + CHANCE_MARGIN:
-        return None
-    lr = ("train.lr too high" if cfg.lr > 1 else "train.lr too high or too low")
-    strength = strategy.hparams().get("strength")
-    causes = [f"{lr} ({cfg.lr})", f"too little training (train.epochs={cfg.epochs})"]
-    options = ["train.lr=...", "train.epochs=..."]
-    if isinstance(strength, (int, float)) and strength > 0:
-        causes.insert(1, f"strategy.strength too large ({strength})")
-        options.insert(1, "strategy.strength=...")
-    where = "below" if accuracy < chance - CHANCE_MARGIN else "at"
-    return (f"{strategy.name}: accuracy on task {position + 1}/{len(stream)} ({task.key}) "
-            f"right after learning it is {accuracy:.3f}, {where} chance ({chance:.3f}): the "
-            f"model learned nothing — likely {', '.join(causes[:-1])} or {causes[-1]}; try "
-            + " or ".join(f"--set {o}" for o in options))
-
-
 def _own_accuracies(strategy: Strategy, stream: Stream, task: Task,
                     cfg: TrainConfig) -> dict[str, float]:
     """The accuracy on the task's validation split (where the stream keeps one) and, with
@@ -416,7 +377,7 @@ def fit_stream(
         # Read after `after_task` (and outside the timings: it observes, it does not learn).
         report = strategy.task_report()
         messages = list(report.warnings)
-        if (chance := _chance_warning(strategy, stream, position, cfg, row[position])):
+        if (chance := chance_warning(strategy, stream, position, cfg, row[position])):
             messages.append(chance)
         for message in messages:  # warnings.warn shows each distinct message once
             warnings.warn(message, LifelongWarning, stacklevel=2)
