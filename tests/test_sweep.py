@@ -163,3 +163,17 @@ def test_a_sweep_on_a_local_ray_instance_matches_sequential_runs(
         sets = [f"strategy.strength={o.config['strategy']['strength']}"] if (
             o.strategy == "ewc") else []
         assert stored[o.run_id].matrix == sequential(capsys, tmp_path, o.strategy, o.seed, *sets)
+
+
+def test_ray_missing_or_misused_is_one_clear_message(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    where = ["--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "o")]
+    code = main(["sweep", *GRID, "--executor", "ray", *where])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'lifelong[ray]'" in err and "Traceback" not in err
+    code = main(["sweep", *GRID, "--address", "10.0.0.1:6379", *where])
+    err = capsys.readouterr().err
+    assert code == 2 and "add --executor ray" in err
+    assert not (tmp_path / "s.sqlite").exists()  # nothing ran, nothing was stored
