@@ -280,3 +280,24 @@ def test_the_command_line_logs_runs_and_sweep_workers_to_both(tmp_path: Path,
     assert all(r.info.status == "FINISHED" and len(client.get_metric_history(
         r.info.run_id, "acc_task_0")) == 4 for r in runs)  # row 0 and 3 tasks
     assert len([d for d in tb.iterdir() if d.is_dir()]) == 3
+
+
+def test_an_experiments_figures_go_to_mlflow_as_one_run(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from lifelong.cli import main
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    ml = tmp_path / "mlruns"
+    assert main(["run", "ewc-surface", "--quick", "--no-progress", "--store",
+                 str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "o"), "--mlflow",
+                 str(ml)]) == 0
+    client = MlflowClient(ml.resolve().as_uri())
+    (exp,) = [e for e in client.search_experiments() if e.name == "ewc-surface"]
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    figures = runs.pop("ewc-surface figures")
+    assert len(runs) == 3  # naive, l2, ewc
+    assert {r.data.tags["lifelong.run_id"] for r in runs.values()} == set(
+        figures.data.tags["lifelong.run_ids"].split(","))
+    assert [a.path for a in client.list_artifacts(figures.info.run_id)] == ["ewc_surface.png"]

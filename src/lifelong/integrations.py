@@ -92,29 +92,8 @@ class MLflowLogger(Logger):
 
     def __init__(self, *, run_id: str, run_name: str, experiment: str, config: dict[str, Any],
                  tracking_uri: str | None = None) -> None:
-        try:
-            from mlflow.exceptions import MlflowException
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise ConfigError("--mlflow needs MLflow, which is not installed; install it with: "
-                              "pip install 'lifelong[mlflow]'") from None
-        uri = tracking_uri or "mlruns"
-        if not re.match(r"^[A-Za-z][\w+.-]+:", uri):  # not file:, sqlite:, http(s):, ...
-            uri = Path(uri).expanduser().absolute().as_uri()
-        if uri.startswith("file:"):  # MLflow 3 refuses a folder store unless one opts in
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        try:  # the experiment now, so a URI MLflow cannot use fails before the run starts
-            self.client = MlflowClient(tracking_uri=uri)
-            if self.client.get_experiment_by_name(experiment) is None:
-                with contextlib.suppress(MlflowException):  # another worker may create it first
-                    self.client.create_experiment(experiment)
-            found = self.client.get_experiment_by_name(experiment)
-        except MlflowException as e:
-            found, uri = None, f"{uri} ({e})"
-        if found is None:
-            raise ConfigError(f"--mlflow {uri}: MLflow cannot keep experiment {experiment!r} "
-                              "there; give a writable folder, sqlite:/// file or http(s):// URL")
-        self.tracking_uri, self.experiment_id = uri, str(found.experiment_id)
+        self.client, uri, self.experiment_id = _mlflow_experiment(tracking_uri, experiment)
+        self.tracking_uri = uri
         self.run_id, self.run_name, self.mlflow_run_id, self._title = run_id, run_name, "", run_name
         self.params = {_BAD_KEY.sub("_", k)[:_MAX_KEY]: v[:_MAX_VALUE]
                        for k, v in flatten(config).items()}
@@ -147,6 +126,46 @@ class MLflowLogger(Logger):
             png = matrix_heatmap(event.matrix, self._title, Path(tmp) / "matrix.png")
             self.client.log_artifact(rid, str(png))
         self.close("FINISHED")
+
+
+def _mlflow_experiment(tracking_uri: str | None, experiment: str) -> tuple[Any, str, str]:
+    """(client, URI, experiment id) of MLflow experiment `experiment` at `tracking_uri` (None:
+    the folder ``mlruns/`` here; a bare path is a folder too), created if missing."""
+    try:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise ConfigError("--mlflow needs MLflow, which is not installed; install it with: "
+                          "pip install 'lifelong[mlflow]'") from None
+    uri = tracking_uri or "mlruns"
+    if not re.match(r"^[A-Za-z][\w+.-]+:", uri):  # not file:, sqlite:, http(s):, ...
+        uri = Path(uri).expanduser().absolute().as_uri()
+    if uri.startswith("file:"):  # MLflow 3 refuses a folder store unless one opts in
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    try:  # the experiment now, so a URI MLflow cannot use fails before a run starts
+        client = MlflowClient(tracking_uri=uri)
+        if client.get_experiment_by_name(experiment) is None:
+            with contextlib.suppress(MlflowException):  # another worker may create it first
+                client.create_experiment(experiment)
+        found = client.get_experiment_by_name(experiment)
+    except MlflowException as e:
+        found, uri = None, f"{uri} ({e})"
+    if found is None:
+        raise ConfigError(f"--mlflow {uri}: MLflow cannot keep experiment {experiment!r} "
+                          "there; give a writable folder, sqlite:/// file or http(s):// URL")
+    return client, uri, str(found.experiment_id)
+
+
+def log_figures(tracking_uri: str | None, experiment: str, figures: Sequence[Path],
+                run_ids: Sequence[str]) -> None:
+    """An experiment's figures (drawn from several runs) as the artifacts of one MLflow run
+    named ``<experiment> figures``, tagged with the lifelong run ids they show."""
+    client, _, experiment_id = _mlflow_experiment(tracking_uri, experiment)
+    run = client.create_run(experiment_id, run_name=f"{experiment} figures",
+                            tags={"lifelong.run_ids": ",".join(run_ids)[:5000]})
+    for figure in figures:
+        client.log_artifact(run.info.run_id, str(figure))
+    client.set_terminated(run.info.run_id, "FINISHED")
 
 
 class TensorBoardLogger(Logger):

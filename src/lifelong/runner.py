@@ -177,6 +177,11 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
         table, figures = p.experiment.report(outcomes, fig_dir, p.options)
         for f in figures:
             store.record_figure(p.experiment.name, f, [o.run_id for o in outcomes])
+    for kind, where in loggers:
+        if kind == "mlflow" and figures:
+            from lifelong.integrations import log_figures
+
+            log_figures(where, p.experiment.name, figures, [o.run_id for o in outcomes])
     ours = p.experiment.ours(outcomes)
     refs = tuple((r, ours.get(r.ours) if r.ours else None) for r in p.experiment.references)
     all_figures = [f for o in outcomes for f in sorted(o.run_dir.glob("*.png"))] + figures
