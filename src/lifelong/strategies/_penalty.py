@@ -300,7 +300,7 @@ class QuadraticAnchor(Strategy):
             return base
         return base + self.penalty(self.penalty_scale(), self._limit)
 
-    def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
+    def prepare_step(self, optimizer: torch.optim.Optimizer) -> None:
         # The optimizer of this step decides how stiff the penalty may be, or the size of the
         # implicit step (see the module doc).
         if self.step == "proximal":
@@ -310,7 +310,6 @@ class QuadraticAnchor(Strategy):
             f = self.folded()
             if self._capped is None and f is not None and self.strength:
                 self._capped = f.capped_fraction(self.penalty_scale(), self._limit)
-        return super().train_batch(batch, optimizer)
 
     def after_step(self) -> None:
         f = self.folded()

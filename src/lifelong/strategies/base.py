@@ -73,6 +73,10 @@ class Strategy:
     # trains on more data): benchmarks/overhead.py times every strategy that leaves it empty
     # and sets no speed target for the others. Empty = comparable.
     not_comparable: ClassVar[str] = ""
+    # Why the method cannot train in a vectorised group of runs (`lifelong.group`), if it
+    # cannot; empty = it can, unless it overrides a hook the group loop does not run per member
+    # (`train_batch`, `train_task`, `predict`, `trainable_parameters`).
+    group_note: ClassVar[str] = ""
     version: ClassVar[int] = 1
     state: StrategyState
 
@@ -152,8 +156,15 @@ class Strategy:
         return out
 
     # ---------------------------------------------------------------- escape hatches
+    def prepare_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Read what this step's optimizer means for the method, before the step (e.g. the
+        implicit step size of a proximal penalty); default: nothing. `train_batch` calls it;
+        so does the group loop (`lifelong.group`), with an optimizer of the member's own
+        parameters and the same settings, which it never steps."""
+
     def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
         """One optimisation step; returns the (detached) loss."""
+        self.prepare_step(optimizer)
         optimizer.zero_grad(set_to_none=True)
         loss = self.loss(batch, self.model(batch.x, batch.t))
         loss.backward()  # type: ignore[no-untyped-call]

@@ -1,0 +1,376 @@
+"""Training a group of runs at once: G members of one configuration as one vectorised model.
+
+Owns `fit_group` (the loop of `lifelong.train.fit_stream`, for G members that differ in seed or
+in a numeric option such as `strategy.strength`), `StackedMLP` (the members' MLPs as weights of
+shape (G, out, in), run with batched matrix products) and `groupable` (whether a strategy and
+model can be trained so). Chosen by measurement (benchmarks/group.py; README "Many seeds at
+once"): `torch.func.vmap` over stacked parameters pays its own per-call overhead, while batched
+weights cost one batched product per layer, and on the CPU that product gives each member
+bit for bit the numbers of its own `nn.Linear`.
+
+Each member keeps everything of its own: its strategy object (memories, importances, anchors,
+generators), its model, initial weights, data order (its generator of (seed, task key,
+epoch)), its stream, R, costs and callbacks. The members' `nn.Parameter`s share storage with
+the stacked weights, so a strategy reads and changes its own model as usual: its loss (a
+penalty, a replay term) flows into its own parameters' gradients, which are added to the
+stacked gradient's slice; `after_backward` (A-GEM's projection) then edits that slice; one
+optimizer steps all members (SGD and Adam update element by element, as G optimizers would).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lifelong.callbacks import Callback, Costs, EpochEnd, RunEnd, RunStart, StepEnd, TaskEnd
+from lifelong.chance import chance_warning
+from lifelong.data.task import Batch, Stream, Task, image_inputs
+from lifelong.errors import ConfigError, DivergenceError
+from lifelong.evaluate import accuracies
+from lifelong.models.heads import MultiHead
+from lifelong.seeding import generator
+from lifelong.strategies.base import Strategy
+from lifelong.train import (
+    LifelongWarning,
+    RunResult,
+    TrainConfig,
+    _own_accuracies,
+    _peak_memory,
+    _warn_caveat,
+    resolve_device,
+)
+
+# The hooks a strategy may override and still train in a group: the loop calls them per member.
+# A strategy that replaces the step or the epoch loop (`train_batch`, `train_task`), prediction
+# or the trainable set trains alone.
+_ALONE = ("train_batch", "train_task", "predict", "trainable_parameters")
+
+
+def groupable(strategy: type[Strategy] | Strategy) -> str:
+    """Why `strategy` cannot train in a group, or "" if it can (`Strategy.group_note`, or a
+    hook the group loop cannot run per member)."""
+    cls = strategy if isinstance(strategy, type) else type(strategy)
+    if cls.group_note:
+        return cls.group_note
+    own = [h for h in _ALONE if getattr(cls, h) is not getattr(Strategy, h)]
+    return f"overrides {', '.join(own)}" if own else ""
+
+
+def stackable(model: nn.Module) -> str:
+    """Why `model` cannot be stacked, or "": an MLP of Linear and ReLU layers (no dropout,
+    no growing head) with a `MultiHead`."""
+    from lifelong.models.mlp import MLP
+
+    if not isinstance(model, MLP):
+        return f"model {type(model).__name__} is not an MLP"
+    if not isinstance(model.head, MultiHead):
+        return "a growing head changes shape during the run"
+    if any(not isinstance(m, (nn.Flatten, nn.Linear, nn.ReLU)) for m in model.features):
+        return "dropout draws from the global generator, not the member's own"
+    return ""
+
+
+class _BatchedLinear(torch.autograd.Function):
+    """G linear layers at once: x (G, B, in), weight (G, out, in), bias (G, out). Its own
+    backward writes the weight's gradient straight in the (out, in) layout with one batched
+    product (autograd's, through the transposed weight, costs a transposed copy: measured
+    1.7 ms against 1.0 ms per step of 5 members on P1's MLP); each member's gradients are bit
+    for bit those of its own `nn.Linear`."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(1)
+
+
+def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    out: Tensor = _BatchedLinear.apply(x, weight, bias)  # type: ignore[no-untyped-call]
+    return out
+
+
+class StackedMLP:
+    """G MLPs of one shape as stacked weights; each member's parameters become views of them.
+
+    `forward(x, t)` takes (G, B, ...) inputs and (G, B) task labels and returns (G, B, outputs)
+    logits, member g's from its own weights."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        names = [n for n, _ in models[0].named_parameters()]
+        for m in models:
+            if [n for n, _ in m.named_parameters()] != names or stackable(m):
+                raise ConfigError(f"models of a group must be MLPs of one shape: "
+                                  f"{stackable(m) or 'their parameters differ'}")
+        self.models = list(models)
+        self.names = names
+        self.params: list[Tensor] = []
+        # Per stacked tensor, the members' parameters that are its slices.
+        self.members = [[m.get_parameter(n) for m in models] for n in names]
+        for name in names:
+            members = [m.get_parameter(name) for m in models]
+            stacked = torch.stack([p.detach() for p in members]).requires_grad_(
+                members[0].requires_grad)
+            for g, p in enumerate(members):
+                p.data = stacked.data[g]  # shares the storage: a step on `stacked` moves p
+            self.params.append(stacked)
+        head: MultiHead = models[0].head  # type: ignore[assignment]
+        self.heads, self.outputs = head.num_heads, head.num_outputs
+
+    def forward(self, x: Tensor, t: Tensor | None) -> Tensor:
+        h = x.flatten(2)
+        layers = list(zip(self.params[0::2], self.params[1::2], strict=True))
+        for weight, bias in layers[:-1]:
+            h = F.relu(_linear(h, weight, bias))
+        out = _linear(h, *layers[-1])
+        if self.heads == 1:
+            return out
+        if t is None:
+            raise ValueError("this model has task heads and needs the task labels")
+        g, b = out.shape[:2]
+        out = out.view(g, b, self.heads, self.outputs)
+        return out[torch.arange(g, device=out.device)[:, None],
+                   torch.arange(b, device=out.device)[None, :], t]
+
+    def merge_grads(self, *, views: bool) -> None:
+        """Add each member's own gradient (its penalty, its replay term) into its slice of the
+        stacked gradient. With `views`, make each member's `.grad` that slice, so its hooks
+        (`after_backward`, `after_step`, clipping) see and change the whole gradient; without,
+        clear it. Call `clear_member_grads` before the next backward either way."""
+        for stacked, members in zip(self.params, self.members, strict=True):
+            grad = stacked.grad
+            if grad is None:
+                grad = stacked.grad = torch.zeros_like(stacked)
+            for g, p in enumerate(members):
+                if p.grad is not None:
+                    grad[g] += p.grad
+                    p.grad = None
+                if views:
+                    p.grad = grad[g]
+
+    def clear_member_grads(self) -> None:
+        for members in self.members:
+            for p in members:
+                p.grad = None
+
+
+@dataclass
+class Member:
+    """One run of a group: its strategy (around its own model), stream, seed and callbacks."""
+
+    strategy: Strategy
+    stream: Stream
+    seed: int
+    callbacks: Sequence[Callback] = ()
+
+
+class MemberDiverged(DivergenceError):
+    """One member's loss became NaN or infinite; `index` says which."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def fit_group(members: Sequence[Member], train: TrainConfig | None = None) -> list[RunResult]:
+    """Train every member on its stream at once; return each member's `RunResult`, equal to
+    what `fit_stream(member.strategy, member.stream, train, seed=member.seed)` returns (its R
+    within float rounding, bit for bit on the CPU so far measured). Costs: the group's training
+    time is shared evenly; evaluation and consolidation are each member's own.
+
+    Raises:
+        ConfigError: members that cannot train together (`groupable`, `stackable`, streams of
+            different lengths or sizes).
+        MemberDiverged: a member's loss became NaN or infinite (train the group one by one to
+            record the others).
+    """
+    cfg = train or TrainConfig()
+    problems = cfg.problems()
+    first = members[0].stream
+    for m in members:
+        why = groupable(m.strategy) or stackable(m.strategy.model)
+        if why:
+            problems.append(f"strategy '{m.strategy.name}' cannot train in a group: {why}")
+        if len(m.stream) != len(first) or m.stream.scenario != first.scenario:
+            problems.append("the members' streams differ in length or scenario")
+        if m.stream.scenario not in m.strategy.supports:
+            problems.append(f"strategy '{m.strategy.name}' does not support the "
+                            f"{m.stream.scenario}-incremental scenario")
+    if cfg.eval_every is not None:
+        problems.append("learning curves (train.eval_every) are measured one run at a time")
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    device = resolve_device(cfg.device)
+    for m in members:
+        _warn_caveat(m.strategy, m.stream)
+        m.strategy.to(device)
+        m.strategy.attach(seed=m.seed)
+    stacked = StackedMLP([m.strategy.model for m in members])
+    size = len(members)
+    rows = [[tuple(accuracies(m.strategy, m.stream, batch_size=cfg.eval_batch_size))]
+            for m in members]
+    for m, r in zip(members, rows, strict=True):
+        start = RunStart(m.strategy.name, m.stream.name, tuple(t.key for t in m.stream.tasks),
+                         cfg.epochs, m.seed, r[0], m.stream)
+        for cb in m.callbacks:
+            cb.on_run_start(start)
+    ends: list[list[TaskEnd]] = [[] for _ in members]
+    step = 0
+    for position in range(len(first)):
+        tasks = [m.stream.tasks[position] for m in members]
+        t0 = time.perf_counter()
+        for m, task in zip(members, tasks, strict=True):
+            m.strategy.before_task(task)
+        step = _train_task(members, stacked, tasks, cfg, device, step)
+        ta = time.perf_counter()
+        consolidate = []
+        for m, task in zip(members, tasks, strict=True):
+            c0 = time.perf_counter()
+            m.strategy.after_task(task)
+            consolidate.append(time.perf_counter() - c0)
+        train_share = (ta - t0) / size
+        for g, (m, task) in enumerate(zip(members, tasks, strict=True)):
+            e0 = time.perf_counter()
+            row = tuple(accuracies(m.strategy, m.stream, batch_size=cfg.eval_batch_size))
+            measured = _own_accuracies(m.strategy, m.stream, task, cfg)
+            eval_s = time.perf_counter() - e0
+            rows[g].append(row)
+            report = m.strategy.task_report()
+            messages = list(report.warnings)
+            if chance := chance_warning(m.strategy, m.stream, position, cfg, row[position]):
+                messages.append(chance)
+            for message in messages:
+                warnings.warn(message, LifelongWarning, stacklevel=2)
+            costs = Costs(train_seconds=train_share + consolidate[g], eval_seconds=eval_s,
+                          after_task_seconds=consolidate[g],
+                          peak_memory_bytes=_peak_memory(device),
+                          parameters=sum(p.numel() for p in m.strategy.model.parameters()),
+                          state_bytes=m.strategy.memory_bytes())
+            event = TaskEnd(task.index, task.key, row, costs, (),
+                            diagnostics={**{str(k): float(v) for k, v in report.values.items()},
+                                         **measured, "group_size": float(size)},
+                            warnings=tuple(messages))
+            ends[g].append(event)
+            for cb in m.callbacks:
+                cb.on_task_end(event)
+    results = []
+    for g, m in enumerate(members):
+        matrix = tuple(rows[g])
+        for cb in m.callbacks:
+            cb.on_run_end(RunEnd(matrix))
+        results.append(RunResult(
+            strategy=m.strategy.name, stream=m.stream.name, seed=m.seed, matrix=matrix,
+            costs=tuple(e.costs for e in ends[g]), diagnostics=tuple(e.diagnostics
+                                                                      for e in ends[g]),
+            warnings=tuple(e.warnings for e in ends[g]),
+            tasks=tuple(t.key for t in m.stream.tasks)))
+    return results
+
+
+def _overrides(strategy: Strategy, hook: str) -> bool:
+    return getattr(type(strategy), hook) is not getattr(Strategy, hook)
+
+
+def _optimizer(params: Sequence[Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[Task],
+                cfg: TrainConfig, device: torch.device, step: int) -> int:
+    """The epochs of one task for every member at once; returns the global step count."""
+    datas = [m.strategy.task_data(t).to(device)
+             for m, t in zip(members, tasks, strict=True)]
+    n = len(datas[0])
+    if any(len(d) != n for d in datas) or n == 0:
+        raise ConfigError(f"the members' training sets differ in size ({[len(d) for d in datas]})"
+                          "; train them one by one (--no-vectorize)")
+    x = torch.stack([image_inputs(d.x, 'a group') for d in datas])
+    y = torch.stack([d.y for d in datas])
+    t = torch.stack([d.t for d in datas])
+    g_index = torch.arange(len(members), device=device)[:, None]
+    heads = stacked.heads > 1
+    optimizer = _optimizer(stacked.params, cfg)
+    member_params = [list(m.strategy.model.parameters()) for m in members]
+    # What each member's `prepare_step` reads: an optimizer of its own parameters with the
+    # same settings (the proximal penalty's step size), never stepped.
+    described = [_optimizer(ps, cfg) for ps in member_params]
+    steppers = [(g, m) for g, m in enumerate(members)
+                if any(type(cb).on_step_end is not Callback.on_step_end for cb in m.callbacks)]
+    bs = cfg.batch_size
+    steps = math.ceil(n / bs)
+    size = len(members)
+    # Only the hooks a member's class overrides are called, and a member's `.grad` is made a
+    # view of the stacked gradient only where something reads it.
+    preparing = [(m, own) for m, own in zip(members, described, strict=True)
+                 if _overrides(m.strategy, "prepare_step")]
+    backwards = [m for m in members if _overrides(m.strategy, "after_backward")]
+    stepping = [m for m in members if _overrides(m.strategy, "after_step")]
+    views = bool(backwards or stepping or cfg.grad_clip is not None)
+    # Plain cross-entropy for every member: one call over all of them (the same per-member
+    # means and gradients as G calls).
+    plain = not any(_overrides(m.strategy, "loss") for m in members)
+    for m in members:
+        m.strategy.model.train()
+    for epoch in range(cfg.epochs):
+        order = torch.stack([torch.randperm(n, generator=generator(
+            m.seed, "batches", task.key, epoch)) for m, task
+            in zip(members, tasks, strict=True)]).to(device)
+        losses = []
+        for i in range(steps):
+            idx = order[:, i * bs:(i + 1) * bs]
+            xb, yb, tb = x[g_index, idx], y[g_index, idx], t[g_index, idx]
+            for m, own in preparing:
+                m.strategy.prepare_step(own)
+            optimizer.zero_grad(set_to_none=True)
+            if views:
+                stacked.clear_member_grads()
+            logits = stacked.forward(xb, tb if heads else None)
+            if plain:
+                loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(),
+                                       reduction="none").view(size, -1).mean(1)
+            else:
+                loss = torch.stack([m.strategy.loss(Batch(xb[g], yb[g], tb[g]), logits[g])
+                                    for g, m in enumerate(members)])
+            loss.sum().backward()  # type: ignore[no-untyped-call]
+            stacked.merge_grads(views=views)
+            for m in backwards:
+                m.strategy.after_backward()
+            if cfg.grad_clip is not None:
+                for ps in member_params:
+                    torch.nn.utils.clip_grad_norm_(ps, float(cfg.grad_clip))
+            optimizer.step()
+            for m in stepping:
+                m.strategy.after_step()
+            losses.append(loss.detach())
+            step += 1
+            for g, m in steppers:
+                stepped = StepEnd(tasks[g].index, step)
+                for cb in m.callbacks:
+                    cb.on_step_end(stepped)
+        per_member = torch.stack(losses).sum(0)  # one host sync per epoch
+        for g, total in enumerate(per_member.tolist()):
+            if not math.isfinite(total):
+                task = tasks[g]
+                raise MemberDiverged(g, f"{members[g].strategy.name} (seed {members[g].seed}):"
+                                     f" loss became {total} at task {task.index + 1}"
+                                     f" ({task.key}), epoch {epoch + 1} (lr={cfg.lr}); lower "
+                                     "train.lr or the strategy's strength")
+            event = EpochEnd(tasks[g].index, epoch, steps, total / steps)
+            for cb in members[g].callbacks:
+                cb.on_epoch_end(event)
+    return step
