@@ -27,6 +27,7 @@ def catalog() -> dict[str, Any]:
     from lifelong.data.builders import register_all as streams
     from lifelong.experiments import EXPERIMENTS
     from lifelong.experiments import register_all as experiments
+    from lifelong.group import groupable
     from lifelong.models import MODELS
     from lifelong.models import register_all as models
     from lifelong.strategies import STRATEGIES
@@ -50,7 +51,9 @@ def catalog() -> dict[str, Any]:
                            "options": _options(STRATEGIES, n),
                            "limits": {**STRATEGIES.get(n).not_better_than_naive,
                                       **STRATEGIES.get(n).caveats},
-                           "departures": list(STRATEGIES.get(n).departures)}
+                           "departures": list(STRATEGIES.get(n).departures),
+                           # "" = several seeds or strengths train as one vectorised group
+                           "trains_alone": groupable(STRATEGIES.get(n))}
                        for n in STRATEGIES.names()},
     }
 
@@ -71,6 +74,9 @@ def format_catalog(cat: dict[str, Any]) -> str:
                 lines.append(f"  {'':16s} options: {text}")
             for line in info.get("departures") or ():
                 lines.append(f"  {'':16s} departs from the paper: {line}")
+            if info.get("trains_alone"):
+                lines.append(f"  {'':16s} seeds train one by one, not as a vectorised group: "
+                             f"{info['trains_alone']}")
             for scenario, reason in sorted((info.get("limits") or {}).items()):
                 lines.append(f"  {'':16s} limit ({scenario}-incremental): {reason}")
         lines.append("")

@@ -44,10 +44,13 @@ DEFAULT_THREADS = 1
 
 
 def _seeds(text: str) -> list[int]:
+    from lifelong.sweep import parse_seeds
+
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seed {text!r}: expected N or N,N,...") from None
+        return parse_seeds(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"--seed {text!r}: expected N, N,N,... or N-M "
+                                         "(e.g. 0-4)") from None
 
 
 def _threads(text: str) -> int:
@@ -79,12 +82,19 @@ def parser() -> argparse.ArgumentParser:
                           help="log each run to MLflow (default URI: a local mlruns/ folder)")
     tracking.add_argument("--tensorboard", default=None, metavar="DIR",
                           help="write TensorBoard scalars of each run under DIR")
-    run = sub.add_parser("run", parents=[common, checkpoints, tracking],
+    vector = argparse.ArgumentParser(add_help=False)
+    vector.add_argument("--no-vectorize", dest="vectorize", action="store_false",
+                        help="train every run on its own (default: runs that differ only in "
+                        "seed or a numeric strategy option train as one vectorised group, "
+                        "where the strategy allows it; `lifelong list` says which do not)")
+    run = sub.add_parser("run", parents=[common, checkpoints, tracking, vector],
                          help="run an experiment (a registered name or a YAML file)")
     run.add_argument("target", help="experiment name (see `lifelong list`) or config.yaml")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set train.epochs=2 (repeatable)")
-    run.add_argument("--seed", type=_seeds, default=None, help="seed, or seeds: 0,1,2")
+    run.add_argument("--seed", type=_seeds, default=None,
+                     help="seed, or seeds: 0,1,2 or 0-4 (trained as one vectorised group "
+                     "where the strategy allows it)")
     run.add_argument("--quick", action="store_true", help="a small version (< 1 min on 2 cores)")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     run.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
@@ -100,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
                      "recorded in each run's versions, not in its id")
     run.add_argument("--resume", action="store_true",
                      help="continue runs that stopped mid-stream from their checkpoints")
-    sweep = sub.add_parser("sweep", parents=[common, checkpoints, tracking],
+    sweep = sub.add_parser("sweep", parents=[common, checkpoints, tracking, vector],
                            help="an experiment over a grid of options and seeds (resumable; "
                            "local processes or Ray)")
     sweep.add_argument("target", help="experiment name (see `lifelong list`) or config.yaml")
@@ -225,7 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     res = execute(p, store_path=args.store, out_dir=args.out,
                   progress=False if args.no_progress else None, rerun=args.rerun,
                   resume=args.resume, keep_checkpoints=args.keep_checkpoints,
-                  imports=args.imports, loggers=_loggers(args))
+                  imports=args.imports, loggers=_loggers(args), vectorize=args.vectorize)
     runs = [_run_json(o) for o in res.outcomes if o.error is None]
     # A run that diverged in an experiment that goes on after it (a sweep) has no matrix: it
     # is listed apart, so every entry of "runs" keeps the fields scripts rely on.
@@ -275,7 +285,10 @@ def _run_json(o: Any) -> dict[str, Any]:
         "parameters": [c.parameters for c in o.result.costs],
         "order": list(o.result.tasks),  # the task keys in training order
         "run_dir": str(o.run_dir),
-        "reused": o.reused, "resumed_tasks": o.resumed_tasks, **o.result.notes()}
+        "reused": o.reused, "resumed_tasks": o.resumed_tasks,
+        # 1: trained alone; G: trained with G-1 others as one vectorised group
+        "group_size": int(next(iter(o.result.diagnostics), {}).get("group_size", 1.0)),
+        **o.result.notes()}
 
 
 def _loggers(args: argparse.Namespace) -> list[tuple[str, str | None]]:
@@ -311,7 +324,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         res = run_sweep(sweep, store_path=args.store, out_dir=args.out, executor=executor,
                         progress=False if args.no_progress else None, rerun=args.rerun,
                         keep_checkpoints=args.keep_checkpoints, imports=args.imports,
-                        loggers=_loggers(args))
+                        loggers=_loggers(args), vectorize=args.vectorize)
     finally:
         if isinstance(executor, RayExecutor):
             executor.close()

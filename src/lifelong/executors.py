@@ -1,6 +1,8 @@
 """Where runs execute: in this process, in a pool of local processes, or on Ray.
 
-Owns the `Executor` interface — `map(jobs)` yields each run's `JobResult` as it finishes — and
+Owns the `Executor` interface — `map(groups)` yields each run's `JobResult` as it finishes (a
+group of several trains as one vectorised model, `lifelong.group_runs`; one task or worker
+per group) — and
 its three implementations. `InProcess` (what `lifelong run` uses) records rows in the store as
 tasks end. `LocalPool` (the default of `lifelong sweep`) and `RayExecutor` (`--executor ray`)
 send each run to a worker and return its result to the driver, which alone writes the store.
@@ -16,7 +18,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lifelong.errors import ConfigError
-from lifelong.execution import JobResult, RunJob, run_job, run_job_in_worker, stream_key
+from lifelong.execution import JobResult, run_job, stream_key
+from lifelong.group_runs import Group, run_group, run_group_in_worker
 
 if TYPE_CHECKING:
     from lifelong.data.task import Stream
@@ -24,9 +27,10 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    """Runs jobs; yields one `JobResult` per job, in the order they finish."""
+    """Runs groups of jobs (`lifelong.group_runs`: a group of one is a plain run); yields one
+    `JobResult` per job, in the order they finish."""
 
-    def map(self, jobs: Sequence[RunJob]) -> Iterator[JobResult]: ...
+    def map(self, groups: Sequence[Group]) -> Iterator[JobResult]: ...
 
 
 class InProcess:
@@ -37,11 +41,16 @@ class InProcess:
     def __init__(self, store: Store, *, progress: bool | None = None) -> None:
         self.store, self.progress = store, progress
 
-    def map(self, jobs: Sequence[RunJob]) -> Iterator[JobResult]:
+    def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
         from lifelong.execution import stream_for
 
         built: tuple[str, Stream] | None = None
-        for job in jobs:
+        for group in groups:
+            if len(group) > 1:
+                built = None
+                yield from run_group(group, store=self.store, progress=self.progress)
+                continue
+            (job,) = group
             key = stream_key(job.spec)
             if built is None or built[0] != key:
                 built = None  # free the last stream before building the next
@@ -74,23 +83,24 @@ class LocalPool:
         self.workers = workers or default_workers()
         self.threads = threads
 
-    def map(self, jobs: Sequence[RunJob]) -> Iterator[JobResult]:
-        if not jobs:
+    def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
+        if not groups:
             return
         ctx = multiprocessing.get_context("spawn")  # fork after torch started threads can hang
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)), mp_context=ctx,
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(groups)), mp_context=ctx,
                                  initializer=_init_worker, initargs=(self.threads,)) as pool:
-            pending: dict[Future[JobResult], RunJob] = {
-                pool.submit(run_job_in_worker, job): job for job in jobs}
+            pending: dict[Future[list[JobResult]], Group] = {
+                pool.submit(run_group_in_worker, group): group for group in groups}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    job = pending.pop(future)
+                    group = pending.pop(future)
                     try:
-                        yield future.result()
+                        yield from future.result()
                     except Exception as e:  # noqa: BLE001 - a worker process died
-                        yield JobResult(job.run_id, "failed",
-                                        error=f"worker process failed: {type(e).__name__}: {e}")
+                        yield from (JobResult(job.run_id, "failed", error=f"worker process "
+                                              f"failed: {type(e).__name__}: {e}")
+                                    for job in group)
 
 
 class RayExecutor:
@@ -120,24 +130,24 @@ class RayExecutor:
                                   "--address (host:port of `ray start --head`)") from None
         cpus = self.ray.cluster_resources().get("CPU", 1)
         self.max_parallel = max_parallel or max(1, int(cpus))
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(run_job_in_worker)
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(run_group_in_worker)
 
-    def map(self, jobs: Sequence[RunJob]) -> Iterator[JobResult]:
+    def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
         ray = self.ray
-        queue = list(jobs)
-        pending: dict[Any, RunJob] = {}
+        queue = list(groups)
+        pending: dict[Any, Group] = {}
         while queue or pending:
             while queue and len(pending) < self.max_parallel:
-                job = queue.pop(0)
-                pending[self._remote.remote(job)] = job
+                group = queue.pop(0)
+                pending[self._remote.remote(group)] = group
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                job = pending.pop(ref)
+                group = pending.pop(ref)
                 try:
-                    yield ray.get(ref)
+                    yield from ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - the node or the worker died
-                    yield JobResult(job.run_id, "failed",
-                                    error=f"Ray task failed: {type(e).__name__}: {e}")
+                    yield from (JobResult(job.run_id, "failed", error=f"Ray task failed: "
+                                          f"{type(e).__name__}: {e}") for job in group)
 
     def close(self) -> None:
         if self.started:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from lifelong.seeding import generator
 from lifelong.strategies.base import Strategy
 from lifelong.train import (
     LifelongWarning,
+    Progress,
     RunResult,
     TrainConfig,
     _own_accuracies,
@@ -51,7 +52,8 @@ from lifelong.train import (
 # The hooks a strategy may override and still train in a group: the loop calls them per member.
 # A strategy that replaces the step or the epoch loop (`train_batch`, `train_task`), prediction
 # or the trainable set trains alone.
-_ALONE = ("train_batch", "train_task", "predict", "trainable_parameters")
+_ALONE = {"train_batch": "its own training step", "train_task": "its own epoch loop",
+          "predict": "its own prediction", "trainable_parameters": "it trains part of the model"}
 
 
 def groupable(strategy: type[Strategy] | Strategy) -> str:
@@ -60,8 +62,9 @@ def groupable(strategy: type[Strategy] | Strategy) -> str:
     cls = strategy if isinstance(strategy, type) else type(strategy)
     if cls.group_note:
         return cls.group_note
-    own = [h for h in _ALONE if getattr(cls, h) is not getattr(Strategy, h)]
-    return f"overrides {', '.join(own)}" if own else ""
+    own = [f"{why} ({hook})" for hook, why in _ALONE.items()
+           if getattr(cls, hook) is not getattr(Strategy, hook)]
+    return "; ".join(own)
 
 
 def stackable(model: nn.Module) -> str:
@@ -184,11 +187,14 @@ class MemberDiverged(DivergenceError):
         self.index = index
 
 
-def fit_group(members: Sequence[Member], train: TrainConfig | None = None) -> list[RunResult]:
+def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
+              checkpoint: Callable[[int, Progress], None] | None = None) -> list[RunResult]:
     """Train every member on its stream at once; return each member's `RunResult`, equal to
     what `fit_stream(member.strategy, member.stream, train, seed=member.seed)` returns (its R
     within float rounding, bit for bit on the CPU so far measured). Costs: the group's training
-    time is shared evenly; evaluation and consolidation are each member's own.
+    time is shared evenly; evaluation and consolidation are each member's own. Each task's
+    diagnostics carry ``group_size``. `checkpoint(g, progress)` is called for each member
+    after each task (as `fit_stream`'s `checkpoint`).
 
     Raises:
         ConfigError: members that cannot train together (`groupable`, `stackable`, streams of
@@ -265,6 +271,9 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None) -> li
             ends[g].append(event)
             for cb in m.callbacks:
                 cb.on_task_end(event)
+        if checkpoint is not None:
+            for g in range(size):
+                checkpoint(g, Progress(rows[g][0], tuple(ends[g]), step))
     results = []
     for g, m in enumerate(members):
         matrix = tuple(rows[g])

@@ -31,6 +31,7 @@ from lifelong.execution import (
 from lifelong.executors import Executor, InProcess
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference
+from lifelong.group_runs import group_jobs
 from lifelong.planning import Plan, RunSpec, plan
 from lifelong.provenance import REUSE_KEYS, installed_versions, run_meta, with_user_code
 from lifelong.run_files import write_files
@@ -79,6 +80,7 @@ def execute_runs(experiment: Experiment, specs: Sequence[RunSpec], *,
                  progress: bool | None = None, rerun: bool = False, resume: bool = False,
                  keep_checkpoints: bool = False, tolerate: bool = False,
                  imports: Sequence[str] = (), loggers: Sequence[tuple[str, str | None]] = (),
+                 vectorize: bool = True,
                  on_result: Callable[[str, bool], None] | None = None,
                  ) -> tuple[list[Outcome], list[Failure]]:
     """Execute `specs` (runs of `experiment`) and return their outcomes in `specs` order,
@@ -90,7 +92,10 @@ def execute_runs(experiment: Experiment, specs: Sequence[RunSpec], *,
     `rerun` or the experiment needs live runs (`Experiment.reuses_runs`). Every run writes a
     checkpoint after each task (`checkpoint_dir`); with `resume`, a run that has one
     continues from it. A finished run's checkpoint is removed unless `keep_checkpoints`.
-    `loggers` are ``(kind, where)`` pairs of `lifelong.integrations.build_loggers`.
+    `loggers` are ``(kind, where)`` pairs of `lifelong.integrations.build_loggers`. With
+    `vectorize`, runs that differ only in seed or in numeric strategy options train as one
+    vectorised group where the strategy and model allow it (`lifelong.group_runs`); each is
+    still its own run, with the R it would have alone.
 
     A run whose loss becomes NaN stops everything with its `DivergenceError`, unless the
     experiment goes on after divergence (`Experiment.continues_after_divergence`) or
@@ -116,7 +121,8 @@ def execute_runs(experiment: Experiment, specs: Sequence[RunSpec], *,
         jobs[spec.run_id] = RunJob(spec, experiment.name, own, str(checkpoint_dir(store)),
                                    resume, tuple(imports), tuple(loggers))
     runner = executor if executor is not None else InProcess(store, progress=progress)
-    for res in runner.map(list(jobs.values())):
+    groups = group_jobs(list(jobs.values()), vectorize=vectorize)
+    for res in runner.map(groups):
         job = jobs[res.run_id]
         if not res.recorded:
             if store.is_completed(res.run_id) and res.result is not None:
@@ -161,7 +167,8 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
             out_dir: str | Path = DEFAULT_PATH.parent, progress: bool | None = None,
             rerun: bool = False, resume: bool = False, keep_checkpoints: bool = False,
             executor: Executor | None = None, imports: Sequence[str] = (),
-            loggers: Sequence[tuple[str, str | None]] = ()) -> ExperimentResult:
+            loggers: Sequence[tuple[str, str | None]] = (), vectorize: bool = True
+            ) -> ExperimentResult:
     """Run every `RunSpec` of the plan (`execute_runs`), then report: the experiment's table
     and figures (kept in the store too, for ``lifelong report``) and its published numbers
     beside ours."""
@@ -171,7 +178,7 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
         outcomes, _ = execute_runs(p.experiment, p.runs, store=store, out=out,
                                    executor=executor, progress=progress, rerun=rerun,
                                    resume=resume, keep_checkpoints=keep_checkpoints,
-                                   imports=imports, loggers=loggers)
+                                   imports=imports, loggers=loggers, vectorize=vectorize)
         group = cfgmod.run_id({"runs": [o.run_id for o in outcomes]}, 0)[:8]
         fig_dir = out / f"{p.experiment.name}-{group}"
         table, figures = p.experiment.report(outcomes, fig_dir, p.options)

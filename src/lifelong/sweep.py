@@ -141,7 +141,8 @@ class SweepResult:
 def run_sweep(sweep: Sweep, *, store_path: str | Path, out_dir: str | Path,
               executor: Executor, progress: bool | None = None, rerun: bool = False,
               keep_checkpoints: bool = False, imports: Sequence[str] = (),
-              loggers: Sequence[tuple[str, str | None]] = ()) -> SweepResult:
+              loggers: Sequence[tuple[str, str | None]] = (),
+              vectorize: bool = True) -> SweepResult:
     """Execute the sweep's runs (skipping what the store holds, resuming from checkpoints),
     going on past runs that diverge or fail; they are recorded failed with their error."""
     from tqdm import tqdm
@@ -160,7 +161,8 @@ def run_sweep(sweep: Sweep, *, store_path: str | Path, out_dir: str | Path,
         outcomes, failures = execute_runs(
             sweep.plan.experiment, sweep.runs, store=store, out=out, executor=executor,
             progress=False, rerun=rerun, resume=True, keep_checkpoints=keep_checkpoints,
-            tolerate=True, imports=imports, loggers=loggers, on_result=tick)
+            tolerate=True, imports=imports, loggers=loggers, vectorize=vectorize,
+            on_result=tick)
     return SweepResult(tuple(outcomes), tuple(failures), reused)
 
 

@@ -1,0 +1,195 @@
+"""Runs executed as vectorised groups: which runs train together, and running a group.
+
+Owns `group_jobs` (runs of one configuration that differ only in seed or in numeric strategy
+options, such as ``strategy.strength``, form a group, when the strategy and model allow it) and
+`run_group` (build every member, train them with `lifelong.group.fit_group`, record each as an
+ordinary run, marked with its group's size). A group larger than memory allows is split; a group
+in which a member diverges, or that cannot train together after all, is trained one run at a
+time (`lifelong.execution.run_job`), so every run ends as it would alone. Does not own the
+group loop (`lifelong.group`) or where groups execute (`lifelong.executors`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from lifelong import config as cfgmod
+from lifelong.callbacks import Callback, ProgressBar, Recorder
+from lifelong.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
+from lifelong.errors import ConfigError, DivergenceError
+from lifelong.execution import JobResult, RunJob, StoreRecorder, run_job, strategy_for, stream_for
+from lifelong.group import Member, fit_group, groupable
+from lifelong.strategies import STRATEGIES
+from lifelong.train import Progress, TrainConfig
+
+if TYPE_CHECKING:
+    from lifelong.data.task import Stream
+    from lifelong.store import Store
+
+Group = tuple[RunJob, ...]
+MEMORY_SHARE = 0.5  # of the memory available when a group starts, for its members
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def group_key(job: RunJob) -> str | None:
+    """Runs with equal keys may train as one group; None for a run that trains alone."""
+    cfg = job.spec.config
+    model = cfg["model"]
+    if (groupable(STRATEGIES.get(job.spec.strategy)) or model.get("name") != "mlp"
+            or model.get("dropout") or model.get("growing") or cfg["train"].get("eval_every")):
+        return None
+    if job.resume and job.checkpoints and checkpoint_path(job.checkpoints,
+                                                          job.run_id).exists():
+        return None  # a run with a checkpoint continues alone, from where it stopped
+    strategy = {k: ("<numeric>" if _numeric(v) else v) for k, v in cfg["strategy"].items()}
+    return cfgmod.canonical([job.experiment, {**cfg, "strategy": strategy}, job.loggers])
+
+
+def group_jobs(jobs: Sequence[RunJob], *, vectorize: bool = True) -> list[Group]:
+    """`jobs` as groups, in the order of their first run; each run is in exactly one."""
+    groups: dict[str, list[RunJob]] = {}
+    alone: list[Group] = []
+    order: list[str | Group] = []
+    for job in jobs:
+        key = group_key(job) if vectorize else None
+        if key is None:
+            alone.append((job,))
+            order.append(alone[-1])
+        elif key in groups:
+            groups[key].append(job)
+        else:
+            groups[key] = [job]
+            order.append(key)
+    return [tuple(groups[o]) if isinstance(o, str) else o for o in order]
+
+
+def available_memory() -> int:
+    """Bytes this process may still use: MemAvailable on Linux, else a conservative 4 GiB."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def _stream_bytes(stream: Stream) -> int:
+    total = 0
+    for task in stream.tasks:
+        for data in (task.train, task.test):
+            for part in (data.x,) if isinstance(data.x, Tensor) else data.x:
+                total += part.numel() * part.element_size()
+    return total
+
+
+def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None = False,
+              budget: int | None = None) -> list[JobResult]:
+    """Execute the runs of `jobs` as one vectorised group (one run alone as `run_job`).
+
+    With `store`, each member's rows are recorded as tasks end, as `run_job` does. Returns one
+    `JobResult` per job, in order.
+    """
+    if len(jobs) == 1:
+        return [run_job(jobs[0], store=store, progress=progress)]
+    from lifelong.experiments import get_experiment
+
+    built: dict[str, Stream] = {}
+    members: list[Member] = []
+    recorders: list[list[Recorder]] = []
+    for job in jobs:
+        key = cfgmod.canonical([job.spec.config["stream"], job.spec.seed])
+        stream = built.get(key) or built.setdefault(key, stream_for(job.spec))
+        strategy = strategy_for(job.spec.config, job.spec.strategy, stream, job.spec.seed)
+        observers = get_experiment(job.experiment).callbacks(job.run_id, strategy)
+        recorders.append([cb for cb in observers if isinstance(cb, Recorder)])
+        members.append(Member(strategy, stream, job.spec.seed, list(observers)))
+        if len(members) == 1:  # split a group that would not fit, before building the rest
+            tasks = len(stream)
+            each = _stream_bytes(stream) + strategy.memory_bytes() * (tasks + 4)
+            fits = max(1, int((budget or MEMORY_SHARE * available_memory()) // max(each, 1)))
+            if fits < len(jobs):
+                return [r for k in range(0, len(jobs), fits)
+                        for r in run_group(jobs[k:k + fits], store=store, progress=progress,
+                                           budget=budget)]
+    size = len(jobs)
+    labels = sorted({j.spec.label or j.spec.strategy for j in jobs})
+    seeds = ",".join(str(j.spec.seed) for j in jobs)
+    bar = ProgressBar(desc=f"{' / '.join(labels)} seeds {seeds} (a group of {size})",
+                      disable=None if progress is None else not progress)
+    members[0].callbacks = [bar, *members[0].callbacks]
+    tracked: list[Callback] = []
+    for job, member in zip(jobs, members, strict=True):
+        if job.loggers:
+            from lifelong.integrations import build_loggers
+
+            loggers = build_loggers(
+                job.loggers, run_id=job.run_id, experiment=job.experiment,
+                run_name=f"{job.spec.label or job.spec.strategy} seed {job.spec.seed}",
+                config=job.spec.config)
+            tracked += loggers
+            member.callbacks = [*member.callbacks, *loggers]
+        if store is not None:
+            versions = {**job.meta["versions"], "group_size": str(size)}
+            store.begin_run(job.run_id, experiment=job.experiment, strategy=job.spec.strategy,
+                            stream=member.stream.name, seed=job.spec.seed,
+                            config=job.spec.config, num_tasks=len(member.stream),
+                            task_keys=[t.key for t in member.stream.tasks], versions=versions,
+                            git_commit=job.meta["git_commit"],
+                            label=job.spec.label or job.spec.strategy)
+            member.callbacks = [StoreRecorder(store, job.run_id), *member.callbacks]
+
+    def save(g: int, progress: Progress) -> None:
+        job = jobs[g]
+        if job.checkpoints:
+            save_checkpoint(checkpoint_path(job.checkpoints, job.run_id), Checkpoint(
+                job.run_id, progress, members[g].strategy.state_dict(),
+                {r.key: r.artifact() for r in recorders[g]}))
+
+    try:
+        results = fit_group(members, TrainConfig(**jobs[0].spec.config["train"]),
+                            checkpoint=save)
+    except (DivergenceError, ConfigError):
+        # A member diverged, or the members cannot train together after all: every run
+        # again on its own, so each ends (completed or diverged) as it would alone.
+        for logger in tracked:
+            getattr(logger, "close", lambda: None)()
+        return [run_job(dataclasses.replace(job, resume=False), store=store, progress=progress)
+                for job in jobs]
+    except BaseException as e:
+        for logger in tracked:
+            getattr(logger, "close", lambda: None)()
+        if store is not None:
+            for job in jobs:
+                store.fail_run(job.run_id, error=f"{type(e).__name__}: {e}")
+        raise
+    return [JobResult(job.run_id, "completed",
+                      dataclasses.replace(r, artifacts={x.key: x.artifact() for x in recs}),
+                      recorded=store is not None, num_tasks=len(m.stream),
+                      task_keys=r.tasks)
+            for job, m, r, recs in zip(jobs, members, results, recorders, strict=True)]
+
+
+def run_group_in_worker(jobs: Group) -> list[JobResult]:
+    """`run_group` in a worker process or on a Ray node (no store, no progress bar); any
+    error comes back as ``"failed"`` results, as `run_job_in_worker` does for one run."""
+    from lifelong.execution import run_job_in_worker
+
+    if len(jobs) == 1:
+        return [run_job_in_worker(jobs[0])]
+    try:
+        if jobs[0].imports:
+            from lifelong.extensions import import_extensions
+
+            import_extensions(jobs[0].imports)
+        return run_group(jobs)
+    except Exception:  # noqa: BLE001 - retried one by one, so each failure is its own
+        return [run_job_in_worker(job) for job in jobs]
