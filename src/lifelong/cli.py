@@ -287,7 +287,8 @@ def _run_json(o: Any) -> dict[str, Any]:
         "run_dir": str(o.run_dir),
         "reused": o.reused, "resumed_tasks": o.resumed_tasks,
         # 1: trained alone; G: trained with G-1 others as one vectorised group
-        "group_size": int(next(iter(o.result.diagnostics), {}).get("group_size", 1.0)),
+        "group_size": int(o.result.diagnostics[0].get("group_size", 1.0)
+                          if o.result.diagnostics else 1),
         **o.result.notes()}
 
 
