@@ -30,6 +30,7 @@ from lifelong.train import Progress, TrainConfig
 if TYPE_CHECKING:
     from lifelong.data.task import Stream
     from lifelong.store import Store
+    from lifelong.strategies.base import Strategy
 
 Group = tuple[RunJob, ...]
 MEMORY_SHARE = 0.5  # of the memory available when a group starts, for its members
@@ -82,6 +83,12 @@ def available_memory() -> int:
     return 4 * 2**30
 
 
+def member_bytes(stream: Stream, strategy: Strategy) -> int:
+    """What one member is estimated to hold: its stream's tensors, and its model and learned
+    state several times over (gradients, optimizer state, an anchor per task)."""
+    return _stream_bytes(stream) + strategy.memory_bytes() * (len(stream) + 4)
+
+
 def _stream_bytes(stream: Stream) -> int:
     total = 0
     for task in stream.tasks:
@@ -113,8 +120,7 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
         recorders.append([cb for cb in observers if isinstance(cb, Recorder)])
         members.append(Member(strategy, stream, job.spec.seed, list(observers)))
         if len(members) == 1:  # split a group that would not fit, before building the rest
-            tasks = len(stream)
-            each = _stream_bytes(stream) + strategy.memory_bytes() * (tasks + 4)
+            each = member_bytes(stream, strategy)
             fits = max(1, int((budget or MEMORY_SHARE * available_memory()) // max(each, 1)))
             if fits < len(jobs):
                 return [r for k in range(0, len(jobs), fits)
