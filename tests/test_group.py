@@ -205,3 +205,11 @@ def test_a_sweep_over_strengths_groups_them_with_the_seeds() -> None:
     assert sorted(len(g) for g in groups) == [2, 4]  # naive × 2 seeds; ewc × 2 strengths × 2
     assert all(len(g) == 1 for g in group_jobs([RunJob(r, "single", run_meta(1))
                                                 for r in s.runs], vectorize=False))
+
+
+def test_learning_curves_are_each_members_own() -> None:
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.1, eval_every=20, device="cpu")
+    group = fit_group([member("ewc", s) for s in (0, 1)], cfg)
+    seq = [alone("ewc", s, cfg) for s in (0, 1)]
+    assert_same(group, seq)
+    assert [g.curves for g in group] == [s.curves for s in seq] and group[0].curves

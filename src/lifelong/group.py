@@ -30,7 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lifelong.callbacks import Callback, Costs, EpochEnd, RunEnd, RunStart, StepEnd, TaskEnd
+from lifelong.callbacks import (
+    Callback,
+    Costs,
+    CurvePoint,
+    EpochEnd,
+    RunEnd,
+    RunStart,
+    StepEnd,
+    TaskEnd,
+)
 from lifelong.chance import chance_warning
 from lifelong.data.task import Batch, Stream, Task, image_inputs
 from lifelong.errors import ConfigError, DivergenceError
@@ -214,8 +223,6 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
         if m.stream.scenario not in m.strategy.supports:
             problems.append(f"strategy '{m.strategy.name}' does not support the "
                             f"{m.stream.scenario}-incremental scenario")
-    if cfg.eval_every is not None:
-        problems.append("learning curves (train.eval_every) are measured one run at a time")
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     device = resolve_device(cfg.device)
@@ -239,7 +246,8 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
         t0 = time.perf_counter()
         for m, task in zip(members, tasks, strict=True):
             m.strategy.before_task(task)
-        step = _train_task(members, stacked, tasks, cfg, device, step)
+        curves: list[list[CurvePoint]] = [[] for _ in members]
+        step = _train_task(members, stacked, tasks, cfg, device, step, curves)
         ta = time.perf_counter()
         consolidate = []
         for m, task in zip(members, tasks, strict=True):
@@ -264,7 +272,7 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
                           peak_memory_bytes=_peak_memory(device),
                           parameters=sum(p.numel() for p in m.strategy.model.parameters()),
                           state_bytes=m.strategy.memory_bytes())
-            event = TaskEnd(task.index, task.key, row, costs, (),
+            event = TaskEnd(task.index, task.key, row, costs, tuple(curves[g]),
                             diagnostics={**{str(k): float(v) for k, v in report.values.items()},
                                          **measured, "group_size": float(size)},
                             warnings=tuple(messages))
@@ -281,7 +289,8 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
             cb.on_run_end(RunEnd(matrix))
         results.append(RunResult(
             strategy=m.strategy.name, stream=m.stream.name, seed=m.seed, matrix=matrix,
-            costs=tuple(e.costs for e in ends[g]), diagnostics=tuple(e.diagnostics
+            costs=tuple(e.costs for e in ends[g]),
+            curves=tuple(p for e in ends[g] for p in e.curve), diagnostics=tuple(e.diagnostics
                                                                       for e in ends[g]),
             warnings=tuple(e.warnings for e in ends[g]),
             tasks=tuple(t.key for t in m.stream.tasks)))
@@ -300,8 +309,10 @@ def _optimizer(params: Sequence[Tensor], cfg: TrainConfig) -> torch.optim.Optimi
 
 
 def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[Task],
-                cfg: TrainConfig, device: torch.device, step: int) -> int:
-    """The epochs of one task for every member at once; returns the global step count."""
+                cfg: TrainConfig, device: torch.device, step: int,
+                curves: list[list[CurvePoint]]) -> int:
+    """The epochs of one task for every member at once; returns the global step count. Every
+    `cfg.eval_every` steps each member's accuracies are measured into `curves[g]`."""
     datas = [m.strategy.task_data(t).to(device)
              for m, t in zip(members, tasks, strict=True)]
     n = len(datas[0])
@@ -371,6 +382,13 @@ def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[
                 stepped = StepEnd(tasks[g].index, step)
                 for cb in m.callbacks:
                     cb.on_step_end(stepped)
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                for g, m in enumerate(members):
+                    point = CurvePoint(tasks[g].index, step, tuple(accuracies(
+                        m.strategy, m.stream, batch_size=cfg.eval_batch_size)))
+                    curves[g].append(point)
+                    for cb in m.callbacks:
+                        cb.on_curve_point(point)
         per_member = torch.stack(losses).sum(0)  # one host sync per epoch
         for g, total in enumerate(per_member.tolist()):
             if not math.isfinite(total):

@@ -45,7 +45,7 @@ def group_key(job: RunJob) -> str | None:
     cfg = job.spec.config
     model = cfg["model"]
     if (groupable(STRATEGIES.get(job.spec.strategy)) or model.get("name") != "mlp"
-            or model.get("dropout") or model.get("growing") or cfg["train"].get("eval_every")):
+            or model.get("dropout") or model.get("growing")):
         return None
     if job.resume and job.checkpoints and checkpoint_path(job.checkpoints,
                                                           job.run_id).exists():
