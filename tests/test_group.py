@@ -213,3 +213,30 @@ def test_learning_curves_are_each_members_own() -> None:
     seq = [alone("ewc", s, cfg) for s in (0, 1)]
     assert_same(group, seq)
     assert [g.curves for g in group] == [s.curves for s in seq] and group[0].curves
+
+
+def test_a_group_checkpoints_each_member_and_a_run_with_a_checkpoint_resumes_alone(
+        tmp_path: Path) -> None:
+    import dataclasses
+
+    from lifelong.checkpoint import checkpoint_path, load_checkpoint
+    from lifelong.execution import RunJob, run_job
+    from lifelong.planning import plan
+    from lifelong.provenance import run_meta
+
+    p = plan("single", quick=True, sets=["strategy.name=ewc"], seeds=[0, 1])
+    jobs = [RunJob(s, "single", run_meta(1), str(tmp_path)) for s in p.runs]
+    results = run_group(tuple(jobs))
+    tasks = []
+    for job, res in zip(jobs, results, strict=True):
+        ckpt = load_checkpoint(checkpoint_path(tmp_path, job.run_id), job.run_id)
+        assert res.result is not None and ckpt is not None
+        assert ckpt.tasks_done == len(res.result.matrix) - 1  # the last task's checkpoint
+        assert ckpt.progress.ends[-1].accuracies == res.result.matrix[-1]
+        tasks.append(ckpt.tasks_done)
+    # With --resume, a run that has a checkpoint continues alone, from where it stopped.
+    resuming = [dataclasses.replace(j, resume=True) for j in jobs]
+    assert [len(g) for g in group_jobs(resuming)] == [1, 1]
+    again = run_job(resuming[0])
+    assert again.resumed_tasks == tasks[0] and again.result is not None
+    assert results[0].result is not None and again.result.matrix == results[0].result.matrix
