@@ -240,3 +240,14 @@ def test_a_group_checkpoints_each_member_and_a_run_with_a_checkpoint_resumes_alo
     again = run_job(resuming[0])
     assert again.resumed_tasks == tasks[0] and again.result is not None
     assert results[0].result is not None and again.result.matrix == results[0].result.matrix
+
+
+def test_groups_are_split_so_every_worker_gets_one() -> None:
+    from lifelong.group_runs import balance
+
+    a, b, c, d, e = ("a",), ("b",), ("c",), ("d",), ("e",)
+    whole = (a + b + c + d + e,)
+    assert balance(whole, 1) == list(whole)  # type: ignore[arg-type]
+    assert balance(whole, 2) == [a + b + c, d + e]  # type: ignore[arg-type]
+    assert sorted(len(g) for g in balance(whole, 4)) == [1, 1, 1, 2]  # type: ignore[arg-type]
+    assert len(balance(((*a,),), 8)) == 1  # type: ignore[arg-type]

@@ -83,6 +83,10 @@ class LocalPool:
         self.workers = workers or default_workers()
         self.threads = threads
 
+    @property
+    def parallelism(self) -> int:
+        return self.workers
+
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
         if not groups:
             return
@@ -131,6 +135,10 @@ class RayExecutor:
         cpus = self.ray.cluster_resources().get("CPU", 1)
         self.max_parallel = max_parallel or max(1, int(cpus))
         self._remote = ray.remote(num_cpus=1, max_retries=0)(run_group_in_worker)
+
+    @property
+    def parallelism(self) -> int:
+        return self.max_parallel
 
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
         ray = self.ray

@@ -72,6 +72,20 @@ def group_jobs(jobs: Sequence[RunJob], *, vectorize: bool = True) -> list[Group]
     return [tuple(groups[o]) if isinstance(o, str) else o for o in order]
 
 
+def balance(groups: Sequence[Group], workers: int) -> list[Group]:
+    """Split the largest groups in two until there are at least `workers` of them (or every
+    group is one run), so a pool of workers is not left idle by one big group."""
+    out = list(groups)
+    while len(out) < workers:
+        big = max(range(len(out)), key=lambda i: len(out[i]), default=None)
+        if big is None or len(out[big]) < 2:
+            break
+        group = out.pop(big)
+        half = (len(group) + 1) // 2
+        out[big:big] = [group[:half], group[half:]]
+    return out
+
+
 def available_memory() -> int:
     """Bytes this process may still use: MemAvailable on Linux, else a conservative 4 GiB."""
     try:

@@ -31,7 +31,7 @@ from lifelong.execution import (
 from lifelong.executors import Executor, InProcess
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference
-from lifelong.group_runs import group_jobs
+from lifelong.group_runs import balance, group_jobs
 from lifelong.planning import Plan, RunSpec, plan
 from lifelong.provenance import REUSE_KEYS, installed_versions, run_meta, with_user_code
 from lifelong.run_files import write_files
@@ -122,6 +122,8 @@ def execute_runs(experiment: Experiment, specs: Sequence[RunSpec], *,
                                    resume, tuple(imports), tuple(loggers))
     runner = executor if executor is not None else InProcess(store, progress=progress)
     groups = group_jobs(list(jobs.values()), vectorize=vectorize)
+    # A pool of several workers gets at least one group each (`parallelism`: 1 in-process).
+    groups = balance(groups, getattr(runner, "parallelism", 1))
     for res in runner.map(groups):
         job = jobs[res.run_id]
         if not res.recorded:
