@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,6 @@ from torch import Tensor, nn
 
 from lifelong.callbacks import (
     Callback,
-    Costs,
     CurvePoint,
     EpochEnd,
     RunEnd,
@@ -40,7 +38,6 @@ from lifelong.callbacks import (
     StepEnd,
     TaskEnd,
 )
-from lifelong.chance import chance_warning
 from lifelong.data.task import Batch, Stream, Task, image_inputs
 from lifelong.errors import ConfigError, DivergenceError
 from lifelong.evaluate import accuracies
@@ -48,14 +45,13 @@ from lifelong.models.heads import MultiHead
 from lifelong.seeding import generator
 from lifelong.strategies.base import Strategy
 from lifelong.train import (
-    LifelongWarning,
     Progress,
     RunResult,
     TrainConfig,
-    _own_accuracies,
-    _peak_memory,
-    _warn_caveat,
+    own_accuracies,
     resolve_device,
+    task_end,
+    warn_caveat,
 )
 
 # The hooks a strategy may override and still train in a group: the loop calls them per member.
@@ -227,7 +223,7 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
         raise ConfigError(list(dict.fromkeys(problems)))
     device = resolve_device(cfg.device)
     for m in members:
-        _warn_caveat(m.strategy, m.stream)
+        warn_caveat(m.strategy, m.stream)
         m.strategy.to(device)
         m.strategy.attach(seed=m.seed)
     stacked = StackedMLP([m.strategy.model for m in members])
@@ -258,24 +254,13 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
         for g, (m, task) in enumerate(zip(members, tasks, strict=True)):
             e0 = time.perf_counter()
             row = tuple(accuracies(m.strategy, m.stream, batch_size=cfg.eval_batch_size))
-            measured = _own_accuracies(m.strategy, m.stream, task, cfg)
+            measured = own_accuracies(m.strategy, m.stream, task, cfg)
             eval_s = time.perf_counter() - e0
             rows[g].append(row)
-            report = m.strategy.task_report()
-            messages = list(report.warnings)
-            if chance := chance_warning(m.strategy, m.stream, position, cfg, row[position]):
-                messages.append(chance)
-            for message in messages:
-                warnings.warn(message, LifelongWarning, stacklevel=2)
-            costs = Costs(train_seconds=train_share + consolidate[g], eval_seconds=eval_s,
-                          after_task_seconds=consolidate[g],
-                          peak_memory_bytes=_peak_memory(device),
-                          parameters=sum(p.numel() for p in m.strategy.model.parameters()),
-                          state_bytes=m.strategy.memory_bytes())
-            event = TaskEnd(task.index, task.key, row, costs, tuple(curves[g]),
-                            diagnostics={**{str(k): float(v) for k, v in report.values.items()},
-                                         **measured, "group_size": float(size)},
-                            warnings=tuple(messages))
+            event = task_end(m.strategy, m.stream, position, cfg, row, curves[g],
+                             {**measured, "group_size": float(size)},
+                             train_seconds=train_share + consolidate[g], eval_seconds=eval_s,
+                             after_task_seconds=consolidate[g], device=device)
             ends[g].append(event)
             for cb in m.callbacks:
                 cb.on_task_end(event)

@@ -266,7 +266,7 @@ class LifelongWarning(UserWarning):
     """A setting that runs but is known to give poor or misleading results."""
 
 
-def _warn_caveat(strategy: Strategy, stream: Stream) -> None:
+def warn_caveat(strategy: Strategy, stream: Stream) -> None:
     # Python's default warning filter shows each distinct message once per process.
     reason = strategy.caveats.get(stream.scenario)
     if reason:
@@ -274,7 +274,7 @@ def _warn_caveat(strategy: Strategy, stream: Stream) -> None:
                       LifelongWarning, stacklevel=3)
 
 
-def _own_accuracies(strategy: Strategy, stream: Stream, task: Task,
+def own_accuracies(strategy: Strategy, stream: Stream, task: Task,
                     cfg: TrainConfig) -> dict[str, float]:
     """The accuracy on the task's validation split (where the stream keeps one) and, with
     `cfg.measure_train`, on its training examples: diagnostics recorded with the task."""
@@ -287,6 +287,31 @@ def _own_accuracies(strategy: Strategy, stream: Stream, task: Task,
         out["train_accuracy"] = accuracy(strategy, task.train, task_labels=labels,
                                          batch_size=cfg.eval_batch_size)
     return out
+
+
+def task_end(strategy: Strategy, stream: Stream, position: int, cfg: TrainConfig,
+             row: tuple[float, ...], curve: Sequence[CurvePoint], measured: Mapping[str, float],
+             *, train_seconds: float, eval_seconds: float, after_task_seconds: float,
+             device: torch.device) -> TaskEnd:
+    """The `TaskEnd` of the task at `position`, just learned and evaluated (`row`): its costs,
+    the strategy's report and the loop's own measurements as diagnostics, and the warnings
+    (the strategy's, and "learned nothing" where the task's accuracy is at chance), which are
+    also raised as `LifelongWarning`s. Read after `after_task` and outside the timings: it
+    observes, it does not learn."""
+    task = stream.tasks[position]
+    report = strategy.task_report()
+    messages = list(report.warnings)
+    if (chance := chance_warning(strategy, stream, position, cfg, row[position])):
+        messages.append(chance)
+    for message in messages:  # warnings.warn shows each distinct message once
+        warnings.warn(message, LifelongWarning, stacklevel=3)
+    costs = Costs(train_seconds=train_seconds, eval_seconds=eval_seconds,
+                  after_task_seconds=after_task_seconds, peak_memory_bytes=_peak_memory(device),
+                  parameters=sum(p.numel() for p in strategy.model.parameters()),
+                  state_bytes=strategy.memory_bytes())
+    return TaskEnd(task.index, task.key, row, costs, tuple(curve),
+                   diagnostics={**{str(k): float(v) for k, v in report.values.items()},
+                                **measured}, warnings=tuple(messages))
 
 
 def fit_stream(
@@ -335,7 +360,7 @@ def fit_stream(
                         "config, or train it again")
     if problems:
         raise ConfigError(problems)
-    _warn_caveat(strategy, stream)
+    warn_caveat(strategy, stream)
     device = resolve_device(cfg.device)
     strategy.to(device)
     strategy.attach(seed=seed)
@@ -370,24 +395,12 @@ def fit_stream(
         step = loop.step
         t1 = time.perf_counter()
         row = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
-        measured = _own_accuracies(strategy, stream, task, cfg)
+        measured = own_accuracies(strategy, stream, task, cfg)
         t2 = time.perf_counter()
         rows.append(row)
-        params = sum(p.numel() for p in strategy.model.parameters())
-        # Read after `after_task` (and outside the timings: it observes, it does not learn).
-        report = strategy.task_report()
-        messages = list(report.warnings)
-        if (chance := chance_warning(strategy, stream, position, cfg, row[position])):
-            messages.append(chance)
-        for message in messages:  # warnings.warn shows each distinct message once
-            warnings.warn(message, LifelongWarning, stacklevel=2)
-        costs = Costs(train_seconds=t1 - t0, eval_seconds=t2 - t1, after_task_seconds=t1 - ta,
-                      peak_memory_bytes=_peak_memory(device), parameters=params,
-                      state_bytes=strategy.memory_bytes())
-        event = TaskEnd(task.index, task.key, row, costs, tuple(loop.curve),
-                        diagnostics={**{str(k): float(v) for k, v in report.values.items()},
-                                     **measured},
-                        warnings=tuple(messages))
+        event = task_end(strategy, stream, position, cfg, row, loop.curve, measured,
+                         train_seconds=t1 - t0, eval_seconds=t2 - t1,
+                         after_task_seconds=t1 - ta, device=device)
         ends.append(event)
         for cb in callbacks:
             cb.on_task_end(event)
