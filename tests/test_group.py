@@ -81,8 +81,8 @@ def test_members_may_differ_in_a_numeric_option(name: str, option: str,
 def test_task_heads_adam_momentum_and_clipping_stay_exact(name: str) -> None:
     for cfg in (TrainConfig(epochs=2, batch_size=16, lr=0.01, optimizer="adam", grad_clip=1.0,
                             device="cpu"),
-                TrainConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.9, weight_decay=1e-4,
-                            device="cpu")):
+                TrainConfig(epochs=3, batch_size=16, lr=0.05, momentum=0.9, weight_decay=1e-4,
+                            lr_decay_every=1, device="cpu")):
         # The proximal penalty step needs plain SGD; under Adam EWC takes gradient steps.
         opts = {"step": "gradient"} if name == "ewc" and cfg.optimizer == "adam" else {}
         group = fit_group([member(name, s, "task", **opts) for s in (0, 1)], cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -249,3 +251,30 @@ def test_task_report_reaches_the_warning_the_event_and_the_result(permuted_digit
     assert result.diagnostics == tuple(e.diagnostics for e in ends)
     assert result.notes()["warnings"][2] == {"task": 2, "message": "report 3"}
     assert result.per_task()["train_seconds"] == [c.train_seconds for c in result.costs]
+
+
+def test_a_step_schedule_halves_the_rate_every_n_epochs_of_each_task(permuted_digits) -> None:  # type: ignore[no-untyped-def]
+    from lifelong.strategies.base import Strategy
+
+    class Spy(Strategy):
+        name = "spy-lr"
+
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__(model)
+            self.rates: list[float] = []
+
+        def prepare_step(self, optimizer: torch.optim.Optimizer) -> None:
+            self.rates.append(float(optimizer.param_groups[0]["lr"]))
+
+    cfg = TrainConfig(epochs=4, batch_size=500, lr=0.1, lr_decay_every=2, lr_decay=0.5)
+    assert [cfg.lr_at(e) for e in range(5)] == [0.1, 0.1, 0.05, 0.05, 0.025]
+    spy = Spy(build_model("mlp", permuted_digits, hidden=[8], seed=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_stream(spy, permuted_digits, cfg, seed=0)
+    per_epoch = len(spy.rates) // 12  # 3 tasks × 4 epochs
+    task = spy.rates[:4 * per_epoch]
+    assert task == [0.1] * 2 * per_epoch + [0.05] * 2 * per_epoch
+    assert spy.rates[4 * per_epoch] == 0.1  # the next task starts again at lr
+    assert "train.lr_decay=2 must be in (0, 1]" in " ".join(
+        TrainConfig(lr_decay=2).problems())

@@ -332,6 +332,10 @@ def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[
     for m in members:
         m.strategy.model.train()
     for epoch in range(cfg.epochs):
+        if cfg.lr_decay_every is not None:
+            for opt in (optimizer, *described):
+                for param_group in opt.param_groups:
+                    param_group["lr"] = cfg.lr_at(epoch)
         order = torch.stack([torch.randperm(n, generator=generator(
             m.seed, "batches", task.key, epoch)) for m, task
             in zip(members, tasks, strict=True)]).to(device)

@@ -55,6 +55,10 @@ class TrainConfig:
         weight_decay: L2 weight decay of the optimizer.
         grad_clip: rescale each step's gradient to this L2 norm when it is larger (over the
             parameters being trained; None = off), e.g. 40 for MemN2N (Sukhbaatar et al. 2015).
+        lr_decay_every: multiply the learning rate by `lr_decay` every this many epochs of a
+            task (a step schedule; None = a constant rate), e.g. MemN2N's halving every 25
+            epochs. Each task's fresh optimizer starts again at `lr`.
+        lr_decay: the factor of that schedule.
         eval_every: measure learning curves every N steps within a task (None = off).
         measure_train: after each task, also measure the accuracy on its training examples
             (diagnostic ``train_accuracy``), e.g. to pick the best of several seeds by
@@ -71,10 +75,18 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float | None = None
+    lr_decay_every: int | None = None
+    lr_decay: float = 0.5
     eval_every: int | None = None
     measure_train: bool = False
     eval_batch_size: int = 2048
     device: str = "auto"
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of a task's epoch `epoch` (from 0) under the step schedule."""
+        if self.lr_decay_every is None:
+            return self.lr
+        return self.lr * self.lr_decay ** (epoch // self.lr_decay_every)
 
     def problems(self) -> list[str]:
         out = []
@@ -90,6 +102,12 @@ class TrainConfig:
             out.append(f"train.momentum={self.momentum!r} must be in [0, 1) (0 = none)")
         if not isinstance(self.weight_decay, (int, float)) or not self.weight_decay >= 0:
             out.append(f"train.weight_decay={self.weight_decay!r} must be a number >= 0")
+        if self.lr_decay_every is not None and (not isinstance(self.lr_decay_every, int)
+                                                or self.lr_decay_every < 1):
+            out.append(f"train.lr_decay_every={self.lr_decay_every!r} must be a positive "
+                       "integer (epochs) or null")
+        if not isinstance(self.lr_decay, (int, float)) or not 0 < self.lr_decay <= 1:
+            out.append(f"train.lr_decay={self.lr_decay!r} must be in (0, 1]")
         if self.grad_clip is not None and (not isinstance(self.grad_clip, (int, float))
                                            or not self.grad_clip > 0):
             out.append(f"train.grad_clip={self.grad_clip!r} must be a positive number or null")
@@ -185,6 +203,9 @@ class TaskLoop:
         model = self.strategy.model
         model.train()
         for epoch in range(epochs if epochs is not None else self.cfg.epochs):
+            if self.cfg.lr_decay_every is not None:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.cfg.lr_at(epoch)
             order = torch.randperm(n, generator=generator(self.seed, "batches", self.task.key,
                                                           epoch)).to(device)
             step_losses = []
