@@ -174,7 +174,8 @@ def test_completed_runs_are_reused_unless_rerun_or_the_code_changed(capsys, tmp_
     import lifelong.execution as execution
     import lifelong.provenance as provenance
 
-    args = ["run", "single", "--quick", "--no-progress", "--json", "--set",
+    # One run at a time (--no-vectorize), so every training is one counted fit_stream.
+    args = ["run", "single", "--quick", "--no-progress", "--json", "--no-vectorize", "--set",
             "strategy.name=naive", "--seed", "0,1", "--store", str(tmp_path / "s.sqlite"),
             "--out", str(tmp_path / "o")]
     code, out, _ = run(capsys, *args)
