@@ -108,3 +108,39 @@ def test_class_il_acc_is_far_above_naive_on_real_digits() -> None:
     naive, icarl = acc("naive"), acc("icarl")
     assert naive < 0.3  # naive forgets all but the last task's classes
     assert icarl > naive + 0.4, f"icarl {icarl:.3f} vs naive {naive:.3f}"
+
+
+@pytest.mark.parametrize("second_classes", [(2, 3), (4, 2)])  # seen classes a prefix, or not
+def test_targets_computed_once_per_task_equal_the_teacher_on_each_batch(
+        second_classes: tuple[int, ...]) -> None:
+    """Alg. 3 computes q_i once per task: the loss of a batch the loop drew (with its rows'
+    `index`) must equal the loss with the teacher run on that batch."""
+    torch.manual_seed(0)
+    s = ICaRL(Net(), memory_size=4)
+    s.attach(seed=0)
+    first = task([[1.0, 0.0], [0.0, 1.0], [0.5, 0.2]], [0, 1, 0], (0, 1))
+    s.before_task(first)
+    s.after_task(first)
+    second = task([[1.0, 1.0], [2.0, 0.5], [0.3, 0.9]],
+                  [second_classes[0], second_classes[1], second_classes[0]], second_classes)
+    s.before_task(second)
+    with torch.no_grad():  # the student moves away from the teacher
+        s.model.head.weight.add_(0.5)
+    seen: list[tuple[float, float]] = []
+
+    class Loop:
+        class cfg:  # noqa: N801 - the one field train_task reads
+            eval_batch_size = 2  # several chunks
+
+        def run_epochs(self, data: TensorData) -> None:
+            assert len(data) == 3 + 3  # the task plus every exemplar of the first task
+            idx = torch.tensor([4, 0, 5, 2])
+            drawn = data.batch(idx)
+            by_hand = Batch(drawn.x, drawn.y, drawn.t)  # no index: the teacher runs now
+            logits = s.model(drawn.x)
+            seen.append((s.loss(drawn, logits).item(), s.loss(by_hand, logits).item()))
+
+    s.train_task(second, Loop())  # type: ignore[arg-type]
+    (cached, direct), = seen
+    assert cached == pytest.approx(direct, rel=1e-6)
+    assert s._targets is None  # released after the task

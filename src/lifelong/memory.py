@@ -131,11 +131,13 @@ class _Groups(StrategyState):
         data = self.data()
         return data.batch(uniform(len(self), n, generator).to(data.y.device))
 
-    def _append(self, rows: TensorData) -> None:
-        """Store `rows` as a new last group."""
-        self.count.append(len(rows))
+    def _append(self, *groups: TensorData) -> None:
+        """Store each of `groups` as a new last group (one copy of the memory for all)."""
+        self.count.extend(len(g) for g in groups)
+        parts = list(groups)
         if self.x is not None and self.y is not None and self.t is not None:
-            rows = TensorData.concat([TensorData(self.x, self.y, self.t), rows])
+            parts.insert(0, TensorData(self.x, self.y, self.t))
+        rows = TensorData.concat(parts) if len(parts) > 1 else parts[0]
         self.x, self.y, self.t = rows.x, rows.y, rows.t
 
     def _keep_first(self, quota: list[int]) -> None:
@@ -217,6 +219,7 @@ class EpisodicMemory(_Groups):
 
 
 Selection = Literal["herding", "random"]
+FEATURE_CHUNK = 4096  # rows per pass when herding computes the features itself
 
 
 def herding(features: Tensor, m: int) -> Tensor:
@@ -290,10 +293,10 @@ class ClassMemory(_Groups):
         The quota becomes memory_size // (classes stored + new classes): stored classes keep
         the first that many of their exemplars, and each class of `data` gets that many chosen
         among its examples — by `herding` on `features` (a tensor with one row per example of
-        `data`, or a function of a batch of inputs, called without gradients on each class),
-        or in a random order drawn from `generator` (never the global RNG). A class already
-        stored is chosen again from `data` (its old exemplars are dropped). Exemplars go to
-        `device` (default: where `data` is).
+        `data`, or a function of a batch of inputs, called without gradients on every
+        `FEATURE_CHUNK` rows of `data`), or in a random order drawn from `generator` (never
+        the global RNG). A class already stored is chosen again from `data` (its old exemplars
+        are dropped). Exemplars go to `device` (default: where `data` is).
 
         Raises:
             ValueError: the selection's input is missing, or `features` has the wrong rows.
@@ -312,17 +315,19 @@ class ClassMemory(_Groups):
         wheres = [(data.y == c).nonzero().squeeze(1) for c in labels]
         if selection == "herding":
             assert features is not None
-            with torch.no_grad():
-                phis = [features[w.to(features.device)] if isinstance(features, Tensor)
-                        else features(data.take(w).x) for w in wheres]
+            if not isinstance(features, Tensor):  # one pass over `data`, in chunks
+                with torch.no_grad():
+                    features = torch.cat([features(data.slice(i, i + FEATURE_CHUNK).x)
+                                          for i in range(0, len(data), FEATURE_CHUNK)])
+            phis = [features[w.to(features.device)] for w in wheres]
             picks = [p.to(data.y.device) for p in herding_groups(phis, m)]
         else:
             assert generator is not None
             picks = [torch.randperm(len(w), generator=generator)[:m].to(w.device)
                      for w in wheres]
-        for c, where, pick in zip(labels, wheres, picks, strict=True):
-            self._append(data.take(where[pick]).to(device))
-            self.classes.append(c)
+        self._append(*(data.take(where[pick]).to(device)
+                       for where, pick in zip(wheres, picks, strict=True)))
+        self.classes.extend(labels)
 
     def _reduce(self, m: int, drop: set[int]) -> None:
         """Cut every class to its first `m` exemplars (Algorithm 5) and remove the classes in

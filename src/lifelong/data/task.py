@@ -50,11 +50,15 @@ def image_inputs(x: Inputs, user: str) -> Tensor:
 
 
 class Batch(NamedTuple):
-    """One training batch (a plain tuple: built every step, so no validation)."""
+    """One training batch (a plain tuple: built every step, so no validation). `rows` is
+    where its rows sit in the data it was drawn from (`TensorData.batch` sets it), so a method
+    can look up what it computed once per example of a task (e.g. iCaRL's teacher outputs);
+    None for a batch built by hand."""
 
     x: Inputs
     y: Tensor
     t: Tensor
+    rows: Tensor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,7 @@ class TensorData:
         """The rows at `index` as a `Batch` (no validation: built every step). A 2-D index
         (k, n) gives every field a (k, n, ...) layout (e.g. memories one row per task)."""
         x = self.x[index] if isinstance(self.x, Tensor) else tuple(v[index] for v in self.x)
-        return Batch(x, self.y[index], self.t[index])
+        return Batch(x, self.y[index], self.t[index], index)
 
     def slice(self, start: int, stop: int) -> TensorData:
         """Rows start..stop-1 (views, no copy)."""

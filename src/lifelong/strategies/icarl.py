@@ -10,7 +10,7 @@ classifies by. The exemplar sets under one total budget, and herding, are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ from lifelong.memory import ClassMemory, Selection
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._teacher import Teacher, snapshot
 from lifelong.strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from lifelong.train import TaskLoop
 
 
 @dataclass
@@ -45,8 +48,10 @@ class ICaRL(Strategy):
     Training on a task (Alg. 3) uses its examples plus every stored exemplar. The loss is
     binary cross-entropy summed over the classes seen so far, one sigmoid per class: for the
     task's new classes the target is the one-hot label, for the old classes the output of the
-    model as it was before the task (distillation; that frozen copy runs once per step without
-    a graph). After the task (Alg. 4, 5) every class's exemplars are cut to
+    model as it was before the task (distillation). As in Alg. 3, those outputs q_i are
+    computed once per task for every example it trains on, in large batches without a graph,
+    and looked up by each batch's rows (`Batch.rows`), not recomputed every step of every
+    epoch. After the task (Alg. 4, 5) every class's exemplars are cut to
     m = memory_size // classes seen, keeping the first m, and each new class gets m exemplars
     chosen by herding on the L2-normalised features φ (the model's `features` module) — or at
     random, the paper's ablation. The class means μ_y of the normalised exemplar features,
@@ -85,9 +90,11 @@ class ICaRL(Strategy):
         self.memory_size, self.selection, self.classifier = memory_size, selection, classifier
         self.state: ICaRLState = ICaRLState()
         self._teacher = Teacher()
-        self._columns = torch.zeros(0, dtype=torch.int64)  # old classes, then new ones
-        self._num_old = 0
+        self._columns = torch.zeros(0, dtype=torch.int64)  # the classes seen, ascending
+        self._old = torch.zeros(0, dtype=torch.bool)  # which of them earlier tasks brought
+        self._seen: slice | Tensor = self._columns
         self._columns_of_means: tuple[object, Tensor] = ((), torch.zeros(0))
+        self._targets: Tensor | None = None  # the task's rows' targets, while it trains
 
     def features(self) -> nn.Module:
         """The representation φ: the model's `features` module."""
@@ -100,25 +107,50 @@ class ICaRL(Strategy):
 
     def before_task(self, task: Task) -> None:
         self.features()  # fail before training, not after it
-        new = sorted(task.classes)
-        old = [c for c in self.state.old if c not in new]
-        self._columns = torch.tensor(old + new, dtype=torch.int64, device=self.device)
-        self._num_old = len(old)
-        if old:
+        new = set(task.classes)
+        seen = sorted(new | set(self.state.old))
+        self._columns = torch.tensor(seen, dtype=torch.int64, device=self.device)
+        self._old = torch.tensor([c not in new for c in seen], device=self.device)
+        # The seen classes' logits: a free view when they are the first outputs (classes
+        # arriving as 0..9, 10..19, ...), else a gather every step.
+        self._seen = slice(0, len(seen)) if seen == list(range(len(seen))) else self._columns
+        if bool(self._old.any()):
             self.state.teacher = snapshot(self.model)
 
     def task_data(self, task: Task) -> TensorData:
         data = task.train.to(self.device)
         return TensorData.concat([data, self.state.data()]) if len(self.state) else data
 
-    def loss(self, batch: Batch, logits: Tensor) -> Tensor:
-        cols, k = self._columns, self._num_old
-        target = (batch.y[:, None] == cols).to(logits.dtype)  # one-hot over the seen classes
+    def train_task(self, task: Task, loop: TaskLoop) -> None:
+        data = self.task_data(task)
+        chunk = loop.cfg.eval_batch_size
+        self._targets = torch.cat([self._target_rows(part)  # once per task, as in Alg. 3
+                                   for part in (data.slice(i, i + chunk)
+                                                for i in range(0, len(data), chunk))])
+        try:
+            loop.run_epochs(data)
+        finally:
+            self._targets = None
+
+    def _target_rows(self, rows: TensorData | Batch) -> Tensor:
+        """The loss's targets over the seen classes (columns as `_columns`): the one-hot label
+        for the task's new classes, q_i (the frozen model's sigmoid outputs) for the old."""
+        dtype = next(self.model.parameters()).dtype
+        target = (rows.y[:, None] == self._columns).to(dtype)
         teacher = self._teacher.module(self.model, self.state.teacher)
-        if teacher is not None and k:
+        if teacher is not None and bool(self._old.any()):
             with torch.no_grad():
-                target[:, :k] = torch.sigmoid(teacher(batch.x, batch.t)[:, cols[:k]])
-        out = F.binary_cross_entropy_with_logits(logits[:, cols], target, reduction="sum")
+                out = teacher(rows.x, rows.t)[:, self._columns[self._old]]
+            target[:, self._old] = torch.sigmoid(out)
+        return target
+
+    def loss(self, batch: Batch, logits: Tensor) -> Tensor:
+        if self._targets is not None and batch.rows is not None:
+            target = self._targets[batch.rows]
+        else:  # a batch from elsewhere (not the loop's): its targets now
+            target = self._target_rows(batch)
+        out = F.binary_cross_entropy_with_logits(logits[:, self._seen], target,
+                                                 reduction="sum")
         return out / len(batch.y)
 
     def after_task(self, task: Task) -> None:
