@@ -233,3 +233,14 @@ def test_random_noise_moves_statements_back_in_training_only_and_resumes_exactly
     resumed.load_state_dict(torch.load(buf, weights_only=True))
     rest = fit_stream(resumed, dataclasses.replace(stream, tasks=stream.tasks[1:]), FAST, seed=7)
     assert rest.matrix[-1][0] == full.matrix[-1][1]
+
+
+def test_the_stream_names_its_answers_so_memnet_ties_them_to_their_words() -> None:
+    stream = small([1, 19], n=20)
+    words = {w: i for i, w in enumerate(stream.vocabulary)}
+    model = build_model("memnet", stream, seed=0)
+    ids = model.options["answer_words"]
+    assert model.tied and len(ids) == len(stream.answers) == stream.num_outputs
+    assert ids[stream.answers.index("kitchen")] == words["kitchen"]
+    assert ids[stream.answers.index("n,e")] == -1  # several words: a row of its own
+    assert not build_model("memnet", small([1, 2], n=20, scenario="task"), seed=0).tied

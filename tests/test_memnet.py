@@ -237,3 +237,33 @@ def test_bad_inputs_are_refused() -> None:
     with pytest.raises(DataError, match="built for stories"):
         build()(tokens(2, 2, slots=M + 1))
     assert math.isfinite(build()(tokens(2, 2)).sum().item())
+
+
+def test_tied_answers_score_each_answer_by_its_words_last_hop_embedding() -> None:
+    # Answers 0 and 2 are words 5 and 7 of the vocabulary; 1 and 3 are not words (-1).
+    tied = build(answer_words=[5, -1, 7, -1])
+    assert tied.tied and tied.head is None and tied.answer_own is not None
+    x = tokens(6, 3)
+    u = tied.read(x)[0]
+    c_k = tied.C[-1].weight
+    w = torch.stack([c_k[5], tied.answer_own[0], c_k[7], tied.answer_own[1]])
+    assert torch.allclose(tied(x), u @ w.T, atol=1e-6)
+    # The answer loss trains the words' rows of C^K (and only the tied rows beyond memory).
+    torch.nn.functional.cross_entropy(tied(x), torch.tensor([0, 2, 0, 2, 0, 2])).backward()
+    assert c_k.grad is not None and c_k.grad[5].abs().sum() > 0
+    assert tied.answer_own.grad is not None
+    # Untied where asked, or where the paper does not tie (layer-wise, a head per task).
+    assert not build(answer_words=[5, -1, 7, -1], tie_answers=False).tied
+    assert not build(answer_words=[5, -1, 7, -1], tying="layerwise").tied
+    assert not build().tied  # no answer words known: its own head
+    with pytest.raises(ConfigError, match="tie_answers=true .* one answer head"):
+        MemN2N(((M, L), (L,)), 4, 2, vocabulary_size=20, answer_words=[5, -1, 7, -1],
+               tie_answers=True)
+    with pytest.raises(ConfigError, match="answer_words names 3 answers for 4 outputs"):
+        build(answer_words=[5, -1, 7])
+    with pytest.raises(ConfigError, match="not word ids of a vocabulary of 20"):
+        build(answer_words=[5, -1, 70, -1])
+    # The tie survives a state round trip into a fresh model.
+    other = build(seed=1, answer_words=[5, -1, 7, -1])
+    other.load_state_dict(tied.state_dict())
+    assert torch.equal(other(x), tied(x))

@@ -172,6 +172,9 @@ class Stream:
             one shape per input tensor, e.g. ``((50, 11), (11,))`` for a bAbI story and question.
         vocabulary: for token inputs (bAbI), the words the token ids index (id 0 padding);
             empty for images. Token models read its size; image models refuse such streams.
+        answers: for token inputs, the answer string of each class (bAbI: ``"kitchen"``,
+            ``"n,e"``; class 0 ``<unk>``), so a model can tie answers to their words; empty
+            for images.
     """
 
     name: str
@@ -181,6 +184,7 @@ class Stream:
     num_outputs: int
     input_shape: tuple[int, ...] | tuple[tuple[int, ...], ...]
     vocabulary: tuple[str, ...] = ()
+    answers: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.tasks)

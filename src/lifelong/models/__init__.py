@@ -2,7 +2,8 @@
 
 Every model takes `(input_shape, num_outputs, num_heads)` from the stream and keyword options
 from the config (a token model, one with a `vocabulary_size` parameter, also gets the size of
-the stream's vocabulary), and is called as `model(x, t)` where `t` (task labels) picks the
+the stream's vocabulary and, with an `answer_words` parameter, the word id of each answer
+class the stream names), and is called as `model(x, t)` where `t` (task labels) picks the
 head. Every public module registers its models and is found by `Registry.discover` (no list
 to edit); installed packages add models through the `lifelong.models` entry points.
 """
@@ -20,7 +21,8 @@ from lifelong.data.task import Stream
 from lifelong.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry(
-    "model", skip=("input_shape", "num_outputs", "num_heads", "vocabulary_size"),
+    "model", skip=("input_shape", "num_outputs", "num_heads", "vocabulary_size",
+                   "answer_words"),
     package=__name__,
     group="lifelong.models")
 
@@ -40,9 +42,14 @@ def build_model(name: str, stream: Stream, *, seed: int = 0, **options: Any) -> 
     if problems:
         raise ConfigError(problems)
     # Token streams (bAbI) give token models the vocabulary's size; image models refuse them.
-    supplied = {}
-    if "vocabulary_size" in inspect.signature(MODELS.get(name)).parameters:
+    supplied: dict[str, Any] = {}
+    parameters = inspect.signature(MODELS.get(name)).parameters
+    if "vocabulary_size" in parameters:
         supplied["vocabulary_size"] = len(stream.vocabulary)
+        if "answer_words" in parameters and stream.answers:
+            # Which word each answer class is (-1: several words, or none of the stories').
+            ids = {w: i for i, w in enumerate(stream.vocabulary)}
+            supplied["answer_words"] = [ids.get(a, -1) for a in stream.answers]
     elif stream.vocabulary:
         raise ConfigError(f"model '{name}' reads images, but stream '{stream.name}' has token "
                           "inputs (a story and a question per example); use "

@@ -2,8 +2,9 @@
 
 Owns `MemN2N`: the sentence encodings (bag of words or position encoding), temporal encoding,
 the K memory hops with masked attention, linear start, and the two weight-tying schemes. Does
-not own the vocabulary or the answer classes (the bAbI stream builder), gradient clipping (the
-loop's ``train.grad_clip``) nor the paper's random-noise padding of memories (not done).
+not own the vocabulary or the answer classes (the bAbI stream builder, which tells
+`build_model` which word each answer is, for the tied answer matrix) nor gradient clipping
+(the loop's ``train.grad_clip``).
 """
 
 from __future__ import annotations
@@ -43,10 +44,15 @@ class MemN2N(nn.Module):
     padding. Each hop k reads the memory (§2.1):
     m_i = Σ_j l_j ⊙ A^k x_ij + T_A^k(i), c_i likewise with C^k, T_C^k; p = softmax(uᵀ m_i)
     over the non-empty slots (an empty story reads o = 0); o = Σ_i p_i c_i; u^{k+1} = u^k + o
-    (Eq. 2), or H u^k + o with layer-wise tying. u^1 = Σ_j l_j ⊙ B q_j; the head maps
-    u^{K+1} to the answer classes. Embeddings start N(0, 0.1) (§4.2), padding stays 0. The
-    paper clips the gradient norm at 40: run with ``--set train.grad_clip=40``. Where this
-    departs from the paper is listed in `departures`.
+    (Eq. 2), or H u^k + o with layer-wise tying. u^1 = Σ_j l_j ⊙ B q_j; the answer logits
+    are W u^{K+1}. With adjacent tying the paper ties W^T = C^K (§2.2): an answer's row of W
+    is its word's row of C^K, so the answer is scored by the same embedding the last hop
+    reads it from in memory. Answers are classes (one class may be several words, as
+    ``"n,e"``), so only answers that are one word of the vocabulary are tied; the others
+    (and answers no story contains, as ``"yes"``) get learned rows of their own. Embeddings
+    start N(0, 0.1) (§4.2), padding stays 0. The paper clips the gradient norm at 40: run
+    with ``--set train.grad_clip=40``. Where this departs from the paper is listed in
+    `departures`.
 
     Args:
         vocabulary_size: words, padding and ``<unk>`` included (set from the stream).
@@ -69,17 +75,27 @@ class MemN2N(nn.Module):
             built, saved with its state); only in training passes counted like linear
             start. The paper uses 0.1 in its best configuration; 0 = off.
         growing: a `GrowingHead` with one head, as in `MLP` (default off).
+        answer_words: the word id of each answer class, -1 where an answer is not one word
+            of the vocabulary; supplied by `build_model` from a token stream that names its
+            answers (bAbI), never set by hand in a config.
+        tie_answers: W^T = C^K as above. Default (null): tied when the paper ties it, i.e.
+            adjacent tying with one answer head and known `answer_words`; otherwise the
+            answer head is a linear layer of its own (a head per task in task-IL, a growing
+            head, layer-wise tying). false: always untied (the ablation).
     """
 
     departures = (
-        "the answer matrix W is not tied to C^K: answers are classes of their own "
-        "vocabulary (one class may be several words), not word ids",
+        "answers that are not one word of the stories' vocabulary (several words, or a "
+        "word no story or question contains, e.g. 'yes') get answer rows of their own, "
+        "not tied to C^K",
         "linear start ends after a fixed number of training passes (the paper: when the "
         "validation loss stops falling); a pass counts when it runs in training mode with "
         "gradients on, outside torch.func transforms",
-        "the answer head starts like nn.Linear, not N(0, 0.1)")
+        "an untied answer head (a head per task, a growing head, layer-wise tying or "
+        "tie_answers=false) starts like nn.Linear, not N(0, 0.1)")
 
     linear_passes: Tensor
+    answer_index: Tensor
     pe_k: Tensor
     positions: Tensor
 
@@ -87,7 +103,9 @@ class MemN2N(nn.Module):
                  vocabulary_size: int = 0, hops: int = 3, embedding: int = 20,
                  position_encoding: bool = True, temporal_encoding: bool = True,
                  tying: Tying = "adjacent", linear_start: int = 0,
-                 random_noise: float = 0.0, growing: bool = False) -> None:
+                 random_noise: float = 0.0, growing: bool = False,
+                 answer_words: list[int] | None = None,
+                 tie_answers: bool | None = None) -> None:
         super().__init__()
         who = "model 'memnet'"
         shape = _token_shape(input_shape)
@@ -109,10 +127,15 @@ class MemN2N(nn.Module):
             problems.append(f"{who}: vocabulary_size={vocabulary_size!r} must be >= 2 (word "
                             "0 is padding, 1 is <unk>); build it with build_model from a "
                             "token stream such as babi, which sets it")
+        tieable = (answer_words is not None and tying == "adjacent" and num_heads == 1
+                   and not growing)
+        problems += _answer_problems(who, answer_words, num_outputs, vocabulary_size,
+                                     tie_answers, tieable)
         if problems or shape is None:
             raise ConfigError(problems)
         self.story_shape, d = shape, embedding
         self.layerwise, self.linear_start = tying == "layerwise", int(linear_start)
+        self.tied = tieable if tie_answers is None else bool(tie_answers)
         # Memory matrices first: adjacent E_0..E_K with A^k = E_{k-1}, C^k = E_k, B = E_0;
         # layer-wise [A, C, B]. Memory matrix i has temporal table i.
         count = 2 if self.layerwise else hops + 1
@@ -138,14 +161,25 @@ class MemN2N(nn.Module):
         self.register_buffer("positions", torch.arange(1, shape[1] + 1.0), persistent=False)
         self.position_encoding, self.d = bool(position_encoding), d
         self.register_buffer("linear_passes", torch.zeros((), dtype=torch.int64))
-        self.head: MultiHead | GrowingHead = (
-            GrowingHead(d, num_outputs) if growing and num_heads == 1
-            else MultiHead(d, num_outputs, num_heads))
+        self.head: MultiHead | GrowingHead | None = None
+        self.answer_own: nn.Parameter | None = None
+        if self.tied:  # W = [C^K; own rows][answer_index]: one gather per forward pass
+            assert answer_words is not None
+            own = [c for c, w in enumerate(answer_words) if w < 0]
+            slot = {c: vocabulary_size + k for k, c in enumerate(own)}
+            self.answer_own = nn.Parameter(torch.randn(len(own), d) * 0.1)
+            self.register_buffer("answer_index", torch.tensor(
+                [slot.get(c, w) for c, w in enumerate(answer_words)]), persistent=False)
+        else:
+            self.head = (GrowingHead(d, num_outputs) if growing and num_heads == 1
+                         else MultiHead(d, num_outputs, num_heads))
         self.options = {"vocabulary_size": int(vocabulary_size), "hops": int(hops),
                         "embedding": int(d), "position_encoding": bool(position_encoding),
                         "temporal_encoding": bool(temporal_encoding), "tying": str(tying),
                         "linear_start": self.linear_start,
-                        "random_noise": float(random_noise), "growing": bool(growing)}
+                        "random_noise": float(random_noise), "growing": bool(growing),
+                        "answer_words": None if answer_words is None else list(answer_words),
+                        "tie_answers": self.tied}
         self.random_noise = float(random_noise)
         # Its own generator: the noise is part of the model's computation, seeded from the
         # (forked, run-seeded) default generator that initialises the weights.
@@ -232,8 +266,13 @@ class MemN2N(nn.Module):
         return u, attention
 
     def forward(self, x: tuple[Tensor, Tensor], t: Tensor | int | None = None) -> Tensor:
-        out: Tensor = self.head(self.read(x)[0], t)
-        return out
+        u = self.read(x)[0]
+        if self.head is not None:
+            out: Tensor = self.head(u, t)
+            return out
+        assert self.answer_own is not None
+        w = torch.cat([self.C[-1].weight, self.answer_own]).index_select(0, self.answer_index)
+        return u @ w.T
 
     def get_extra_state(self) -> dict[str, Any]:
         """What a fresh MemN2N needs to take this one's weights (plain values)."""
@@ -246,3 +285,25 @@ class MemN2N(nn.Module):
                              f"with {self.options}; build the model with the saved options")
         if "noise" in state:
             self.noise.set_state(state["noise"])
+
+
+def _answer_problems(who: str, answer_words: list[int] | None, num_outputs: int,
+                     vocabulary_size: int, tie_answers: bool | None, tieable: bool) -> list[str]:
+    if tie_answers not in (None, True, False):
+        return [f"{who}: tie_answers={tie_answers!r} must be true, false or null (tied "
+                "where the paper ties it)"]
+    if answer_words is not None:
+        if len(answer_words) != num_outputs:
+            return [f"{who}: answer_words names {len(answer_words)} answers for "
+                    f"{num_outputs} outputs; it comes from the stream, build with build_model"]
+        bad = [w for w in answer_words if not isinstance(w, int)
+               or not -1 <= w < vocabulary_size]
+        if bad:
+            return [f"{who}: answer_words holds {bad[:3]}, not word ids of a vocabulary of "
+                    f"{vocabulary_size} (or -1); it comes from the stream"]
+    if tie_answers and not tieable:
+        return [f"{who}: tie_answers=true ties the answer matrix to the last hop's memory "
+                "embedding (W^T = C^K), which needs adjacent tying, one answer head (not a "
+                "head per task, not a growing head) and a stream that names its answers "
+                "(babi); set model.tie_answers=false or leave it null"]
+    return []

@@ -78,7 +78,7 @@ def build_babi(
         out.append(Task(key, index, train, test, classes, valid))
     shape = ((data.memory_size, data.sentence_length), (data.sentence_length,))
     return Stream(f"babi/{size}", scenario, tuple(out), len(classes), len(classes), shape,
-                  data.vocabulary)
+                  data.vocabulary, data.answers)
 
 
 def _data(split: BabiSplit, index: int) -> TensorData:
