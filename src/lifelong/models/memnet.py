@@ -289,9 +289,7 @@ class MemN2N(nn.Module):
 
 def _answer_problems(who: str, answer_words: list[int] | None, num_outputs: int,
                      vocabulary_size: int, tie_answers: bool | None, tieable: bool) -> list[str]:
-    if tie_answers not in (None, True, False):
-        return [f"{who}: tie_answers={tie_answers!r} must be true, false or null (tied "
-                "where the paper ties it)"]
+    # tie_answers's type (bool or null) is the registry's check, as for the other flags.
     if answer_words is not None:
         if len(answer_words) != num_outputs:
             return [f"{who}: answer_words names {len(answer_words)} answers for "
