@@ -235,12 +235,27 @@ def test_random_noise_moves_statements_back_in_training_only_and_resumes_exactly
     assert rest.matrix[-1][0] == full.matrix[-1][1]
 
 
+def test_every_word_is_an_output_class_after_the_answers_which_keep_their_ids() -> None:
+    words = small([1, 19], n=20, outputs="words")
+    answers = small([1, 19], n=20)
+    assert answers.num_outputs == len(answers.answers) == 58
+    # The 58 answers keep their ids; the 116 other words follow.
+    assert words.answers[:58] == answers.answers and len(set(words.answers)) == 174
+    assert set(words.answers[58:]) == set(words.vocabulary[2:]) - set(answers.answers)
+    for a, b in zip(words.tasks, answers.tasks, strict=True):
+        assert torch.equal(a.train.y, b.train.y) and torch.equal(a.test.y, b.test.y)
+    with pytest.raises(ConfigError, match="outputs='all' must be 'answers'"):
+        small([1], n=20, outputs="all")
+
+
 def test_the_stream_names_its_answers_so_memnet_ties_them_to_their_words() -> None:
-    stream = small([1, 19], n=20)
+    stream = small([1, 19], n=20, outputs="words")
     words = {w: i for i, w in enumerate(stream.vocabulary)}
     model = build_model("memnet", stream, seed=0)
     ids = model.options["answer_words"]
     assert model.tied and len(ids) == len(stream.answers) == stream.num_outputs
     assert ids[stream.answers.index("kitchen")] == words["kitchen"]
     assert ids[stream.answers.index("n,e")] == -1  # several words: a row of its own
+    assert ids[stream.answers.index("hallway")] == words["hallway"]  # an answer
+    assert ids[stream.answers.index("journeyed")] == words["journeyed"]  # not an answer
     assert not build_model("memnet", small([1, 2], n=20, scenario="task"), seed=0).tied

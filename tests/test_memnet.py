@@ -73,10 +73,11 @@ def test_empty_slots_get_no_attention() -> None:
     assert torch.equal(u, model.encode(x[1], model.B.weight))
 
 
-def one_hot_words(d: int) -> MemN2N:
+def one_hot_words(d: int, formula: str = "paper") -> MemN2N:
     """Word 2 embeds to all ones, word 3 to zeros, so a sentence's encoding is the PE weight
     of the position word 2 is at."""
-    model = MemN2N(((M, 4), (4,)), 2, vocabulary_size=4, embedding=d)
+    model = MemN2N(((M, 4), (4,)), 2, vocabulary_size=4, embedding=d,
+                   pe_formula=formula)  # type: ignore[arg-type]
     with torch.no_grad():
         model.B.weight.zero_()
         model.B.weight[2] = 1.0
@@ -94,6 +95,22 @@ def test_position_encoding_matches_hand_computation() -> None:
     k = torch.arange(1, 5.0)
     want = torch.stack([torch.full((4,), 0.5), k / 4, 1 / 3 + k / 12, k / 4])
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_the_authors_code_position_encoding_matches_hand_computation() -> None:
+    # l_kj = 1 + 4 (k - (d+1)/2)(j - (J+1)/2) / (d J) with d = 4: 1 + (2k - 5)(2j - J - 1) / (4J).
+    model = one_hot_words(4, "code")
+    sentences = torch.tensor([[2, 3, 0, 0],      # J=2, j=1: 1 - (2k - 5)/8
+                              [3, 2, 0, 0],      # J=2, j=2: 1 + (2k - 5)/8
+                              [3, 2, 3, 0],      # J=3, j=2: 1 (the middle word)
+                              [2, 0, 0, 0]])     # J=1, j=1: 1
+    got = model.encode(sentences, model.B.weight)
+    k = torch.arange(1, 5.0)
+    want = torch.stack([1 - (2 * k - 5) / 8, 1 + (2 * k - 5) / 8, torch.ones(4), torch.ones(4)])
+    assert torch.allclose(got, want, atol=1e-6)
+    assert MemN2N(((M, 4), (4,)), 2, vocabulary_size=4).options["pe_formula"] == "code"
+    with pytest.raises(ConfigError, match="pe_formula='printed' must be 'code'"):
+        MemN2N(((M, 4), (4,)), 2, vocabulary_size=4, pe_formula="printed")  # type: ignore[arg-type]
 
 
 def test_bag_of_words_ignores_order_position_encoding_does_not() -> None:

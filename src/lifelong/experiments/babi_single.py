@@ -6,16 +6,24 @@ lowest training error"), the seed with the lowest training error counts. We run 
 10 (budget), so our errors are if anything a little higher.
 
 Configuration: the paper's best column, "PE LS RN": the model's defaults (3 hops, embedding
-20, position encoding, temporal encoding, adjacent tying) with linear start for the first 5
-epochs' batches and random noise 0.1 (empty memories inserted in training). `--set
-model.position_encoding=false --set model.linear_start=0 --set model.random_noise=0` runs the
-bag-of-words column ("BoW"). Training: Adam (lr 0.01), batch
-32, gradient norm clipped at 40, 40 epochs; the paper uses SGD for 100 epochs with a halving
-learning rate. Linear start and the learning rate were chosen on the validation split (10 %
-of each task's training questions), seed 100, tasks 2, 3 and 5 (the hard ones; task 1 is
-learned by every setting): linear_start ∈ {0, 5, 20 epochs} × lr ∈ {0.01, 0.005}; 5 epochs at
-0.01 had the best mean validation accuracy; random noise 0.1 then raised it on tasks 2, 3, 5,
-6, 9 and 10 (the README lists both sweeps).
+20, position encoding with the authors' code's weights, temporal encoding, adjacent tying,
+the answer matrix tied to C^K) with linear start for the first 20 epochs' batches and random
+noise 0.1 (empty memories inserted in training). Training is the paper's: SGD without
+momentum, learning rate 0.01 on a loss summed over the batch of 32, gradients clipped to
+norm 40, the rate halved every 25 epochs. Our loop averages the loss over the batch, so the
+same steps are lr 0.32 and clip 1.25. 120 epochs: the authors' code's 20 of linear start,
+then 100 (their rate restarts after linear start, at half the rate during it; ours runs on).
+`--set model.position_encoding=false --set model.linear_start=0 --set model.random_noise=0`
+runs the bag-of-words column ("BoW").
+
+The protocol was chosen on the validation split (10 % of each task's training questions),
+seeds 100 and 101, never on the test questions: against Adam (lr 0.01, 40 epochs, 5 of
+linear start: our earlier default), against the paper's printed PE weights, and against a
+softmax over every word (`stream.outputs=words`, the paper's W) instead of over the training
+answers. The README lists the sweep. The per-task errors printed beside ours ("code") are
+the authors' released code (MemN2N-babi-matlab, PE LS RN) as re-run in the benchmark of a
+public reimplementation (vinhkhuc/MemN2N-babi-python, benchmarks README): a measurement of
+the paper's code, not the paper's table.
 """
 
 from __future__ import annotations
@@ -32,9 +40,18 @@ from lifelong.plots import new_figure, save
 
 TABLE_1 = ("Sukhbaatar et al. 2015, Table 1, 1k training questions, 3 hops, best of 10 "
            "seeds by training error; as quoted in our issue 19")
-EPOCHS = 40
-LINEAR_EPOCHS = 5  # linear start: the first epochs' batches without the memory softmax
+EPOCHS = 120  # the authors' code: 20 epochs of linear start, then 100
+LINEAR_EPOCHS = 20  # linear start: the first epochs' batches without the memory softmax
 BATCHES = 29  # batches per epoch: 900 training questions (1000 less the validation split)
+BATCH = 32
+# The paper's rate 0.01 and clip 40 are for a loss summed over the batch; ours is averaged.
+LR, CLIP = 0.01 * BATCH, 40.0 / BATCH
+CODE_SOURCE = ("the authors' MemN2N-babi-matlab (PE LS RN, 3 hops), test error per task, as "
+               "re-run in vinhkhuc/MemN2N-babi-python's benchmarks README")
+# Task -> test error of the authors' released code, from CODE_SOURCE.
+CODE_ERRORS = {1: 0.001, 2: 0.082, 3: 0.418, 4: 0.044, 5: 0.137, 6: 0.079, 7: 0.203,
+               8: 0.117, 9: 0.136, 10: 0.097, 11: 0.007, 12: 0.0, 13: 0.003, 14: 0.009,
+               15: 0.0, 16: 0.004, 17: 0.51, 18: 0.105, 19: 0.814, 20: 0.0}
 
 
 @EXPERIMENTS.register("babi-single")
@@ -49,11 +66,16 @@ class BabiSingle(Experiment):
         Reference("PE LS RN: task 5 test error", 0.144, TABLE_1, "pe/5"),
         Reference("BoW: mean test error over the 20 tasks", 0.251, TABLE_1, "bow/mean"),
         Reference("BoW: task 5 test error", 0.183, TABLE_1, "bow/5"),
+        Reference("PE LS RN, the authors' code: mean test error", 0.138, CODE_SOURCE,
+                  "pe/mean"),
     )
-    protocol_note = ("The paper's per-task errors are not quoted here (we could not check them "
-                     "against the paper in this session): only the means and task 5. Ours: "
-                     "3 seeds not 10, Adam for 40 epochs not SGD for 100, linear start for a "
-                     "fixed 5 epochs (the paper: until the validation loss stops falling).")
+    protocol_note = ("The paper's own per-task errors are not quoted (we could not check them "
+                     "against the paper); the per-task column 'code' is the authors' released "
+                     "code re-run by a reimplementation. Ours: 3 seeds not 10; linear start "
+                     "for a fixed 20 epochs, as the authors' code (the paper: until the "
+                     "validation loss stops falling), at the full rate, which then runs on "
+                     "for 100 epochs halving every 25 (the code restarts it after linear "
+                     "start).")
 
     def defaults(self) -> dict[str, Any]:
         return {
@@ -61,14 +83,16 @@ class BabiSingle(Experiment):
             "model": {"name": "memnet", "linear_start": LINEAR_EPOCHS * BATCHES,
                       "random_noise": 0.1},
             "strategy": {"name": "naive"},
-            "train": {"epochs": EPOCHS, "batch_size": 32, "optimizer": "adam", "lr": 0.01,
-                      "grad_clip": 40.0, "measure_train": True},
+            "train": {"epochs": EPOCHS, "batch_size": BATCH, "optimizer": "sgd", "lr": LR,
+                      "momentum": 0.0, "grad_clip": CLIP, "lr_decay_every": 25,
+                      "lr_decay": 0.5, "measure_train": True},
             "options": {"tasks": list(range(1, 21))},
             "seed": [0, 1, 2],
         }
 
     def quick(self) -> dict[str, Any]:
-        return {"options": {"tasks": [1, 5]}, "train": {"epochs": 15}, "seed": [0, 1]}
+        return {"options": {"tasks": [1, 5]}, "train": {"epochs": 25},
+                "model": {"linear_start": 5 * BATCHES}, "seed": [0, 1]}
 
     def check_options(self, options: dict[str, Any]) -> list[str]:
         tasks = options.get("tasks")
@@ -112,18 +136,23 @@ class BabiSingle(Experiment):
     def report(self, outcomes: Sequence[Outcome], out_dir: Path,
                options: dict[str, Any]) -> tuple[str, list[Path]]:
         best = self._best(outcomes)
-        lines = [f"{'task':>4s} {'test error':>10s} {'train error':>11s} {'valid error':>11s} "
-                 f"{'seed':>4s}  test errors of all seeds"]
+        pe = self._kind(outcomes) == "pe"
+        lines = [f"{'task':>4s} {'test error':>10s} {'code':>6s} {'train error':>11s} "
+                 f"{'valid error':>11s} {'seed':>4s}  test errors of all seeds"]
         errors = []
         for t, (o, runs) in best.items():
             d = o.result.diagnostics[0]
             err = 1 - o.result.matrix[1][0]
             errors.append(err)
-            lines.append(f"{t:4d} {err:10.1%} {1 - d.get('train_accuracy', float('nan')):11.1%} "
+            code = f"{CODE_ERRORS[t]:6.1%}" if pe else f"{'-':>6s}"
+            lines.append(f"{t:4d} {err:10.1%} {code} "
+                         f"{1 - d.get('train_accuracy', float('nan')):11.1%} "
                          f"{1 - d.get('validation_accuracy', float('nan')):11.1%} {o.seed:4d}  "
                          + " ".join(f"{1 - r.result.matrix[1][0]:.1%}" for r in runs))
-        lines.append(f"mean {fmean(errors):10.1%} over {len(errors)} task"
-                     f"{'s' * (len(errors) > 1)} ({self._kind(outcomes).upper()})")
+        code_mean = fmean(CODE_ERRORS[t] for t in best)
+        lines.append(f"mean {fmean(errors):10.1%} {code_mean if pe else float('nan'):6.1%} "
+                     f"over {len(errors)} task{'s' * (len(errors) > 1)} "
+                     f"({self._kind(outcomes).upper()}; code: {CODE_SOURCE})")
         fig, (ax,) = new_figure(width=8.0, height=3.8)
         ax.bar([str(t) for t in best], [100 * e for e in errors])
         ax.set_xlabel("bAbI task")

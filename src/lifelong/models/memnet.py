@@ -21,6 +21,7 @@ from lifelong.models import MODELS
 from lifelong.models.heads import GrowingHead, MultiHead
 
 Tying = Literal["adjacent", "layerwise"]
+Formula = Literal["code", "paper"]
 
 
 def _token_shape(input_shape: Any) -> tuple[int, int] | None:
@@ -59,6 +60,12 @@ class MemN2N(nn.Module):
         hops: K, the memory layers (paper: 3).
         embedding: d, the embedding width (paper: 20).
         position_encoding: PE weights l_j (§4.1); off, a bag of words (l_j = 1).
+        pe_formula: which PE weights. ``"code"`` (default): the authors' released code
+            (MemN2N-babi-matlab), l_kj = 1 + 4 (k - (d+1)/2)(j - (J+1)/2) / (d J), centred
+            on 1 and about twice the paper's; ``"paper"``: the formula printed in §4.1,
+            l_kj = (1 - j/J) - (k/d)(1 - 2j/J). J is the sentence's number of words in
+            both. The code's weights are what make SGD at the paper's rate learn the tasks
+            that chain facts (16: basic induction) on the validation split; see the README.
         temporal_encoding: learned T_A, T_C (M × d) added by slot, i.e. by recency (§4.1).
         tying: ``"adjacent"``: A^{k+1} = C^k, B = A^1 (T tied alike); ``"layerwise"``: one A,
             one C, and the linear map H between hops (§2.2).
@@ -92,7 +99,9 @@ class MemN2N(nn.Module):
         "validation loss stops falling); a pass counts when it runs in training mode with "
         "gradients on, outside torch.func transforms",
         "an untied answer head (a head per task, a growing head, layer-wise tying or "
-        "tie_answers=false) starts like nn.Linear, not N(0, 0.1)")
+        "tie_answers=false) starts like nn.Linear, not N(0, 0.1)",
+        "position encoding uses the authors' released code's weights by default "
+        "(pe_formula='code'), not the formula printed in §4.1 (pe_formula='paper')")
 
     linear_passes: Tensor
     answer_index: Tensor
@@ -101,7 +110,8 @@ class MemN2N(nn.Module):
 
     def __init__(self, input_shape: Any, num_outputs: int, num_heads: int = 1, *,
                  vocabulary_size: int = 0, hops: int = 3, embedding: int = 20,
-                 position_encoding: bool = True, temporal_encoding: bool = True,
+                 position_encoding: bool = True, pe_formula: Formula = "code",
+                 temporal_encoding: bool = True,
                  tying: Tying = "adjacent", linear_start: int = 0,
                  random_noise: float = 0.0, growing: bool = False,
                  answer_words: list[int] | None = None,
@@ -116,6 +126,9 @@ class MemN2N(nn.Module):
                         hint="training passes without softmax; 0 = off"))]
         problems += checks.number(who, "random_noise", random_noise, low=0.0, high=1.0,
                                   high_open=True, hint="share of empty memories; paper: 0.1")
+        if pe_formula not in ("code", "paper"):
+            problems.append(f"{who}: pe_formula={pe_formula!r} must be 'code' (the authors' "
+                            "released code) or 'paper' (the formula printed in §4.1)")
         if tying not in ("adjacent", "layerwise"):
             problems.append(f"{who}: tying={tying!r} must be 'adjacent' (A^(k+1) = C^k) or "
                             "'layerwise' (one A and one C for every hop)")
@@ -154,10 +167,14 @@ class MemN2N(nn.Module):
         self.H = nn.Linear(d, d, bias=False) if self.layerwise else None
         if self.H is not None:
             nn.init.normal_(self.H.weight, 0.0, 0.1)
-        # PE is separable: l_kj = (1 - k/d) + (j/J)(2k/d - 1), so Σ_j l_j ⊙ e_j needs only
-        # Σ_j e_j and Σ_j (j/J) e_j, never a (B, M, L, d) weight tensor.
+        # PE is separable, l_kj = a_k + b_k f_j: "paper" (1 - k/d) + (2k/d - 1)(j/J), "code"
+        # 1 + 4(k - (d+1)/2)/d · (j - (J+1)/2)/J. So Σ_j l_j ⊙ e_j needs only Σ_j e_j and
+        # Σ_j f_j e_j, never a (B, M, L, d) weight tensor.
         k = torch.arange(1, d + 1) / d
-        self.register_buffer("pe_k", torch.stack((1 - k, 2 * k - 1)), persistent=False)
+        self.pe_code = pe_formula == "code"
+        pe_k = (torch.stack((torch.ones(d), 4 * k - 2 - 2 / d)) if self.pe_code
+                else torch.stack((1 - k, 2 * k - 1)))
+        self.register_buffer("pe_k", pe_k, persistent=False)
         self.register_buffer("positions", torch.arange(1, shape[1] + 1.0), persistent=False)
         self.position_encoding, self.d = bool(position_encoding), d
         self.register_buffer("linear_passes", torch.zeros((), dtype=torch.int64))
@@ -175,6 +192,7 @@ class MemN2N(nn.Module):
                          else MultiHead(d, num_outputs, num_heads))
         self.options = {"vocabulary_size": int(vocabulary_size), "hops": int(hops),
                         "embedding": int(d), "position_encoding": bool(position_encoding),
+                        "pe_formula": str(pe_formula),
                         "temporal_encoding": bool(temporal_encoding), "tying": str(tying),
                         "linear_start": self.linear_start,
                         "random_noise": float(random_noise), "growing": bool(growing),
@@ -206,7 +224,10 @@ class MemN2N(nn.Module):
         `weight` (V, n·d), n matrices side by side (one lookup for all): (..., n·d)."""
         flat = tokens.reshape(-1, tokens.shape[-1])
         words = flat.ne(0)
-        frac = words * self.positions / words.sum(1, keepdim=True).clamp(min=1)  # j/J
+        length = words.sum(1, keepdim=True).clamp(min=1)  # J
+        # f_j: j/J ("paper") or (j - (J+1)/2)/J ("code"); 0 on padding
+        frac = words * ((self.positions - (length + 1) / 2) if self.pe_code
+                        else self.positions) / length
         if torch._C._are_functorch_transforms_active():
             # Under vmap (GEM's per-task, EWC's per-example gradients) embedding_bag has no
             # batching rule and would run example by example: look the words up instead.

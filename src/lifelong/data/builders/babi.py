@@ -40,6 +40,7 @@ def build_babi(
     memory_size: int = 50,
     validation: float = 0.1,
     scenario: Scenario = "domain",
+    outputs: str = "answers",
     data_dir: str | None = None,
 ) -> Stream:
     """bAbI tasks in the order of `tasks` (default 1, 2, ..., 20).
@@ -52,17 +53,27 @@ def build_babi(
             null); the training subset is drawn after the validation split.
         memory_size: the last statements kept before each question (the paper's 50).
         validation: the share of each task's training questions held out (0 = none).
+        outputs: ``"answers"`` (default): the answers seen in training are the classes.
+            ``"words"``: every word of the vocabulary is a class too (the answers keep their
+            ids, the other words follow), as in the paper, whose answer matrix W has a row
+            per word and whose softmax runs over the whole vocabulary (Sukhbaatar et al.
+            2015, §2.1). On the bAbI validation split it did not help MemN2N (see the
+            README), so it is an option, not the default.
     """
     order = list(tasks) if tasks is not None else list(range(1, NUM_TASKS + 1))
     problems = _problems(size, order, num_tasks, train_per_task, test_per_task, memory_size,
-                         validation, scenario)
+                         validation, scenario, outputs)
     raise_if(problems)
     if CHECK_ONLY.get():
         raise OptionsChecked
     if num_tasks is not None:
         order = order[:num_tasks]
     data = load_babi(tuple(order), size=size, memory_size=memory_size, data_dir=data_dir)
-    classes = tuple(range(len(data.answers)))
+    names = data.answers
+    if outputs == "words":  # the answers keep their ids; the other words follow
+        known = set(names)
+        names = (*names, *(w for w in data.vocabulary[2:] if w not in known))
+    classes = tuple(range(len(names)))
     out = []
     for index, bt in enumerate(data.tasks):
         key = f"babi/{size}/{bt.number}"
@@ -78,7 +89,7 @@ def build_babi(
         out.append(Task(key, index, train, test, classes, valid))
     shape = ((data.memory_size, data.sentence_length), (data.sentence_length,))
     return Stream(f"babi/{size}", scenario, tuple(out), len(classes), len(classes), shape,
-                  data.vocabulary, data.answers)
+                  data.vocabulary, names)
 
 
 def _data(split: BabiSplit, index: int) -> TensorData:
@@ -91,7 +102,7 @@ def _data(split: BabiSplit, index: int) -> TensorData:
 
 def _problems(size: str, order: list[int], num_tasks: int | None, train_per_task: int | None,
               test_per_task: int | None, memory_size: int, validation: float,
-              scenario: str) -> list[str]:
+              scenario: str, outputs: str) -> list[str]:
     out = []
     if size not in SUBFOLDERS:
         out.append(f"stream 'babi': size={size!r} must be one of {', '.join(SUBFOLDERS)}")
@@ -115,4 +126,8 @@ def _problems(size: str, order: list[int], num_tasks: int | None, train_per_task
         out.append(f"stream 'babi': scenario={scenario!r} must be 'domain' (one answer head, "
                    "the default) or 'task' (a head per task); answers recur across tasks, so "
                    "the class-incremental scenario does not apply")
+    if outputs not in ("words", "answers"):
+        out.append(f"stream 'babi': outputs={outputs!r} must be 'answers' (the training "
+                   "answers are the classes; the default) or 'words' (every word is a class "
+                   "too, as in the paper)")
     return out
