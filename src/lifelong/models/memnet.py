@@ -64,8 +64,10 @@ class MemN2N(nn.Module):
             (MemN2N-babi-matlab), l_kj = 1 + 4 (k - (d+1)/2)(j - (J+1)/2) / (d J), centred
             on 1 and about twice the paper's; ``"paper"``: the formula printed in §4.1,
             l_kj = (1 - j/J) - (k/d)(1 - 2j/J). J is the sentence's number of words in
-            both. The code's weights are what make SGD at the paper's rate learn the tasks
-            that chain facts (16: basic induction) on the validation split; see the README.
+            both, as §4.1 defines it (the code fixes J at the padded length, which did worse
+            on the validation split). The code's weights are what make SGD at the paper's
+            rate learn the tasks that chain facts (16: basic induction) on the validation
+            split; see the README.
         temporal_encoding: learned T_A, T_C (M × d) added by slot, i.e. by recency (§4.1).
         tying: ``"adjacent"``: A^{k+1} = C^k, B = A^1 (T tied alike); ``"layerwise"``: one A,
             one C, and the linear map H between hops (§2.2).
@@ -101,7 +103,8 @@ class MemN2N(nn.Module):
         "an untied answer head (a head per task, a growing head, layer-wise tying or "
         "tie_answers=false) starts like nn.Linear, not N(0, 0.1)",
         "position encoding uses the authors' released code's weights by default "
-        "(pe_formula='code'), not the formula printed in §4.1 (pe_formula='paper')")
+        "(pe_formula='code'), not the formula printed in §4.1 (pe_formula='paper'), with "
+        "J the sentence's length as in §4.1 (the code: the padded length)")
 
     linear_passes: Tensor
     answer_index: Tensor
