@@ -149,8 +149,8 @@ class BabiSingle(Experiment):
                          f"{1 - d.get('train_accuracy', float('nan')):11.1%} "
                          f"{1 - d.get('validation_accuracy', float('nan')):11.1%} {o.seed:4d}  "
                          + " ".join(f"{1 - r.result.matrix[1][0]:.1%}" for r in runs))
-        code_mean = fmean(CODE_ERRORS[t] for t in best)
-        lines.append(f"mean {fmean(errors):10.1%} {code_mean if pe else float('nan'):6.1%} "
+        code_mean = f"{fmean(CODE_ERRORS[t] for t in best):6.1%}" if pe else f"{'-':>6s}"
+        lines.append(f"mean {fmean(errors):10.1%} {code_mean} "
                      f"over {len(errors)} task{'s' * (len(errors) > 1)} "
                      f"({self._kind(outcomes).upper()}; code: {CODE_SOURCE})")
         fig, (ax,) = new_figure(width=8.0, height=3.8)
