@@ -14,7 +14,7 @@ from torch import Tensor
 from lifelong.errors import ConfigError, DataError, StateError
 from lifelong.models import MODELS, register_all
 from lifelong.models.heads import GrowingHead
-from lifelong.models.memnet import MemN2N
+from lifelong.models.memnet import Formula, MemN2N
 
 M, L = 5, 3
 
@@ -73,11 +73,10 @@ def test_empty_slots_get_no_attention() -> None:
     assert torch.equal(u, model.encode(x[1], model.B.weight))
 
 
-def one_hot_words(d: int, formula: str = "paper") -> MemN2N:
+def one_hot_words(d: int, formula: Formula = "paper") -> MemN2N:
     """Word 2 embeds to all ones, word 3 to zeros, so a sentence's encoding is the PE weight
     of the position word 2 is at."""
-    model = MemN2N(((M, 4), (4,)), 2, vocabulary_size=4, embedding=d,
-                   pe_formula=formula)  # type: ignore[arg-type]
+    model = MemN2N(((M, 4), (4,)), 2, vocabulary_size=4, embedding=d, pe_formula=formula)
     with torch.no_grad():
         model.B.weight.zero_()
         model.B.weight[2] = 1.0
