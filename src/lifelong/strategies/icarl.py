@@ -90,9 +90,8 @@ class ICaRL(Strategy):
         self.memory_size, self.selection, self.classifier = memory_size, selection, classifier
         self.state: ICaRLState = ICaRLState()
         self._teacher = Teacher()
-        self._columns = torch.zeros(0, dtype=torch.int64)  # the classes seen, ascending
-        self._old = torch.zeros(0, dtype=torch.bool)  # which of them earlier tasks brought
-        self._seen: slice | Tensor = self._columns
+        self._old = torch.zeros(0, dtype=torch.int64)  # the classes earlier tasks brought
+        self._seen = torch.zeros(0)  # per output: 1 for a class seen so far, else 0
         self._columns_of_means: tuple[object, Tensor] = ((), torch.zeros(0))
         self._targets: Tensor | None = None  # the task's rows' targets, while it trains
 
@@ -107,14 +106,15 @@ class ICaRL(Strategy):
 
     def before_task(self, task: Task) -> None:
         self.features()  # fail before training, not after it
-        new = set(task.classes)
-        seen = sorted(new | set(self.state.old))
-        self._columns = torch.tensor(seen, dtype=torch.int64, device=self.device)
-        self._old = torch.tensor([c not in new for c in seen], device=self.device)
-        # The seen classes' logits: a free view when they are the first outputs (classes
-        # arriving as 0..9, 10..19, ...), else a gather every step.
-        self._seen = slice(0, len(seen)) if seen == list(range(len(seen))) else self._columns
-        if bool(self._old.any()):
+        old = sorted(set(self.state.old) - set(task.classes))
+        self._old = torch.tensor(old, dtype=torch.int64, device=self.device)
+        # The loss covers the seen classes' outputs through a 0/1 weight per output rather
+        # than a slice or gather of the logits: the same sum, without a copy (and its backward)
+        # every step, whatever the order the classes arrive in.
+        dtype = next(self.model.parameters()).dtype
+        self._seen = torch.zeros(self._outputs(task.train), dtype=dtype, device=self.device)
+        self._seen[[*old, *task.classes]] = 1
+        if old:
             self.state.teacher = snapshot(self.model)
 
     def task_data(self, task: Task) -> TensorData:
@@ -133,14 +133,14 @@ class ICaRL(Strategy):
             self._targets = None
 
     def _target_rows(self, rows: TensorData | Batch) -> Tensor:
-        """The loss's targets over the seen classes (columns as `_columns`): the one-hot label
-        for the task's new classes, q_i (the frozen model's sigmoid outputs) for the old."""
-        dtype = next(self.model.parameters()).dtype
-        target = (rows.y[:, None] == self._columns).to(dtype)
+        """The loss's targets, one column per output: the one-hot label for the task's new
+        classes, q_i (the frozen model's sigmoid outputs) for the old; 0 for the unseen
+        classes, whose weight in the loss is 0."""
+        target = F.one_hot(rows.y, len(self._seen)).to(self._seen.dtype)
         teacher = self._teacher.module(self.model, self.state.teacher)
-        if teacher is not None and bool(self._old.any()):
+        if teacher is not None and len(self._old):
             with torch.no_grad():
-                out = teacher(rows.x, rows.t)[:, self._columns[self._old]]
+                out = teacher(rows.x, rows.t)[:, self._old]
             target[:, self._old] = torch.sigmoid(out)
         return target
 
@@ -149,7 +149,7 @@ class ICaRL(Strategy):
             target = self._targets[batch.rows]
         else:  # a batch from elsewhere (not the loop's): its targets now
             target = self._target_rows(batch)
-        out = F.binary_cross_entropy_with_logits(logits[:, self._seen], target,
+        out = F.binary_cross_entropy_with_logits(logits, target, weight=self._seen,
                                                  reduction="sum")
         return out / len(batch.y)
 
@@ -164,11 +164,22 @@ class ICaRL(Strategy):
                                features=phi, generator=self.generator("exemplars", task.key),
                                device=self.device)
                 self.state.means = self._class_means(phi)
-                first = data.slice(0, 1)
-                self.state.width = int(self.model(first.x, first.t).shape[1])
         finally:
             self.model.train(was_training)
+        self.state.width = self._outputs(task.train)
         self.state.old = sorted({*self.state.old, *task.classes})
+
+    def _outputs(self, data: TensorData) -> int:
+        """The model's number of outputs (the label space), from one example in eval mode
+        (so no normalisation statistics move)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                first = data.slice(0, 1).to(self.device)
+                return int(self.model(first.x, first.t).shape[1])
+        finally:
+            self.model.train(was_training)
 
     def _class_means(self, phi: nn.Module) -> Tensor:
         """μ_y for every stored class: the renormalised mean of its exemplars' unit features."""
