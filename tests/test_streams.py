@@ -102,3 +102,28 @@ def test_split_options_are_checked_before_any_data_loads() -> None:
 def test_split_refuses_more_examples_than_a_task_has() -> None:
     with pytest.raises(ConfigError, match="train_per_task=1000 but classes \\[0, 1\\]"):
         build_stream("split", source="digits", train_per_task=1000, seed=0)
+
+
+def test_concat_into_scratch_equals_concat_and_reuses_its_storage() -> None:
+    from lifelong.data.task import Scratch, TensorData
+
+    def data(n: int, start: int, multi: bool = False) -> TensorData:
+        x = torch.arange(start, start + 2 * n, dtype=torch.float32).view(n, 2)
+        return TensorData((x, x[:, 0].long()) if multi else x, torch.arange(n) + start,
+                          torch.full((n,), start, dtype=torch.int64))
+
+    def fields(d: TensorData) -> list[torch.Tensor]:
+        return [*((d.x,) if isinstance(d.x, torch.Tensor) else d.x), d.y, d.t]
+
+    scratch = Scratch()
+    for multi in (False, True):
+        a, b, c = data(5, 0, multi), data(3, 100, multi), data(2, 200, multi)
+        first = TensorData.concat([a, b], scratch=scratch)
+        plain = TensorData.concat([a, b])
+        assert all(torch.equal(g, w) for g, w in zip(fields(first), fields(plain), strict=True))
+        y_storage = first.y.data_ptr()
+        smaller = TensorData.concat([a, c], scratch=scratch)  # fits: the same storage
+        assert smaller.y.data_ptr() == y_storage
+        assert smaller.y.tolist() == [0, 1, 2, 3, 4, 200, 201]
+        larger = TensorData.concat([a, b, c], scratch=scratch)  # grows
+        assert larger.y.tolist() == [0, 1, 2, 3, 4, 100, 101, 102, 200, 201]

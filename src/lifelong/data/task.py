@@ -1,7 +1,8 @@
 """Tasks and streams: the values every other module passes around.
 
-Owns `TensorData`, `Task` and `Stream` (frozen values) and `Stream.reorder`. Does not own where
-data comes from (`lifelong.data.sources`) or how a stream is built (`lifelong.data.builders`).
+Owns `TensorData`, `Task` and `Stream` (frozen values), `Stream.reorder`, and `Scratch` (storage
+a repeated concatenation reuses). Does not own where data comes from (`lifelong.data.sources`) or
+how a stream is built (`lifelong.data.builders`).
 
 Labels in `TensorData.y` are what the model is trained on: task-local ids (0..k-1) in the task-
 and domain-incremental scenarios, global class ids in the class-incremental one. `Task.classes`
@@ -11,6 +12,7 @@ task-IL); the evaluator passes it to the model only in the task-incremental scen
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
@@ -121,15 +123,45 @@ class TensorData:
         return TensorData(self.x, y, self.t)
 
     @staticmethod
-    def concat(parts: Sequence[TensorData]) -> TensorData:
-        """The examples of `parts`, one after the other (inputs of the same kind and shape)."""
+    def concat(parts: Sequence[TensorData], *, scratch: Scratch | None = None) -> TensorData:
+        """The examples of `parts`, one after the other (inputs of the same kind and shape).
+        With `scratch`, written into its storage (see `Scratch`) instead of new tensors."""
         tensors = [p.x for p in parts if isinstance(p.x, Tensor)]
         tuples = [p.x for p in parts if not isinstance(p.x, Tensor)]
         if tensors and tuples:
             raise DataError("TensorData.concat: parts mix single-tensor and multi-input examples")
-        x: Inputs = (torch.cat(tensors) if tensors else
-                     tuple(torch.cat([v[i] for v in tuples]) for i in range(len(tuples[0]))))
-        return TensorData(x, torch.cat([p.y for p in parts]), torch.cat([p.t for p in parts]))
+
+        def cat(field: str, values: list[Tensor]) -> Tensor:
+            return torch.cat(values) if scratch is None else scratch.cat(field, values)
+
+        x: Inputs = (cat("x", tensors) if tensors else
+                     tuple(cat(f"x{i}", [v[i] for v in tuples]) for i in range(len(tuples[0]))))
+        return TensorData(x, cat("y", [p.y for p in parts]), cat("t", [p.t for p in parts]))
+
+
+class Scratch:
+    """Storage that `TensorData.concat` writes into and keeps from one call to the next.
+
+    For a concatenation made again at every task (a task's examples plus a memory, as iCaRL
+    trains on): on a CPU a fresh tensor of tens of MB comes from the operating system page by
+    page, which costs about ten times the copy itself (24 ms against 2.4 ms for 12000
+    Fashion-MNIST images, one thread). What `concat` returns views this storage, so it is
+    valid until the next `concat` into the same `Scratch`.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[str, Tensor] = {}
+
+    def cat(self, field: str, values: list[Tensor]) -> Tensor:
+        """`torch.cat(values)`, written into this field's tensor (grown when too small)."""
+        rows = sum(len(v) for v in values)
+        dtype = functools.reduce(torch.promote_types, (v.dtype for v in values))
+        shape, device = values[0].shape[1:], values[0].device
+        held = self._store.get(field)
+        if (held is None or len(held) < rows or held.shape[1:] != shape or held.dtype != dtype
+                or held.device != device):
+            held = self._store[field] = torch.empty((rows, *shape), dtype=dtype, device=device)
+        return torch.cat(values, out=held[:rows])
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong import checks
-from lifelong.data.task import Batch, Inputs, Task, TensorData
+from lifelong.data.task import Batch, Inputs, Scratch, Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.memory import ClassMemory, Selection
 from lifelong.strategies import STRATEGIES
@@ -94,6 +94,7 @@ class ICaRL(Strategy):
         self._seen = torch.zeros(0)  # per output: 1 for a class seen so far, else 0
         self._columns_of_means: tuple[object, Tensor] = ((), torch.zeros(0))
         self._targets: Tensor | None = None  # the task's rows' targets, while it trains
+        self._scratch = Scratch()  # where the task and the exemplars are joined
 
     def features(self) -> nn.Module:
         """The representation φ: the model's `features` module."""
@@ -118,8 +119,11 @@ class ICaRL(Strategy):
             self.state.teacher = snapshot(self.model)
 
     def task_data(self, task: Task) -> TensorData:
+        """The task's examples followed by every exemplar, in storage reused from task to task
+        (valid until the next call)."""
         data = task.train.to(self.device)
-        return TensorData.concat([data, self.state.data()]) if len(self.state) else data
+        return (TensorData.concat([data, self.state.data()], scratch=self._scratch)
+                if len(self.state) else data)
 
     def train_task(self, task: Task, loop: TaskLoop) -> None:
         data = self.task_data(task)
