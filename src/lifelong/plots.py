@@ -73,13 +73,18 @@ def matrix_heatmap(matrix: Sequence[Sequence[float]], title: str, path: Path) ->
 def grouped_bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[float]],
                  *, errors: Mapping[str, Sequence[float]] | None = None,
                  ylabel: str = "accuracy") -> None:
-    """Bars of each series side by side within each group, with their values on top."""
+    """Bars of each series side by side within each group, with their values on top. Past
+    ten series the colours come from tab20, so no two series share one."""
+    import matplotlib
+
     n = len(series)
     width = 0.8 / max(n, 1)
+    colours = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
     for k, (name, values) in enumerate(series.items()):
         xs = [g + (k - (n - 1) / 2) * width for g in range(len(groups))]
         err = errors.get(name) if errors else None
-        bars = ax.bar(xs, values, width, label=name, yerr=err, capsize=3 if err else 0)
+        bars = ax.bar(xs, values, width, label=name, yerr=err, capsize=3 if err else 0,
+                      color=colours[k % len(colours)])
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
