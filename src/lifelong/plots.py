@@ -79,12 +79,12 @@ def grouped_bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[
 
     n = len(series)
     width = 0.8 / max(n, 1)
-    colours = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
+    colours = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]  # listed: colours(i) is its i-th
     for k, (name, values) in enumerate(series.items()):
         xs = [g + (k - (n - 1) / 2) * width for g in range(len(groups))]
         err = errors.get(name) if errors else None
         bars = ax.bar(xs, values, width, label=name, yerr=err, capsize=3 if err else 0,
-                      color=colours[k % len(colours)])
+                      color=colours(k % colours.N))
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)

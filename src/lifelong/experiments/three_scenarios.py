@@ -168,7 +168,7 @@ def _figure(scenarios: Sequence[str], means: dict[str, list[float]],
 
     published = {ours: values for ours, values in PUBLISHED.values() if ours}
     methods = list(means)
-    colours = matplotlib.colormaps["tab20"].colors
+    colours = matplotlib.colormaps["tab20"]  # a listed map: an int picks one of its 20
     fig, axes = new_figure(len(scenarios), width=3.6, height=1.3 + 0.3 * len(methods))
     for k, (ax, scenario) in enumerate(zip(axes, scenarios, strict=True)):
         column = SCENARIOS.index(scenario)
@@ -178,7 +178,7 @@ def _figure(scenarios: Sequence[str], means: dict[str, list[float]],
                 ax.text(0.02, y, "n/a", va="center", fontsize=7, color="grey")
                 continue
             err = [stds[method][k]] if stds else None
-            ax.barh(y, mu, xerr=err, color=colours[y % len(colours)], capsize=2, height=0.7)
+            ax.barh(y, mu, xerr=err, color=colours(y % colours.N), capsize=2, height=0.7)
             ax.text(1.03, y, f"{mu:.2f}", va="center", fontsize=7)  # a column of values
             if method in published:
                 ax.plot(published[method][column], y, "D", color="black", markersize=4)
