@@ -79,7 +79,7 @@ def grouped_bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[
 
     n = len(series)
     width = 0.8 / max(n, 1)
-    colours = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]  # listed: colours(i) is its i-th
+    colours = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]  # colours(i): the i-th
     for k, (name, values) in enumerate(series.items()):
         xs = [g + (k - (n - 1) / 2) * width for g in range(len(groups))]
         err = errors.get(name) if errors else None
