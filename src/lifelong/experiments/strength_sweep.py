@@ -92,9 +92,10 @@ class StrengthSweep(Experiment):
     options = {"grid": DEFAULT_GRID}
     protocol_note = (
         "References: none — this is our own measurement, made to choose each method's default "
-        "on a validation stream that is neither benchmark protocol (permuted mnist-10k, 5 "
-        "tasks x 1000, seed 100, whose tasks differ from gem-table's and ewc-permuted's; MLP "
-        "2x100, plain SGD lr 0.1, batch 10, one pass). Re-run it on your own stream and "
+        "on a validation stream that is neither benchmark protocol (by default permuted "
+        "mnist-10k, 5 tasks x 1000, seed 100, whose tasks differ from gem-table's and "
+        "ewc-permuted's; MLP 2x100, plain SGD lr 0.1, batch 10, one pass; the line above names "
+        "the stream this run used). Re-run it on your own stream and "
         "training to choose yours: lifelong run strength-sweep --set stream.source=fashion-"
         "mnist --set train.lr=0.05 --set 'options.grid.ewc.strength=[10, 100, 1000]' "
         "--strategies ewc --seed 100,101,102")
@@ -190,7 +191,9 @@ class StrengthSweep(Experiment):
         lines.append("LA = accuracy on each task right after learning it (plasticity); "
                      "a value diverged where its loss became NaN in any seed")
         first = next((o for o in outcomes if o.error is None), outcomes[0])
-        where = (f"{first.result.stream}, {first.config['stream'].get('num_tasks', '?')} tasks,"
+        tasks = (len(first.result.matrix[0]) if first.result.matrix  # a split stream's count
+                 else first.config["stream"].get("num_tasks", "?"))  # is not in its config
+        where = (f"{first.result.stream}, {tasks} tasks,"
                  f" seed{'s' if seeds > 1 else ''} "
                  f"{', '.join(str(s) for s in sorted({o.seed for o in outcomes}))}")
         lines.append(f"chosen by the highest ACC on this validation stream ({where}), "

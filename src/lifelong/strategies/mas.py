@@ -31,7 +31,8 @@ class MAS(QuadraticAnchor):
             up over tasks and, from the logits' squared norm, is far larger than a Fisher, so
             λ = 1 diverges with plain SGD at lr 0.1 and holds the weights too hard otherwise.
             The default was chosen by `lifelong run strength-sweep` (see `ewc.EWC`'s
-            `strength` for the rule; the table is in the README).
+            `strength` for the rule; the table is in the README;
+            on split streams it is far too weak, as that note says).
         step: ``"gradient"`` (the paper's, and the sweep's choice) or ``"proximal"`` (same
             objective, stable at any strength; see `_penalty.py`).
         stiffness_cap: the earlier per-weight cap (off; see `_penalty.py`).

@@ -57,7 +57,8 @@ class SI(QuadraticAnchor):
         strength: c. Zenke et al. use c = 0.1 on permuted MNIST and c = 1 on split MNIST,
             both with Adam; Ω scales with the optimizer's steps, so their values do not carry
             over to plain SGD. The default was chosen by `lifelong run strength-sweep` (see
-            `ewc.EWC`'s `strength` for the rule; the table is in the README).
+            `ewc.EWC`'s `strength` for the rule; the table is in the README;
+            on split streams it is far too weak, as that note says).
         damping: ξ, which keeps Ω finite for weights that barely moved (0.1 on permuted MNIST
             in the paper's code).
         step: ``"proximal"`` (the default, chosen by the same sweep: the gradient step diverges
