@@ -1,7 +1,8 @@
 """Figures with matplotlib (Agg backend, no screen), saved atomically as PNG.
 
-Owns the shared figure helpers: saving, the accuracy-matrix heatmap, grouped bars and learning
-curves. Experiment-specific figures live in their experiment module and use these helpers.
+Owns the shared figure helpers: saving, the accuracy-matrix heatmap, a palette, grouped bars
+and learning curves. Experiment-specific figures live in their experiment module and use these
+helpers.
 """
 
 from __future__ import annotations
@@ -70,21 +71,28 @@ def matrix_heatmap(matrix: Sequence[Sequence[float]], title: str, path: Path) ->
     return save(fig, path)
 
 
+def palette(n: int) -> list[tuple[float, float, float, float]]:
+    """`n` colours, no two alike up to 20: tab10's for ten or fewer (matplotlib's default
+    cycle), tab20's past ten, where the default cycle would repeat."""
+    import matplotlib
+
+    listed = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]  # listed(i): its i-th
+    return [listed(i % listed.N) for i in range(n)]
+
+
 def grouped_bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[float]],
                  *, errors: Mapping[str, Sequence[float]] | None = None,
                  ylabel: str = "accuracy") -> None:
-    """Bars of each series side by side within each group, with their values on top. Past
-    ten series the colours come from tab20, so no two series share one."""
-    import matplotlib
-
+    """Bars of each series side by side within each group, with their values on top, each
+    series in its own colour (`palette`)."""
     n = len(series)
     width = 0.8 / max(n, 1)
-    colours = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]  # colours(i): the i-th
+    colours = palette(n)
     for k, (name, values) in enumerate(series.items()):
         xs = [g + (k - (n - 1) / 2) * width for g in range(len(groups))]
         err = errors.get(name) if errors else None
         bars = ax.bar(xs, values, width, label=name, yerr=err, capsize=3 if err else 0,
-                      color=colours(k % colours.N))
+                      color=colours[k])
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)

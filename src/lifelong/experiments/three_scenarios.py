@@ -31,7 +31,7 @@ from lifelong.data.task import SCENARIOS
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference
 from lifelong.metrics import summary
-from lifelong.plots import new_figure, save
+from lifelong.plots import new_figure, palette, save
 
 HSU = ("Hsu et al. 2018, Re-evaluating continual learning scenarios, Table 2 (split MNIST, "
        "5 tasks x 2 digits, 60k training images, MLP 2x400)")
@@ -164,11 +164,9 @@ def _figure(scenarios: Sequence[str], means: dict[str, list[float]],
     """One panel per scenario, a horizontal bar per method (its name on the shared axis, so
     fifteen methods stay apart without fifteen colours), Hsu et al.'s number as a black
     diamond on the method's row, and "n/a" where a method does not apply."""
-    import matplotlib
-
     published = {ours: values for ours, values in PUBLISHED.values() if ours}
     methods = list(means)
-    colours = matplotlib.colormaps["tab20"]  # a listed map: an int picks one of its 20
+    colours = palette(len(methods))
     fig, axes = new_figure(len(scenarios), width=3.6, height=1.3 + 0.3 * len(methods))
     for k, (ax, scenario) in enumerate(zip(axes, scenarios, strict=True)):
         column = SCENARIOS.index(scenario)
@@ -178,7 +176,7 @@ def _figure(scenarios: Sequence[str], means: dict[str, list[float]],
                 ax.text(0.02, y, "n/a", va="center", fontsize=7, color="grey")
                 continue
             err = [stds[method][k]] if stds else None
-            ax.barh(y, mu, xerr=err, color=colours(y % colours.N), capsize=2, height=0.7)
+            ax.barh(y, mu, xerr=err, color=colours[y], capsize=2, height=0.7)
             ax.text(1.03, y, f"{mu:.2f}", va="center", fontsize=7)  # a column of values
             if method in published:
                 ax.plot(published[method][column], y, "D", color="black", markersize=4)
