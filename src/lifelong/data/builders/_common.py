@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -19,6 +20,9 @@ from lifelong.errors import ConfigError
 from lifelong.registry import suggest
 from lifelong.seeding import generator
 
+EvaluateOn = Literal["test", "validation"]
+EVALUATE_ON: tuple[EvaluateOn, ...] = ("test", "validation")
+
 
 def check_common(
     builder: str,
@@ -28,9 +32,22 @@ def check_common(
     test_per_task: int | None,
     scenario: str,
     allowed: Sequence[str] = SCENARIOS,
+    validation: float = 0.0,
+    evaluate_on: str = "test",
 ) -> list[str]:
     """Problems with the options every builder shares (empty list if none)."""
     problems = []
+    if isinstance(validation, bool) or not isinstance(validation, (int, float)) \
+            or not 0 <= validation < 1:
+        problems.append(f"stream '{builder}': validation={validation!r} must be a share in "
+                        "[0, 1) of each task's training examples (0 = none)")
+    if evaluate_on not in EVALUATE_ON:
+        problems.append(f"stream '{builder}': evaluate_on={evaluate_on!r} is not one of "
+                        f"{', '.join(EVALUATE_ON)}{suggest(str(evaluate_on), EVALUATE_ON)}")
+    elif evaluate_on == "validation" and not (isinstance(validation, (int, float))
+                                              and validation > 0):
+        problems.append(f"stream '{builder}': evaluate_on='validation' needs a validation "
+                        "split; set validation to a share such as 0.1")
     if not isinstance(num_tasks, int) or num_tasks < 1:
         problems.append(f"stream '{builder}': num_tasks={num_tasks!r} must be an integer >= 1")
     for key, value in (("train_per_task", train_per_task), ("test_per_task", test_per_task)):
@@ -97,6 +114,18 @@ def subset(n_available: int, n: int | None, *parts: object) -> Tensor:
     return perm[:n].sort().values
 
 
+def hold_out(train: Tensor, share: float, *parts: object) -> tuple[Tensor, Tensor]:
+    """Split a task's training indices `train` into (kept, held out): a `share` of them, drawn
+    by a generator seeded from `parts` (the task's key), so a task's validation examples never
+    change with its position in a stream or with other options."""
+    n_val = round(share * len(train))
+    if n_val == 0:
+        return train, train[:0]
+    held = torch.zeros(len(train), dtype=torch.bool)
+    held[torch.randperm(len(train), generator=generator("validation", *parts))[:n_val]] = True
+    return train[~held], train[held]
+
+
 def too_few(builder: str, part: str, want: int | None, have: int) -> str | None:
     if want is not None and want > have:
         return (
@@ -115,12 +144,14 @@ def make_task(
     test: tuple[Tensor, Tensor],
     classes: Sequence[int],
     offset: int = 0,
+    validation: tuple[Tensor, Tensor] | None = None,
 ) -> Task:
     """A `Task` from images and global labels.
 
     In task- and domain-IL labels become task-local (the position of the class in `classes`);
     in class-IL they stay global, shifted by `offset` (used when every task re-uses the same
-    ten labels, e.g. permuted digits: task i's classes become 10i..10i+9).
+    ten labels, e.g. permuted digits: task i's classes become 10i..10i+9). `validation`, when
+    given, is held out of the training examples (`hold_out`).
     """
     lookup = torch.full((max(classes) + 1,), -1, dtype=torch.int64)
     lookup[torch.tensor(list(classes))] = torch.arange(len(classes))
@@ -132,7 +163,8 @@ def make_task(
         return TensorData(x.contiguous(), label(y), torch.full_like(y, index))
 
     global_classes = tuple(c + offset for c in classes) if scenario == "class" else tuple(classes)
-    return Task(key, index, data(*train), data(*test), global_classes)
+    return Task(key, index, data(*train), data(*test), global_classes,
+                validation=data(*validation) if validation is not None else None)
 
 
 def make_stream(

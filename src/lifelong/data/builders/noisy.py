@@ -14,7 +14,9 @@ import torch
 
 from lifelong.data.builders import STREAMS
 from lifelong.data.builders._common import (
+    EvaluateOn,
     check_common,
+    hold_out,
     load_sized,
     make_stream,
     make_task,
@@ -48,6 +50,8 @@ def build_noisy(
     noise: Noise = "salt-pepper",
     level: float = 0.5,
     data_dir: str | None = None,
+    validation: float = 0.0,
+    evaluate_on: EvaluateOn = "test",
 ) -> Stream:
     """Noisy-then-clean tasks on the same images.
 
@@ -55,10 +59,16 @@ def build_noisy(
         num_tasks: must be 2 (noisy, clean).
         noise: ``"salt-pepper"`` or ``"gaussian"``.
         level: fraction of pixels hit (salt-pepper, in [0, 1]) or the noise std (gaussian).
+        validation: share of each task's training examples held out as its validation
+            split (drawn from the task's key; 0 = none), for choosing hyper-parameters.
+        evaluate_on: ``"validation"`` scores every task on its validation split in place of
+            its test set, which is then never read: how a protocol is tuned without its
+            test data.
     """
     problems = check_common("noisy", num_tasks=num_tasks, train_per_task=train_per_task,
                             test_per_task=test_per_task, scenario=scenario,
-                            allowed=("domain", "task"))
+                            allowed=("domain", "task"), validation=validation,
+                            evaluate_on=evaluate_on)
     if num_tasks != 2:
         problems.append(f"stream 'noisy': num_tasks={num_tasks} but this stream has exactly 2 "
                         "tasks (noisy, then clean)")
@@ -70,17 +80,24 @@ def build_noisy(
     src = load_sized("noisy", source, data_dir, train_per_task, test_per_task)
     # Both tasks use the same images: the only difference between them is the noise.
     tr = subset(len(src.train_y), train_per_task, seed, f"noisy/{source}", "train")
-    te = subset(len(src.test_y), test_per_task, seed, f"noisy/{source}", "test")
+    tr, va = hold_out(tr, validation, seed, f"noisy/{source}")
+    on_val = evaluate_on == "validation" and validation > 0
+    te = (None if on_val
+          else subset(len(src.test_y), test_per_task, seed, f"noisy/{source}", "test"))
     tasks = []
     for i, name in enumerate((f"{noise}-{level:g}", "clean")):
         key = f"noisy/{source}/{name}"
-        xs = [src.train_x[tr], src.test_x[te]]
+        xs = {"train": src.train_x[tr], "validation": src.train_x[va]}
+        if te is not None:
+            xs["test"] = src.test_x[te]
         if name != "clean":
-            xs = [add_noise(x, noise, level, generator(seed, "noise", key, part))
-                  for x, part in zip(xs, ("train", "test"), strict=True)]
+            xs = {part: add_noise(x, noise, level, generator(seed, "noise", key, part))
+                  for part, x in xs.items()}
+        val = (xs["validation"], src.train_y[va]) if validation else None
+        test = val if on_val and val is not None else (xs["test"], src.test_y[te])
         tasks.append(make_task(
             key=key, index=i, scenario=scenario,
-            train=(xs[0], src.train_y[tr]), test=(xs[1], src.test_y[te]),
+            train=(xs["train"], src.train_y[tr]), test=test, validation=val,
             classes=range(src.num_classes),
         ))
     return make_stream(f"noisy/{source}", scenario, tasks, src.image_shape)

@@ -12,7 +12,9 @@ import torch
 
 from lifelong.data.builders import STREAMS
 from lifelong.data.builders._common import (
+    EvaluateOn,
     check_common,
+    hold_out,
     load_sized,
     make_stream,
     make_task,
@@ -34,15 +36,23 @@ def build_permuted(
     scenario: Scenario = "domain",
     identity_first: bool = False,
     data_dir: str | None = None,
+    validation: float = 0.0,
+    evaluate_on: EvaluateOn = "test",
 ) -> Stream:
     """Permuted-pixel tasks.
 
     Args:
         identity_first: keep task 0 unpermuted (the original images), as in the EWC paper.
         data_dir: folder holding the source's files (default: the usual search path).
+        validation: share of each task's training examples held out as its validation
+            split (drawn from the task's key; 0 = none), for choosing hyper-parameters.
+        evaluate_on: ``"validation"`` scores every task on its validation split in place of
+            its test set, which is then never read: how a protocol is tuned without its
+            test data.
     """
     raise_if(check_common("permuted", num_tasks=num_tasks, train_per_task=train_per_task,
-                          test_per_task=test_per_task, scenario=scenario))
+                          test_per_task=test_per_task, scenario=scenario,
+                          validation=validation, evaluate_on=evaluate_on))
     src = load_sized("permuted", source, data_dir, train_per_task, test_per_task)
     shape = src.image_shape
     pixels = int(torch.tensor(shape).prod())
@@ -54,15 +64,20 @@ def build_permuted(
         else:
             perm = torch.randperm(pixels, generator=generator(seed, "permutation", key))
         tr = subset(len(src.train_y), train_per_task, seed, key, "train")
-        te = subset(len(src.test_y), test_per_task, seed, key, "test")
+        tr, va = hold_out(tr, validation, seed, key)
 
         def permute(x: torch.Tensor, perm: torch.Tensor = perm) -> torch.Tensor:
             return x.reshape(len(x), -1)[:, perm].reshape(len(x), *shape)
 
+        val = (permute(src.train_x[va]), src.train_y[va]) if validation else None
+        if evaluate_on == "validation" and val is not None:
+            test = val
+        else:
+            te = subset(len(src.test_y), test_per_task, seed, key, "test")
+            test = (permute(src.test_x[te]), src.test_y[te])
         tasks.append(make_task(
             key=key, index=i, scenario=scenario,
-            train=(permute(src.train_x[tr]), src.train_y[tr]),
-            test=(permute(src.test_x[te]), src.test_y[te]),
+            train=(permute(src.train_x[tr]), src.train_y[tr]), test=test, validation=val,
             classes=range(src.num_classes), offset=src.num_classes * i,
         ))
     return make_stream(f"permuted/{source}", scenario, tasks, shape)

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 
 from lifelong.data.builders import STREAMS
 from lifelong.data.builders._common import (
+    EvaluateOn,
     check_common,
+    hold_out,
     load_sized,
     make_stream,
     make_task,
@@ -47,6 +49,8 @@ def build_rotated(
     angles: list[float] | None = None,
     max_angle: float = 180.0,
     data_dir: str | None = None,
+    validation: float = 0.0,
+    evaluate_on: EvaluateOn = "test",
 ) -> Stream:
     """Rotated tasks.
 
@@ -54,24 +58,36 @@ def build_rotated(
         angles: one angle in degrees per task; default `num_tasks` angles evenly spaced in
             [0, max_angle).
         max_angle: upper end of the default angles.
+        validation: share of each task's training examples held out as its validation
+            split (drawn from the task's key; 0 = none), for choosing hyper-parameters.
+        evaluate_on: ``"validation"`` scores every task on its validation split in place of
+            its test set, which is then never read: how a protocol is tuned without its
+            test data.
     """
     chosen, problems = task_angles("rotated", angles, num_tasks, lambda n: [
         max_angle * i / n for i in range(n)], default_count=5)
     count = num_tasks if num_tasks is not None else max(len(chosen), 1)
     problems += check_common("rotated", num_tasks=count,
                              train_per_task=train_per_task, test_per_task=test_per_task,
-                             scenario=scenario)
+                             scenario=scenario, validation=validation,
+                             evaluate_on=evaluate_on)
     raise_if(problems)
     src = load_sized("rotated", source, data_dir, train_per_task, test_per_task)
     tasks = []
     for i, angle in enumerate(chosen):
         key = f"rotated/{source}/{angle:g}"
         tr = subset(len(src.train_y), train_per_task, seed, key, "train")
-        te = subset(len(src.test_y), test_per_task, seed, key, "test")
+        tr, va = hold_out(tr, validation, seed, key)
+        val = (rotate(src.train_x[va], angle), src.train_y[va]) if validation else None
+        if evaluate_on == "validation" and val is not None:
+            test = val
+        else:
+            te = subset(len(src.test_y), test_per_task, seed, key, "test")
+            test = (rotate(src.test_x[te], angle), src.test_y[te])
         tasks.append(make_task(
             key=key, index=i, scenario=scenario,
-            train=(rotate(src.train_x[tr], angle), src.train_y[tr]),
-            test=(rotate(src.test_x[te], angle), src.test_y[te]),
+            train=(rotate(src.train_x[tr], angle), src.train_y[tr]), test=test,
+            validation=val,
             # In class-IL each task gets its own block of class ids by its position in the
             # stream as built (reorder keeps them with their task).
             classes=range(src.num_classes), offset=src.num_classes * i,

@@ -12,7 +12,9 @@ import torch
 from lifelong.data.builders import STREAMS
 from lifelong.data.builders._common import (
     CHECK_ONLY,
+    EvaluateOn,
     check_common,
+    hold_out,
     load,
     make_stream,
     make_task,
@@ -34,6 +36,8 @@ def build_split(
     test_per_task: int | None = None,
     scenario: Scenario = "task",
     data_dir: str | None = None,
+    validation: float = 0.0,
+    evaluate_on: EvaluateOn = "test",
 ) -> Stream:
     """Split-class tasks.
 
@@ -41,11 +45,16 @@ def build_split(
         num_tasks: default all classes / classes_per_task.
         classes_per_task: classes in each task.
         class_order: the order classes are dealt into tasks (default 0, 1, 2, ...).
+        validation: share of each task's training examples held out as its validation
+            split (drawn from the task's key; 0 = none), for choosing hyper-parameters.
+        evaluate_on: ``"validation"`` scores every task on its validation split in place of
+            its test set, which is then never read: how a protocol is tuned without its
+            test data.
     """
     # What can be checked without the data first (so `check_stream` sees it), then the rest.
     problems = check_common("split", num_tasks=num_tasks if num_tasks is not None else 1,
                             train_per_task=train_per_task, test_per_task=test_per_task,
-                            scenario=scenario)
+                            scenario=scenario, validation=validation, evaluate_on=evaluate_on)
     if classes_per_task < 1:
         problems.append(f"stream 'split': classes_per_task={classes_per_task} must be >= 1")
     # class_order's problems are reported together: repeats and negative ids (wrong for any
@@ -67,18 +76,27 @@ def build_split(
         classes = order[i * classes_per_task:(i + 1) * classes_per_task]
         key = f"split/{source}/{'-'.join(map(str, classes))}"
         wanted = torch.tensor(classes)
+        on_val = evaluate_on == "validation" and validation > 0
         tr_all = torch.isin(src.train_y, wanted).nonzero().squeeze(1)
-        te_all = torch.isin(src.test_y, wanted).nonzero().squeeze(1)
+        # Tuning on the validation split never reads the test set, not even its labels.
+        te_all = None if on_val else torch.isin(src.test_y, wanted).nonzero().squeeze(1)
         raise_if([f"stream 'split': {part}_per_task={want} but classes {classes} of {source} "
                   f"have only {len(have)} {part} examples; lower {part}_per_task"
                   for part, want, have in (("train", train_per_task, tr_all),
                                            ("test", test_per_task, te_all))
-                  if want is not None and want > len(have)])
+                  if want is not None and have is not None and want > len(have)])
         tr = tr_all[subset(len(tr_all), train_per_task, seed, key, "train")]
-        te = te_all[subset(len(te_all), test_per_task, seed, key, "test")]
+        tr, va = hold_out(tr, validation, seed, key)
+        val = (src.train_x[va], src.train_y[va]) if validation else None
+        if te_all is None and val is not None:
+            test = val
+        else:
+            assert te_all is not None
+            te = te_all[subset(len(te_all), test_per_task, seed, key, "test")]
+            test = (src.test_x[te], src.test_y[te])
         tasks.append(make_task(
             key=key, index=i, scenario=scenario,
-            train=(src.train_x[tr], src.train_y[tr]), test=(src.test_x[te], src.test_y[te]),
+            train=(src.train_x[tr], src.train_y[tr]), test=test, validation=val,
             classes=classes,
         ))
     return make_stream(f"split/{source}", scenario, tasks, src.image_shape)
