@@ -160,8 +160,14 @@ def test_published_vs_ours(store_path: Path, report: tuple[Path, Page]) -> None:
                    if r.strategy == "naive"]
     refs = {r["measure"]: r for r in report[1].table("forgetting", "references")}
     row = refs["naive: task-1 accuracy after task 2"]
-    assert (row["published"], row["ours"]) == ("0.42", f"{naive.matrix[2][0]:.3f}")
-    assert "plain PyTorch loop" in row["source"]
+    ours = naive.matrix[2][0]
+    assert (row["published"], row["ours ± std"]) == ("0.42", f"{ours:.3f}")
+    assert row["gap (points)"] == f"{100 * (ours - 0.42):+.1f}"
+    assert row["pass/miss"] == ("pass" if abs(ours - 0.42) <= 0.02 else "miss")
+    assert "plain PyTorch loop" in row["source"] and "baseline measured here" in row["source"]
+    # the page's score table holds the same row, as `lifelong reproduce` prints it
+    score = {r["measure"]: r for r in report[1].table("Reproduction score", "score")}
+    assert score["naive: task-1 accuracy after task 2"]["ours ± std"] == f"{ours:.3f}"
     text = " ".join(" ".join(report[1].text).split())
     assert "not a paper's" in text  # the protocol note
     assert "Not in the experiment registry" in text  # user-exp
@@ -179,7 +185,7 @@ def test_a_failing_ours_shows_dashes(store_path: Path, tmp_path: Path,
 
     monkeypatch.setattr(EXPERIMENTS.get("forgetting"), "ours", broken)
     page = Page(write_report(store_path, tmp_path / "r.html").read_text(encoding="utf-8"))
-    assert {r["ours"] for r in page.table("forgetting", "references")} == {"-"}
+    assert {r["ours ± std"] for r in page.table("forgetting", "references")} == {"-"}
     assert "KeyError: 'seed 1'" in " ".join(page.text)
 
 

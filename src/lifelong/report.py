@@ -27,6 +27,7 @@ from lifelong.errors import ConfigError
 from lifelong.experiments.base import Experiment, Outcome
 from lifelong.io import atomic_write_text
 from lifelong.metrics import summary
+from lifelong.reproduce import ScoreRow, score_rows, tally
 from lifelong.runner import result_of
 from lifelong.store import RunRecord, Store, StoredFigure
 
@@ -50,10 +51,25 @@ class Comparison:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceRow:
+    """One scored reference (`lifelong.reproduce.ScoreRow`), formatted for the page."""
+
+    experiment: str
     label: str
     published: str
     ours: str
+    gap: str
+    verdict: str
     source: str
+
+    @classmethod
+    def of(cls, row: ScoreRow) -> ReferenceRow:
+        ours = "-" if row.ours is None else f"{row.ours:.3f}" + (
+            f" ± {row.std:.3f}" if row.std is not None else "")
+        source = ("baseline measured here or re-run, not published: " if row.kind == "baseline"
+                  else "") + row.source
+        return cls(row.experiment, row.label, f"{row.published:g}", ours,
+                   "-" if row.gap is None else f"{row.gap:+.1f}",
+                   {"pass": "pass", "miss": "miss", "not run": "-"}[row.verdict], source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +106,7 @@ class Section:
     ours_problem: str
     figures: tuple[Figure, ...]
     unfinished: tuple[Unfinished, ...]
+    scores: tuple[ScoreRow, ...] = ()
 
 
 def write_report(store_path: str | Path, out: str | Path) -> Path:
@@ -111,6 +128,7 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
                              [f for f in figures if f.experiment == name],
                              experiments.get(name), Path(store_path), Path(tmp))
                     for i, name in enumerate(names)]
+    scores = [row for section in sections for row in section.scores]
     statuses = {s: sum(r.status == s for r in records) for s in ("completed", "failed", "running")}
     count = f"{len(records)}" + (" (" + ", ".join(f"{n} {s}" for s, n in statuses.items() if n)
                                  + ")" if records else "")
@@ -119,6 +137,8 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
     html = _render(store=str(Path(store_path).resolve()), run_count=count, version=__version__,
                    generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    experiments=sections, registry_problem=problem,
+                   score=tuple(ReferenceRow.of(r) for r in scores),
+                   score_tally=tally(scores) if scores else "",
                    comparison_header=COMPARISON_HEADER)
     return atomic_write_text(out, html)
 
@@ -159,20 +179,17 @@ def _section(name: str, index: int, records: Sequence[RunRecord],
     streams = _stream_names({k[1]: groups[k][0] for k in keys})
     comparisons = tuple(_comparison(groups[k], streams[k[1]], tmp / f"{index}-{i}.png")
                         for i, k in enumerate(keys))
-    references: tuple[ReferenceRow, ...] = ()
+    scores: list[ScoreRow] = []
     ours_problem = ""
     if experiment is not None:
-        ours: dict[str, float] = {}
-        try:
-            outcomes = [Outcome(r.run_id, r.strategy, r.label, r.seed, r.config, result_of(r),
-                                store_path.parent / r.run_id, reused=True) for r in done]
-            ours = experiment.ours(outcomes) if outcomes else {}
+        outcomes = [Outcome(r.run_id, r.strategy, r.label, r.seed, r.config, result_of(r),
+                            store_path.parent / r.run_id, reused=True) for r in done]
+        try:  # the same score `lifelong reproduce` prints
+            scores = score_rows(experiment, outcomes)
         except Exception as exc:  # noqa: BLE001 — partial data must not break the whole page
             ours_problem = f"{type(exc).__name__}: {exc}"
-        references = tuple(
-            ReferenceRow(ref.label, f"{ref.value:g}",
-                         _num(ours.get(ref.ours)) if ref.ours else "-", ref.source)
-            for ref in experiment.references)
+            scores = score_rows(experiment, [])
+    references = tuple(ReferenceRow.of(r) for r in scores)
     unfinished = tuple(
         Unfinished(r.run_id, r.label, r.seed, r.status, r.stream,
                    f"{max(r.rows_recorded - 1, 0)}/{r.num_tasks}",
@@ -185,7 +202,8 @@ def _section(name: str, index: int, records: Sequence[RunRecord],
         registered=experiment is not None,
         protocol_note=experiment.protocol_note if experiment is not None else "",
         references=references, ours_problem=ours_problem,
-        figures=tuple(_figure(f) for f in figures), unfinished=unfinished)
+        figures=tuple(_figure(f) for f in figures), unfinished=unfinished,
+        scores=tuple(s for s in scores if s.verdict != "not run"))
 
 
 def _comparison(runs: Sequence[RunRecord], stream: str, png: Path) -> Comparison:

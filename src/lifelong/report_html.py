@@ -38,6 +38,8 @@ tbody tr:hover { background: #f8fafc; }
 .note { color: #5b6875; max-width: 75rem; }
 .empty { padding: 1rem 1.2rem; background: #f6f8fa; border-left: 4px solid #9aa7b4; }
 .problem { color: #8a1c1c; }
+td.verdict.pass { color: #1c6b2c; font-weight: 600; }
+td.verdict.miss { color: #8a1c1c; font-weight: 600; }
 td.error { font-family: ui-monospace, monospace; font-size: .85em; white-space: pre-wrap;
            max-width: 60rem; overflow-wrap: anywhere; }
 code { font-family: ui-monospace, monospace; font-size: .85em; overflow-wrap: anywhere; }
@@ -69,6 +71,26 @@ summary { cursor: pointer; color: #33414f; }
 {% endif %}
 </header>
 <main>
+{% if score %}
+<section id="score">
+<h2>Reproduction score</h2>
+<p class="note">Every published number the stored experiments declare, beside ours (mean ±
+sample std over seeds), the gap in points and whether it lies within its tolerance (2 points
+unless the row says otherwise); the same table as <code>lifelong reproduce</code>.
+{{ score_tally }}</p>
+<table class="score">
+<thead><tr><th>experiment</th><th>measure</th><th class="num">published</th>
+<th class="num">ours ± std</th><th class="num">gap (points)</th><th>pass/miss</th>
+<th>source</th></tr></thead>
+<tbody>
+{% for r in score %}<tr><td>{{ r.experiment }}</td><td>{{ r.label }}</td>
+<td class="num">{{ r.published }}</td><td class="num">{{ r.ours }}</td>
+<td class="num">{{ r.gap }}</td><td class="verdict {{ r.verdict }}">{{ r.verdict }}</td>
+<td>{{ r.source }}</td></tr>
+{% endfor %}</tbody>
+</table>
+</section>
+{% endif %}
 {% if not experiments %}
 <p class="empty">This store holds no runs yet. Run an experiment
 (<code>lifelong run NAME</code>) with this store, then write the report again.</p>
@@ -108,11 +130,12 @@ averaged over seeds.</p>
 {% endif %}
 {% if e.references %}
 <table class="references">
-<thead><tr><th>measure</th><th class="num">published</th><th class="num">ours</th>
-<th>source</th></tr></thead>
+<thead><tr><th>measure</th><th class="num">published</th><th class="num">ours ± std</th>
+<th class="num">gap (points)</th><th>pass/miss</th><th>source</th></tr></thead>
 <tbody>
 {% for r in e.references %}<tr><td>{{ r.label }}</td><td class="num">{{ r.published }}</td>
-<td class="num">{{ r.ours }}</td><td>{{ r.source }}</td></tr>
+<td class="num">{{ r.ours }}</td><td class="num">{{ r.gap }}</td>
+<td class="verdict {{ r.verdict }}">{{ r.verdict }}</td><td>{{ r.source }}</td></tr>
 {% endfor %}</tbody>
 </table>
 {% else %}<p class="note">This experiment declares no published numbers.</p>{% endif %}

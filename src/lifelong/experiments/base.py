@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from lifelong.callbacks import Callback
 from lifelong.strategies.base import Strategy
@@ -28,12 +28,19 @@ class Reference:
         value: the number.
         source: paper, table or figure, and protocol.
         ours: a key into our results that matches it (see `Experiment.ours`), or None.
+        tolerance: how far ours may lie from `value` (absolute, in its unit) and still count
+            as reproduced: 0.02 = 2 points of a fraction.
+        kind: ``"published"`` (a paper's number, or its authors' released output) or
+            ``"baseline"`` (a number measured by this project or a third party's re-run,
+            never printed as published).
     """
 
     label: str
     value: float
     source: str
     ours: str | None = None
+    tolerance: float = 0.02
+    kind: Literal["published", "baseline"] = "published"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,13 @@ class Experiment:
     # goes on. False: the one `DivergenceError` stops it, which is the clear answer when a
     # protocol's fixed settings diverge; a sweep expects some of its values to.
     continues_after_divergence: ClassVar[bool] = False
+    # `lifelong reproduce`: the seeds its score is measured over (None: the experiment's own,
+    # e.g. one that picks the best of its runs), the `--set`s that select the paper's protocol
+    # when it is not the default, and whether ours ± std is taken over seeds (False where a
+    # number is a selection across seeds, like a best-of-N).
+    reproduce_seeds: ClassVar[tuple[int, ...] | None] = (0, 1, 2)
+    reproduce_sets: ClassVar[tuple[str, ...]] = ()
+    spread_over_seeds: ClassVar[bool] = True
 
     def defaults(self) -> dict[str, Any]:
         """The full default config (sections stream, model, strategy(ies), train, seed)."""

@@ -39,11 +39,11 @@ class Forgetting(Experiment):
     strategies = ("naive", "joint")
     references = (
         Reference("naive: task-1 accuracy after task 1", 0.67,
-                  TEAM_LOOP, "naive_1_1"),
+                  TEAM_LOOP, "naive_1_1", kind="baseline"),
         Reference("naive: task-1 accuracy after task 2", 0.42,
-                  TEAM_LOOP, "naive_2_1"),
+                  TEAM_LOOP, "naive_2_1", kind="baseline"),
         Reference("joint: task-1 accuracy after both", 0.70,
-                  TEAM_LOOP, "joint_2_1"),
+                  TEAM_LOOP, "joint_2_1", kind="baseline"),
     )
     protocol_note = ("The lecture shows the effect as a picture, without a published table; the "
                      "reference numbers are our own measurement with a plain PyTorch loop on "
