@@ -186,7 +186,8 @@ def task_affinity(stream: Stream, build: Callable[[int], Strategy], cfg: TrainCo
     labels = stream.scenario == "task"
     # Each task with its validation split in place of its test set: the loop's evaluations
     # and ours read only held-out training examples.
-    held = [replace(task, test=task.validation, validation=None) for task in stream.tasks]
+    held = [replace(task, test=task.validation, validation=None) for task in stream.tasks
+            if task.validation is not None]
 
     def score(strategy: Strategy, task: Task) -> float:
         return accuracy(strategy, task.test, task_labels=labels, batch_size=cfg.eval_batch_size)

@@ -10,7 +10,8 @@ each with every strategy and the same seed. The report gives the spread of ACC, 
 over the orders per strategy, each position's mean final accuracy (does the last task always
 win?), a box plot, the task-affinity matrix of the 5 tasks (`lifelong.curriculum`, measured
 with the first strategy, MLP and training of the study; a budget of 20 examples trained for
-`lifelong.curriculum.BUDGET_EPOCHS` epochs) as a heatmap, and where each chooser's order ranks among the orders run.
+`lifelong.curriculum.BUDGET_EPOCHS` epochs) as a heatmap, and where each chooser's order ranks
+among the orders run.
 
 The rotated stream holds out 10 % of each task's training examples as its validation split
 (`stream.validation`): the affinity, and so the choosers' orders, are measured on it, while
