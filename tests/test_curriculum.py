@@ -210,13 +210,10 @@ def _poisoned(data: TensorData) -> TensorData:
 
 def test_affinity_never_reads_the_test_sets(measured: Affinity, rotated: Stream,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    poisoned = replace(rotated, tasks=tuple(replace(t, test=_poisoned(t.test))
-                                             for t in rotated.tasks))
-    assert task_affinity(poisoned, naive(poisoned), CFG, budget=20, seed=0) == measured
-    # and a spy on the one function every evaluation goes through (the loop's R rows, its
-    # diagnostics and task_affinity's own scores): it only ever sees validation examples
     import lifelong.evaluate as evaluate
 
+    # A spy on the one function every evaluation goes through (the loop's R rows, its
+    # diagnostics and task_affinity's own scores) ...
     seen: list[TensorData] = []
     real = evaluate._hits
 
@@ -225,6 +222,9 @@ def test_affinity_never_reads_the_test_sets(measured: Affinity, rotated: Stream,
         return real(strategy, data, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(evaluate, "_hits", spy)
-    task_affinity(rotated, naive(rotated), CFG, budget=20, seed=0)
+    # ... while every test set is poisoned: the result is the unpoisoned one
+    poisoned = replace(rotated, tasks=tuple(replace(t, test=_poisoned(t.test))
+                                             for t in rotated.tasks))
+    assert task_affinity(poisoned, naive(poisoned), CFG, budget=20, seed=0) == measured
     val = {id(t.validation.x) for t in rotated.tasks if t.validation is not None}
     assert seen and all(id(d.x) in val for d in seen), len(seen)
