@@ -161,8 +161,8 @@ def test_each_task_helps_itself_most(measured: Affinity, rotated: Stream) -> Non
     t = measured.transfer
     assert measured.keys == tuple(task.key for task in rotated.tasks)
     assert min(measured.solo) > 0.7  # each task was learned
-    assert max(measured.scratch) < 0.4  # 20 examples, one epoch: little from scratch
-    for j in range(3):  # measured: diagonal 0.74-0.81, the rest of its column at most 0.31
+    assert max(measured.scratch) < 0.4  # 20 examples, ten steps: little from scratch
+    for j in range(3):  # measured: diagonal 0.46-0.63, the rest of its column at most 0.26
         assert t[j][j] > 0.3, (j, t)
         assert all(t[j][j] >= t[i][j] + 0.2 for i in range(3) if i != j), (j, t)
     assert all(-1.0 <= f <= 1.0 for row in measured.forgetting for f in row)
