@@ -215,8 +215,8 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
     its run's in the last bits: with plain cross-entropy the group averages per-example
     losses where the run takes the fused mean (the gradients are the same). Costs: the
     group's training time is shared evenly; evaluation and consolidation are each member's
-    own. Each task's diagnostics carry ``group_size``. `checkpoint(g, progress)` is called for each member
-    after each task (as `fit_stream`'s `checkpoint`).
+    own. Each task's diagnostics carry ``group_size``. `checkpoint(g, progress)` is called
+    for each member after each task (as `fit_stream`'s `checkpoint`).
 
     Raises:
         ConfigError: members that cannot train together (`groupable`, `stackable`, streams of
