@@ -154,15 +154,15 @@ def naive(stream: Stream) -> Callable[[int], Strategy]:
 
 @pytest.fixture(scope="module")
 def measured(rotated: Stream) -> Affinity:
-    return task_affinity(rotated, naive(rotated), CFG, budget=20, seed=0)
+    return task_affinity(rotated, naive(rotated), CFG, seed=0)
 
 
 def test_each_task_helps_itself_most(measured: Affinity, rotated: Stream) -> None:
     t = measured.transfer
     assert measured.keys == tuple(task.key for task in rotated.tasks)
     assert min(measured.solo) > 0.7  # each task was learned
-    assert max(measured.scratch) < 0.4  # 20 examples, ten steps: little from scratch
-    for j in range(3):  # measured: diagonal 0.46-0.63, the rest of its column at most 0.26
+    assert max(measured.scratch) < 0.4  # 128 examples, one pass (4 steps): little from scratch
+    for j in range(3):  # measured: diagonal 0.62-0.67, the rest of its column at most 0.28
         assert t[j][j] > 0.3, (j, t)
         assert all(t[j][j] >= t[i][j] + 0.2 for i in range(3) if i != j), (j, t)
     assert all(-1.0 <= f <= 1.0 for row in measured.forgetting for f in row)
@@ -173,7 +173,7 @@ def test_each_task_helps_itself_most(measured: Affinity, rotated: Stream) -> Non
 def test_affinity_is_reproducible_and_leaves_the_global_rng(measured: Affinity,
                                                             rotated: Stream) -> None:
     before = torch.get_rng_state()
-    again = task_affinity(rotated, naive(rotated), CFG, budget=20, seed=0)
+    again = task_affinity(rotated, naive(rotated), CFG, seed=0)
     assert torch.equal(torch.get_rng_state(), before)
     assert again == measured
 
@@ -225,6 +225,6 @@ def test_affinity_never_reads_the_test_sets(measured: Affinity, rotated: Stream,
     # ... while every test set is poisoned: the result is the unpoisoned one
     poisoned = replace(rotated, tasks=tuple(replace(t, test=_poisoned(t.test))
                                              for t in rotated.tasks))
-    assert task_affinity(poisoned, naive(poisoned), CFG, budget=20, seed=0) == measured
+    assert task_affinity(poisoned, naive(poisoned), CFG, seed=0) == measured
     val = {id(t.validation.x) for t in rotated.tasks if t.validation is not None}
     assert seen and all(id(d.x) in val for d in seen), len(seen)

@@ -103,6 +103,7 @@ def test_the_order_study_equals_separate_runs_and_ranks_the_choosers(tmp_path) -
 def test_a_measuring_chooser_orders_a_run_from_its_own_config(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     from lifelong import TrainConfig, build_model, build_strategy
     from lifelong.curriculum import choose, task_affinity
+    from lifelong.execution import AFFINITY_BUDGET
 
     sets = ["--set", "strategy.name=naive", "--set", "stream.name=rotated", "--set",
             "stream.num_tasks=3", "--set", "stream.train_per_task=300", "--set",
@@ -117,7 +118,7 @@ def test_a_measuring_chooser_orders_a_run_from_its_own_config(tmp_path, capsys) 
     def fresh(seed: int):  # type: ignore[no-untyped-def]
         return build_strategy("naive", build_model("mlp", stream, seed=seed, hidden=[100, 100]))
 
-    affinity = task_affinity(stream, fresh, cfg, budget=20, seed=0)
+    affinity = task_affinity(stream, fresh, cfg, budget=AFFINITY_BUDGET, seed=0)
     order = choose("greedy-affinity", stream, affinity=affinity).order
     assert run["order"] == [stream.tasks[i].key for i in order]
 

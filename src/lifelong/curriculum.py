@@ -42,9 +42,13 @@ DEPARTURES = (
     "trained on one task of the stream, not a network trained on a large dataset",
 )
 
-# Epochs over the budget's examples: a budget smaller than a batch is one step per epoch, and
-# a single step measures the learning rate more than the transfer.
-BUDGET_EPOCHS = 10
+# The budget's size: enough examples for several steps (128 at batch 32: four) in one pass, so
+# that it measures how a source helps learning the target, not one step's learning rate. More
+# passes over fewer examples overfit them and wreck the source's model (measured on the
+# `task-order` stream: 20 examples for 10 epochs cost a task up to 0.49 of its own accuracy,
+# 128 examples in one pass at most 0.08; the README's task-order notes).
+BUDGET = 128
+BUDGET_EPOCHS = 1
 
 Matrix = tuple[tuple[float, ...], ...]
 
@@ -133,15 +137,16 @@ class Affinity:
 
 
 def task_affinity(stream: Stream, build: Callable[[int], Strategy], cfg: TrainConfig, *,
-                  budget: int, budget_epochs: int = BUDGET_EPOCHS, seed: int = 0) -> Affinity:
+                  budget: int = BUDGET, budget_epochs: int = BUDGET_EPOCHS,
+                  seed: int = 0) -> Affinity:
     """Measure how much each task helps a small budget of training on each other task.
 
     θ_i is a fresh strategy (``build(seed)``) trained on task i alone with `cfg`. For every
     pair (i, j) a fresh strategy loads θ_i's state and trains `budget_epochs` epochs on the
     budget of j: its first `budget` training examples in an order seeded by (seed, j's key),
     so the budget does not depend on the task's position. That is `budget_epochs` ×
-    ⌈budget / cfg.batch_size⌉ optimizer steps (20 examples at batch 32 and 10 epochs: ten
-    steps). A fresh strategy trained on the same budget gives the baseline `scratch[j]`. The
+    ⌈budget / cfg.batch_size⌉ optimizer steps (the defaults, 128 examples once at batch 32:
+    four; a budget within one batch is a single step). A fresh strategy trained on the same budget gives the baseline `scratch[j]`. The
     diagonal is task i continuing on itself, so it is expected to be the largest entry of its
     column. One-task streams keep each task's index, so task-IL heads are the right ones.
 

@@ -25,7 +25,7 @@ def affinity_and_choices(outcomes: Sequence[Outcome], out_dir: Path, options: di
     first = runs[0]
     mine = [o for o in runs if o.label == first.label]
     stream, affinity = measured_affinity(first.config, first.strategy, first.seed,
-                                         budget=int(options.get("budget", 20)))
+                                         budget=int(options.get("budget", 128)))
     names = [k.split("/")[-1] for k in affinity.keys]
     lines = [f"task affinity ({first.label}, budget {affinity.budget} examples x "
              f"{affinity.budget_epochs} epochs; accuracies on each task's validation split, "
