@@ -146,9 +146,10 @@ def task_affinity(stream: Stream, build: Callable[[int], Strategy], cfg: TrainCo
     budget of j: its first `budget` training examples in an order seeded by (seed, j's key),
     so the budget does not depend on the task's position. That is `budget_epochs` ×
     ⌈budget / cfg.batch_size⌉ optimizer steps (the defaults, 128 examples once at batch 32:
-    four; a budget within one batch is a single step). A fresh strategy trained on the same budget gives the baseline `scratch[j]`. The
-    diagonal is task i continuing on itself, so it is expected to be the largest entry of its
-    column. One-task streams keep each task's index, so task-IL heads are the right ones.
+    four; a budget within one batch is a single step). A fresh strategy trained on the same
+    budget gives the baseline `scratch[j]`. The diagonal is task i continuing on itself, so it
+    is expected to be the largest entry of its column. One-task streams keep each task's
+    index, so task-IL heads are the right ones.
 
     Every accuracy is measured on the tasks' validation splits (`Task.validation`, held out of
     their training examples): the one-task streams trained here carry the validation split in
