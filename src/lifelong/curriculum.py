@@ -40,6 +40,8 @@ DEPARTURES = (
     "principal eigenvector (AHP)",
     "a source's model is the method's own (with its learned state, e.g. a replay memory), "
     "trained on one task of the stream, not a network trained on a large dataset",
+    "the budget on the target is a fixed number of steps (one pass over `budget` examples), "
+    "not training on a limited set of the target's data until it converges",
 )
 
 # The budget's size: enough examples for several steps (128 at batch 32: four) in one pass, so
