@@ -1,5 +1,6 @@
-"""Vectorised groups: G runs trained at once as stacked weights must each end with the R of
-their own sequential run (the issue asks within 1e-5; on the CPU we see bit-identical)."""
+"""Vectorised groups: G runs trained at once as stacked weights must each end with the R and
+the final `state_dict` of their own sequential run, bit for bit on the CPU (the README says so:
+R compared with ==, every tensor with `torch.equal`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.callbacks import Callback, TaskEnd
@@ -21,7 +23,6 @@ from lifelong.store import Store
 from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.train import LifelongWarning
 
-TOLERANCE = 1e-5
 SUPPORTED = ["naive", "joint", "l2", "ewc", "si", "mas", "er", "agem", "gem", "lwf"]
 CFG = TrainConfig(epochs=1, batch_size=16, lr=0.1, device="cpu")
 
@@ -45,18 +46,53 @@ def alone(name: str, seed: int, cfg: TrainConfig = CFG, scenario: str = "domain"
 
 
 def assert_same(group: Any, sequential: Any) -> None:
+    """Each member's R equals its own run's exactly (the same floats, not within a tolerance)."""
     for a, b in zip(group, sequential, strict=True):
-        diff = max(abs(x - y) for ra, rb in zip(a.matrix, b.matrix, strict=True)
-                   for x, y in zip(ra, rb, strict=True))
-        assert diff <= TOLERANCE, (a.strategy, a.seed, diff)
-        assert len(a.matrix) == len(b.matrix)
+        assert a.matrix == b.matrix, (a.strategy, a.seed, a.matrix, b.matrix)
+
+
+def assert_equal_state(a: Any, b: Any, where: str = "state_dict") -> None:
+    """Two `state_dict()`s hold the same keys and values, every tensor `torch.equal` (same
+    dtype, shape and bits), every plain value ==."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), (where, list(a), list(b))
+        for k in a:
+            assert_equal_state(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_equal_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+def assert_same_runs(name: str, seeds: list[int], cfg: TrainConfig = CFG,
+                     scenario: str = "domain", **options: Any) -> None:
+    """A group of `seeds` and each seed's own run end with equal R and equal state."""
+    members = [member(name, s, scenario, **options) for s in seeds]
+    group = fit_group(members, cfg)
+    for m, g in zip(members, group, strict=True):
+        own = member(name, m.seed, scenario, **options)
+        ran = fit_stream(own.strategy, own.stream, cfg, seed=m.seed)
+        assert g.matrix == ran.matrix, (name, m.seed, g.matrix, ran.matrix)
+        assert_equal_state(m.strategy.state_dict(), own.strategy.state_dict(),
+                           f"{name} seed {m.seed}")
 
 
 @pytest.fixture(autouse=True)
-def _quiet() -> Any:
+def _quiet_and_one_thread() -> Any:
+    # Bit for bit holds with one intra-op thread (the CLI's default, --threads 1, and every
+    # pool worker's): with two, the batched and the plain matrix products of PyTorch's CPU
+    # kernels split their sums differently and the weights part in the last bits (measured:
+    # up to 2e-7 after one epoch of three tasks, naive), though R stayed equal.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LifelongWarning)
         yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -65,6 +101,22 @@ def test_each_member_of_a_seed_group_ends_as_its_own_run(name: str) -> None:
     group = fit_group([member(name, s) for s in seeds], CFG)
     assert_same(group, [alone(name, s) for s in seeds])
     assert all(d["group_size"] == 3.0 for r in group for d in r.diagnostics)
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+@pytest.mark.parametrize("scenario", ["domain", "task"])
+def test_each_member_ends_with_its_own_run_s_weights_and_state(name: str,
+                                                               scenario: str) -> None:
+    # Every tensor of the final state_dict (weights, importances, anchors, memories,
+    # generator states), not only R: equal R could hide weights that drifted by rounding.
+    assert_same_runs(name, [0, 1], scenario=scenario)
+
+
+def test_a_task_il_lwf_group_is_exact() -> None:
+    # LwF in task-IL distils the old heads' outputs on the new task's inputs: the teacher's
+    # logits come from each member's own frozen copy.
+    assert_same_runs("lwf", [0, 1, 2], TrainConfig(epochs=2, batch_size=16, lr=0.05,
+                                                   device="cpu"), "task")
 
 
 @pytest.mark.parametrize("name,option,values", [("ewc", "strength", [1.0, 100.0]),

@@ -103,19 +103,35 @@ def test_the_order_study_equals_separate_runs_and_ranks_the_choosers(tmp_path) -
 def test_a_measuring_chooser_orders_a_run_from_its_own_config(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     from lifelong import TrainConfig, build_model, build_strategy
     from lifelong.curriculum import choose, task_affinity
+    from lifelong.execution import AFFINITY_BUDGET
 
     sets = ["--set", "strategy.name=naive", "--set", "stream.name=rotated", "--set",
             "stream.num_tasks=3", "--set", "stream.train_per_task=300", "--set",
-            "stream.order=greedy-affinity"]
+            "stream.validation=0.1", "--set", "stream.order=greedy-affinity"]
     assert main(["run", "single", "--quick", "--no-progress", "--json", *sets, "--store",
                  str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "o")]) == 0
     run = json.loads(capsys.readouterr().out)["runs"][0]
-    stream = build_stream("rotated", source="digits", num_tasks=3, train_per_task=300, seed=0)
+    stream = build_stream("rotated", source="digits", num_tasks=3, train_per_task=300,
+                          validation=0.1, seed=0)
     cfg = TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=0.1)
 
     def fresh(seed: int):  # type: ignore[no-untyped-def]
         return build_strategy("naive", build_model("mlp", stream, seed=seed, hidden=[100, 100]))
 
-    affinity = task_affinity(stream, fresh, cfg, budget=20, seed=0)
+    affinity = task_affinity(stream, fresh, cfg, budget=AFFINITY_BUDGET, seed=0)
     order = choose("greedy-affinity", stream, affinity=affinity).order
     assert run["order"] == [stream.tasks[i].key for i in order]
+
+
+@pytest.mark.parametrize("order", ["easy-to-hard", "greedy-affinity"])
+def test_a_measuring_chooser_without_a_validation_split_is_one_clear_error(
+        tmp_path, capsys, order: str) -> None:  # type: ignore[no-untyped-def]
+    # The orders are chosen on held-out training examples: on the test set, the runs would
+    # be scored on what chose their order.
+    assert main(["run", "single", "--quick", "--no-progress", "--set", "strategy.name=naive",
+                 "--set", "stream.name=rotated", "--set", "stream.num_tasks=3", "--set",
+                 f"stream.order={order}", "--store", str(tmp_path / "s.sqlite"), "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no validation split" in err and "--set stream.validation=0.1" in err
+    assert "Traceback" not in err

@@ -110,7 +110,7 @@ def stream_key(spec: RunSpec) -> str:
         if measured else []))
 
 
-AFFINITY_BUDGET = 20  # training examples of the target task in `task_affinity`
+AFFINITY_BUDGET = 128  # training examples of the target task in `task_affinity`: 4 steps
 
 
 def stream_for(spec: RunSpec) -> Stream:

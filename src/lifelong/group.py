@@ -5,8 +5,9 @@ in a numeric option such as `strategy.strength`), `StackedMLP` (the members' MLP
 shape (G, out, in), run with batched matrix products) and `groupable` (whether a strategy and
 model can be trained so). Chosen by measurement (benchmarks/group.py; README "Many seeds at
 once"): `torch.func.vmap` over stacked parameters pays its own per-call overhead, while batched
-weights cost one batched product per layer, and on the CPU that product gives each member
-bit for bit the numbers of its own `nn.Linear`.
+weights cost one batched product per layer, and on the CPU with one thread that product (or,
+for tiny products, `F.linear` per member: `SMALL_PRODUCT`) gives each member bit for bit the
+numbers of its own `nn.Linear`.
 
 Each member keeps everything of its own: its strategy object (memories, importances, anchors,
 generators), its model, initial weights, data order (its generator of (seed, task key,
@@ -105,7 +106,18 @@ class _BatchedLinear(torch.autograd.Function):
         return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(1)
 
 
+# Below this many multiply-adds per member (rows × in × out), PyTorch's CPU `bmm` takes its
+# own small-matrix loop instead of the BLAS product `nn.Linear` uses (ATen's
+# `bmm_out_or_baddbmm_`), and the two round differently: a run's last, short batch (e.g. 2 of
+# 866 joint examples) or a narrow task head (2 outputs of 32 hidden units) then parted a member
+# from its own run in the last bits. Such products are tiny: each member runs `F.linear`, the
+# very call of its own `nn.Linear`, forward and backward.
+SMALL_PRODUCT = 400
+
+
 def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    if x.shape[1] * x.shape[2] * weight.shape[1] < SMALL_PRODUCT:
+        return torch.stack([F.linear(x[g], weight[g], bias[g]) for g in range(len(x))])
     out: Tensor = _BatchedLinear.apply(x, weight, bias)  # type: ignore[no-untyped-call]
     return out
 
@@ -195,11 +207,16 @@ class MemberDiverged(DivergenceError):
 def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
               checkpoint: Callable[[int, Progress], None] | None = None) -> list[RunResult]:
     """Train every member on its stream at once; return each member's `RunResult`, equal to
-    what `fit_stream(member.strategy, member.stream, train, seed=member.seed)` returns (its R
-    within float rounding, bit for bit on the CPU so far measured). Costs: the group's training
-    time is shared evenly; evaluation and consolidation are each member's own. Each task's
-    diagnostics carry ``group_size``. `checkpoint(g, progress)` is called for each member
-    after each task (as `fit_stream`'s `checkpoint`).
+    what `fit_stream(member.strategy, member.stream, train, seed=member.seed)` returns: on the
+    CPU with one intra-op thread (the CLI's default, `--threads 1`, and every pool worker's)
+    its R and its final `state_dict` bit for bit (`tests/test_group.py`); with more threads,
+    or on a GPU, within float rounding (the batched and the plain products split their sums
+    differently). The epoch losses a member's callbacks see (`EpochEnd`) may differ from
+    its run's in the last bits: with plain cross-entropy the group averages per-example
+    losses where the run takes the fused mean (the gradients are the same). Costs: the
+    group's training time is shared evenly; evaluation and consolidation are each member's
+    own. Each task's diagnostics carry ``group_size``. `checkpoint(g, progress)` is called
+    for each member after each task (as `fit_stream`'s `checkpoint`).
 
     Raises:
         ConfigError: members that cannot train together (`groupable`, `stackable`, streams of

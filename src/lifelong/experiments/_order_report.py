@@ -10,7 +10,7 @@ from typing import Any
 
 from matplotlib.axes import Axes
 
-from lifelong.curriculum import CHOOSERS, choose
+from lifelong.curriculum import CHOOSERS, DEPARTURES, choose
 from lifelong.experiments.base import Outcome
 from lifelong.metrics import summary
 from lifelong.plots import new_figure, save
@@ -25,16 +25,24 @@ def affinity_and_choices(outcomes: Sequence[Outcome], out_dir: Path, options: di
     first = runs[0]
     mine = [o for o in runs if o.label == first.label]
     stream, affinity = measured_affinity(first.config, first.strategy, first.seed,
-                                         budget=int(options.get("budget", 20)))
+                                         budget=int(options.get("budget", 128)))
     names = [k.split("/")[-1] for k in affinity.keys]
-    lines = [f"task affinity ({first.label}, budget {affinity.budget} examples): transfer "
-             "[i][j] = accuracy on j after the budget, starting from i's model, minus from "
-             "scratch", "from / to".rjust(10) + " " + " ".join(f"{n:>7s}" for n in names)]
+    lines = [f"task affinity ({first.label}, budget {affinity.budget} examples x "
+             f"{affinity.budget_epochs} epochs; accuracies on each task's validation split, "
+             "never its test set): transfer[i][j] = accuracy on j after the budget, starting "
+             "from i's model, minus from scratch",
+             "from / to".rjust(10) + " " + " ".join(f"{n:>7s}" for n in names)]
     for n, row in zip(names, affinity.transfer, strict=True):
         lines.append(f"{n:>10s} " + " ".join(f"{v:+7.3f}" for v in row))
     lines.append("forgetting[i][j] = accuracy on i lost after the budget on j:")
     for n, row in zip(names, affinity.forgetting, strict=True):
         lines.append(f"{n:>10s} " + " ".join(f"{v:+7.3f}" for v in row))
+    lines.append("transfer ranked per target (greedy-affinity sums these): the share of the "
+                 "other sources that help j less than i does:")
+    for n, row in zip(names, affinity.normalised, strict=True):
+        lines.append(f"{n:>10s} " + " ".join(f"{v:7.2f}" for v in row))
+    lines.append("where this departs from Taskonomy (Zamir et al. 2018):")
+    lines += [f"  - {d}" for d in DEPARTURES]
     heat = _heatmap(affinity.transfer, names, f"transfer from task i (row) to task j "
                     f"(column), {first.label}, budget {affinity.budget}", out_dir / "affinity.png")
     acc = {tuple(o.result.tasks): summary(o.result.matrix)["acc"] for o in mine}

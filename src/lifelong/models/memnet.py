@@ -104,7 +104,10 @@ class MemN2N(nn.Module):
         "tie_answers=false) starts like nn.Linear, not N(0, 0.1)",
         "position encoding uses the authors' released code's weights by default "
         "(pe_formula='code'), not the formula printed in §4.1 (pe_formula='paper'), with "
-        "J the sentence's length as in §4.1 (the code: the padded length)")
+        "J the sentence's length as in §4.1 (the code: the padded length)",
+        "the output classes are by default the answers seen in training (the babi stream's "
+        "outputs='answers'; a several-word answer such as 'n,e' is one class), not the "
+        "paper's softmax over every word of the vocabulary (its W; stream.outputs=words)")
 
     linear_passes: Tensor
     answer_index: Tensor

@@ -37,8 +37,10 @@ class Net2NetState(StrategyState):
 
 @STRATEGIES.register("net2net")
 class Net2NetOnDemand(Strategy):
-    """Expansion on demand (Sodhani, Chandar & Bengio 2018, arXiv:1811.07017, §3), with
-    Net2Net's function-preserving widening (Chen et al. 2016, §3.2).
+    """Expansion on demand: widen the network with Net2Net when a task is not learned.
+
+    Sodhani, Chandar & Bengio 2018 (arXiv:1811.07017, §3), with Net2Net's function-preserving
+    widening (Chen et al. 2016, §3.2).
 
     Each task trains with the retention method (on all but a `validation` share of its data,
     if one is held out). If the accuracy on the task's data (or that held-out share) is then

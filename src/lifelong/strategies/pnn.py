@@ -32,6 +32,12 @@ class PNN(Strategy):
     grows with every task (quadratically in its laterals). The task label picks the column,
     so PNN needs task-incremental learning.
 
+    A column that has later columns is never trained again: the later columns read its
+    activations through their laterals, so training it would silently change every later
+    task's outputs. A task whose label has a column with columns after it (a returning task
+    label, or a model of task i loaded and trained on an earlier task j < i, as
+    `lifelong.curriculum.task_affinity` does) is refused with a `ConfigError`.
+
     Departures: linear lateral connections (the paper's MLP adapters add a learned scale and
     a dimension-reducing layer before a non-linearity), and no dropout in the columns.
     """
@@ -54,6 +60,13 @@ class PNN(Strategy):
 
     def before_task(self, task: Task) -> None:
         cols = self.columns()
+        if task.label < cols.num_columns - 1:
+            raise ConfigError(
+                f"strategy 'pnn': task {task.key} (label {task.label}) already has column "
+                f"{task.label}, and columns {task.label + 1}..{cols.num_columns - 1} were added "
+                "after it and read it through their lateral connections; training it again "
+                "would change every later task's outputs. PNN trains only its newest column: "
+                "give the task a new label (a new column), or train it in a fresh PNN")
         while cols.num_columns <= task.label:
             cols.add_column(self.generator("column", cols.num_columns))
         self._current = task.label
