@@ -39,7 +39,7 @@ class DGRState(StrategyState):
 
 @STRATEGIES.register("dgr")
 class DGR(Strategy):
-    """Deep Generative Replay (Shin et al. 2017) with a VAE generator and replay weighting.
+    """Deep Generative Replay (Shin et al. 2017): the old solver labels a VAE's replayed inputs.
 
     Shin, Lee, Kim & Kim 2017, "Continual Learning with Deep Generative Replay" (NeurIPS,
     arXiv:1705.08690), with the VAE generator and the loss weighting of van de Ven & Tolias
@@ -84,9 +84,8 @@ class DGR(Strategy):
         "in task-IL each replayed input is labelled by one past task's head, drawn uniformly; "
         "van de Ven & Tolias label every replayed input by every past head and average the "
         "losses over past tasks",
-        "fresh Adam optimizers for solver and generator at every task (van de Ven & Tolias "
-        "keep one Adam state across tasks), and the generator takes exactly one step per "
-        "solver step")
+        "a fresh Adam optimizer for the generator at every task, as the loop gives the "
+        "solver (van de Ven & Tolias keep one Adam state for each across tasks)")
 
     def __init__(self, model: nn.Module, *, latent: int = 32, width: int = 400,
                  layers: int = 1, generator_lr: float = 1e-3, distill: bool = False,
