@@ -116,3 +116,17 @@ def test_quick_run_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert any(f.name == "generative_replay.png" for f in figures)
     # DGR's generator time is recorded per task with the run
     assert all("generator_seconds" in d for d in runs["dgr distill=false"]["diagnostics"])
+
+
+def test_one_dgr_variant_chosen_by_set_still_meets_its_published_row(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["run", "generative-replay", "--quick", "--set", "options.scenarios=[class]",
+                 "--strategies", "dgr", "--set", "strategies.dgr.distill=true",
+                 "--set", "train.steps_per_task=5", "--json", "--store",
+                 str(tmp_path / "s.sqlite"), "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    (run,) = doc["runs"]
+    ref = next(r for r in doc["references"] if r["label"].startswith("DGR+distill ACC")
+               and r["label"].endswith("class-IL"))
+    assert ref["ours"] == pytest.approx(run["acc"])

@@ -234,14 +234,23 @@ class GenerativeReplay(Experiment):
         name = str(stream["name"])
         return f"{name}-{stream['scenario']}" if name == "split" else name
 
+    @staticmethod
+    def _method(o: Outcome) -> str:
+        """The run's label, but DGR always with its `distill` value (also when one variant
+        was chosen with --set strategies.dgr.distill=..., where the label is plain "dgr"),
+        so it meets its published row."""
+        if o.strategy == "dgr" and o.label == "dgr":
+            return f"dgr distill={str(bool(o.config['strategy'].get('distill'))).lower()}"
+        return o.label
+
     def ours(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
-        return mean_acc(outcomes, lambda o: f"{o.label}/{self._kind(o)}")
+        return mean_acc(outcomes, lambda o: f"{self._method(o)}/{self._kind(o)}")
 
     def report(self, outcomes: Sequence[Outcome], out_dir: Path,
                options: dict[str, Any]) -> tuple[str, list[Path]]:
         rows: dict[tuple[str, str], list[Outcome]] = defaultdict(list)
         for o in outcomes:
-            rows[self._kind(o), o.label].append(o)
+            rows[self._kind(o), self._method(o)].append(o)
         seeds = len({o.seed for o in outcomes})
         published = {(f"split-{scenario}", ours): value
                      for ours, values in PUBLISHED.values() for scenario, value in values.items()}
