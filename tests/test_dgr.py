@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.data.task import Stream, Task, TensorData
-from lifelong.errors import DataError, DivergenceError
+from lifelong.errors import ConfigError, DataError, DivergenceError
 from lifelong.models.vae import VAE
 from lifelong.strategies import build_strategy, register_all
 from tests.conftest import shared_data_or_skip
@@ -145,3 +145,32 @@ def test_state_round_trip_keeps_the_generator() -> None:
     b.vae = b.build_generator(s.input_shape)  # what before_task does with the saved weights
     one, two = (st.sample(4, torch.Generator().manual_seed(2)) for st in (a, b))
     assert one is not None and two is not None and torch.equal(one, two)
+
+
+def test_layers_and_latent_give_van_de_ven_and_tolias_vae() -> None:
+    # Their generator: 2 hidden layers of 400 each way and a 100-d code.
+    s = build_stream("split", source="digits", num_tasks=2, scenario="class", seed=0)
+    dgr = build_strategy("dgr", build_model("mlp", s, hidden=[32], seed=0), latent=100,
+                         width=400, layers=2)
+    with pytest.warns(UserWarning, match=r"too little training \(train.steps_per_task=2\)"):
+        fit_stream(dgr, s, TrainConfig(steps_per_task=2, device="cpu"), seed=0)
+    assert dgr.vae is not None
+    encoder = [m for m in dgr.vae.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    decoder = [m for m in dgr.vae.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in encoder] == [(64, 400), (400, 400)]
+    assert dgr.vae.posterior.out_features == 200  # mean and log-variance of a 100-d code
+    assert [(m.in_features, m.out_features) for m in decoder] == [(100, 400), (400, 400),
+                                                                 (400, 64)]
+    with pytest.raises(ConfigError, match="layers=0 must be a positive integer"):
+        build_strategy("dgr", build_model("mlp", s, hidden=[32], seed=0), layers=0)
+
+
+def test_catalog_line_is_one_sentence_and_departures_are_declared() -> None:
+    from lifelong.strategies import STRATEGIES
+
+    cls = STRATEGIES.get("dgr")
+    first = (cls.__doc__ or "").strip().splitlines()[0]
+    assert first.endswith(".") and first.count("(") == first.count(")"), first
+    text = " ".join(cls.departures)
+    for what in ("1 - 1/k", "two hidden layers of 400", "task-IL", "one past task's head"):
+        assert what in text, what

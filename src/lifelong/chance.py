@@ -45,8 +45,10 @@ def chance_warning(strategy: Strategy, stream: Stream, position: int, cfg: Train
         return None
     lr = ("train.lr too high" if cfg.lr > 1 else "train.lr too high or too low")
     strength = strategy.hparams().get("strength")
-    causes = [f"{lr} ({cfg.lr})", f"too little training (train.epochs={cfg.epochs})"]
-    options = ["train.lr=...", "train.epochs=..."]
+    budget = ("epochs", cfg.epochs) if cfg.steps_per_task is None else (
+        "steps_per_task", cfg.steps_per_task)
+    causes = [f"{lr} ({cfg.lr})", f"too little training (train.{budget[0]}={budget[1]})"]
+    options = ["train.lr=...", f"train.{budget[0]}=..."]
     if isinstance(strength, (int, float)) and strength > 0:
         causes.insert(1, f"strategy.strength too large ({strength})")
         options.insert(1, "strategy.strength=...")

@@ -50,6 +50,7 @@ from lifelong.train import (
     RunResult,
     TrainConfig,
     own_accuracies,
+    passes_per_task,
     resolve_device,
     task_end,
     warn_caveat,
@@ -249,7 +250,7 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
             for m in members]
     for m, r in zip(members, rows, strict=True):
         start = RunStart(m.strategy.name, m.stream.name, tuple(t.key for t in m.stream.tasks),
-                         cfg.epochs, m.seed, r[0], m.stream)
+                         passes_per_task(cfg, m.stream), m.seed, r[0], m.stream)
         for cb in m.callbacks:
             cb.on_run_start(start)
     ends: list[list[TaskEnd]] = [[] for _ in members]
@@ -334,7 +335,6 @@ def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[
     steppers = [(g, m) for g, m in enumerate(members)
                 if any(type(cb).on_step_end is not Callback.on_step_end for cb in m.callbacks)]
     bs = cfg.batch_size
-    steps = math.ceil(n / bs)
     size = len(members)
     # Only the hooks a member's class overrides are called, and a member's `.grad` is made a
     # view of the stacked gradient only where something reads it.
@@ -348,7 +348,7 @@ def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[
     plain = not any(_overrides(m.strategy, "loss") for m in members)
     for m in members:
         m.strategy.model.train()
-    for epoch in range(cfg.epochs):
+    for epoch, steps in enumerate(cfg.passes(n)):
         if cfg.lr_decay_every is not None:
             for opt in (optimizer, *described):
                 for param_group in opt.param_groups:

@@ -48,6 +48,10 @@ class TrainConfig:
 
     Attributes:
         epochs: passes over each task's data.
+        steps_per_task: optimizer steps on each task instead (None = `epochs` passes): passes
+            over the task's data, each freshly shuffled, until this many batches have been
+            drawn, the last pass cut short, e.g. van de Ven & Tolias' 2000 iterations per
+            task. `epochs` is then unused; `lr_decay_every` still counts passes.
         batch_size: examples per step.
         optimizer: ``"sgd"`` (with `momentum`) or ``"adam"``; a fresh one per task.
         lr: learning rate.
@@ -69,6 +73,7 @@ class TrainConfig:
     """
 
     epochs: int = 1
+    steps_per_task: int | None = None
     batch_size: int = 32
     optimizer: Optimizer = "sgd"
     lr: float = 0.01
@@ -87,6 +92,15 @@ class TrainConfig:
         if self.lr_decay_every is None:
             return self.lr
         return self.lr * self.lr_decay ** (epoch // self.lr_decay_every)
+
+    def passes(self, n: int) -> list[int]:
+        """The steps of each pass over `n` training examples: `epochs` full passes, or, with
+        `steps_per_task`, as many passes as those steps take, the last one cut short."""
+        full = math.ceil(n / self.batch_size)
+        if self.steps_per_task is None:
+            return [full] * self.epochs
+        whole, rest = divmod(self.steps_per_task, full)
+        return [full] * whole + ([rest] if rest else [])
 
     def problems(self) -> list[str]:
         out = []
@@ -116,6 +130,11 @@ class TrainConfig:
         if self.eval_every is not None and (not isinstance(self.eval_every, int)
                                             or self.eval_every < 1):
             out.append(f"train.eval_every={self.eval_every!r} must be a positive integer or null")
+        if self.steps_per_task is not None and (not isinstance(self.steps_per_task, int)
+                                                or isinstance(self.steps_per_task, bool)
+                                                or self.steps_per_task < 1):
+            out.append(f"train.steps_per_task={self.steps_per_task!r} must be a positive "
+                       "integer (optimizer steps per task) or null (train.epochs passes)")
         return out
 
 
@@ -190,7 +209,8 @@ class TaskLoop:
                                if type(cb).on_step_end is not Callback.on_step_end]
 
     def run_epochs(self, data: TensorData, epochs: int | None = None) -> None:
-        """Train `epochs` (default `cfg.epochs`) passes over `data`. If the strategy's
+        """Train `epochs` (default `cfg.epochs`, or `cfg.steps_per_task` steps where that
+        is set: `TrainConfig.passes`) passes over `data`. If the strategy's
         trainable parameters changed since the optimizer was built (a model that grew during
         the task, e.g. Net2Net), a fresh optimizer over the new set is built first."""
         self.refresh_optimizer()
@@ -199,10 +219,11 @@ class TaskLoop:
         n, bs = len(data), self.cfg.batch_size
         if n == 0:
             raise ConfigError(f"task {self.task.key} has no training examples")
-        steps = math.ceil(n / bs)
+        passes = ([math.ceil(n / bs)] * epochs if epochs is not None
+                  else self.cfg.passes(n))
         model = self.strategy.model
         model.train()
-        for epoch in range(epochs if epochs is not None else self.cfg.epochs):
+        for epoch, steps in enumerate(passes):
             if self.cfg.lr_decay_every is not None:
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.cfg.lr_at(epoch)
@@ -249,6 +270,15 @@ class TaskLoop:
         self.curve.append(point)  # (`accuracies` restores the training mode itself)
         for cb in self.callbacks:
             cb.on_curve_point(point)
+
+
+def passes_per_task(cfg: TrainConfig, stream: Stream) -> int:
+    """The passes over each task `RunStart` announces (a progress bar's ticks): `cfg.epochs`,
+    or with `cfg.steps_per_task` those the first task's data takes (others may differ by
+    one or two where tasks differ in size)."""
+    if cfg.steps_per_task is None or not stream.tasks:
+        return cfg.epochs
+    return len(cfg.passes(len(stream.tasks[0].train)))
 
 
 def make_optimizer(strategy: Strategy, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -388,8 +418,8 @@ def fit_stream(
 
     row0 = resume.row0 if resume is not None else tuple(
         accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
-    start = RunStart(strategy.name, stream.name, keys, cfg.epochs, seed, row0, stream,
-                     completed=done)
+    start = RunStart(strategy.name, stream.name, keys, passes_per_task(cfg, stream), seed,
+                     row0, stream, completed=done)
     for cb in callbacks:
         cb.on_run_start(start)
     rows = [row0, *(e.accuracies for e in done)]

@@ -39,27 +39,32 @@ class DGRState(StrategyState):
 
 @STRATEGIES.register("dgr")
 class DGR(Strategy):
-    """Deep Generative Replay (Shin, Lee, Kim & Kim 2017, NeurIPS, arXiv:1705.08690), with a
-    VAE generator and the loss weighting of van de Ven & Tolias (2018, arXiv:1809.10635).
+    """Deep Generative Replay (Shin et al. 2017): the old solver labels a VAE's replayed inputs.
+
+    Shin, Lee, Kim & Kim 2017, "Continual Learning with Deep Generative Replay" (NeurIPS,
+    arXiv:1705.08690), with the VAE generator and the loss weighting of van de Ven & Tolias
+    (2018, arXiv:1809.10635; 2019, "Three scenarios for continual learning",
+    arXiv:1904.07734).
 
     Each step trains the solver on the batch and on as many replayed inputs, drawn from the
     generator as it was before the task and labelled by the solver as it was before the task:
     loss = (1/k)·CE(new) + (1 − 1/k)·CE(replay) on the k-th task (each task so far weighs the
     same). Then the generator takes one Adam step on the same mix, the negative ELBO on the
-    batch and on the replayed inputs, so it models the inputs of every task seen. Labels are
-    the previous solver's argmax (Shin et al.) or, with `distill`, its softened outputs
-    (van de Ven & Tolias' "DGR+distill": KL at temperature T, times T², over the outputs
-    learned before and this task's new labels, which the soft targets give probability 0).
-    Which outputs label a replay: in task-IL a past task drawn uniformly per sample and its
-    head; otherwise the shared head's outputs that earlier tasks trained (their labels). No
-    task data is stored.
+    batch and on the replayed inputs, so it models the inputs of every task seen: it trains as
+    long as the solver, as in van de Ven & Tolias. Labels are the previous solver's argmax
+    (Shin et al.) or, with `distill`, its softened outputs (van de Ven & Tolias' "DGR+distill":
+    KL at temperature T, times T², over the outputs learned before and this task's new
+    labels, which the soft targets give probability 0). Which outputs label a replay: in
+    task-IL a past task drawn uniformly per sample and its head; otherwise the shared head's
+    outputs that earlier tasks trained (their labels). No task data is stored.
 
     Args:
-        latent: size of the VAE's latent code.
-        width: width of the VAE's hidden layer (encoder and decoder).
+        latent: size of the VAE's latent code (van de Ven & Tolias: 100).
+        width: width of each hidden layer of the VAE (encoder and decoder; theirs: 400).
+        layers: hidden layers of the VAE's encoder, mirrored by its decoder (theirs: 2).
         generator_lr: Adam's learning rate for the generator.
         distill: soft targets instead of hard labels for the replayed inputs.
-        temperature: T of the soft targets.
+        temperature: T of the soft targets (van de Ven & Tolias: 2).
     """
 
     name = "dgr"
@@ -71,23 +76,33 @@ class DGR(Strategy):
         "(strategy.distill=true) or more epochs do")}
     departures = (
         "a VAE generator, as van de Ven & Tolias 2018 (Shin et al. used a WGAN-GP)",
-        "the generator takes one step per solver step over the run's epochs (the papers "
-        "train each for a fixed number of iterations, e.g. 2000 per task)")
+        "replay weighs 1 - 1/k and the new task 1/k on the k-th task (van de Ven & Tolias' "
+        "weighting), not a mixing ratio r chosen per experiment as in Shin et al.",
+        "the VAE is smaller by default (one hidden layer of 400, a 32-d code; van de Ven & "
+        "Tolias: two hidden layers of 400 and a 100-d code, strategy.layers=2 "
+        "strategy.latent=100)",
+        "in task-IL each replayed input is labelled by one past task's head, drawn uniformly; "
+        "van de Ven & Tolias label every replayed input by every past head and average the "
+        "losses over past tasks",
+        "a fresh Adam optimizer for the generator at every task, as the loop gives the "
+        "solver (van de Ven & Tolias keep one Adam state for each across tasks)")
 
     def __init__(self, model: nn.Module, *, latent: int = 32, width: int = 400,
-                 generator_lr: float = 1e-3, distill: bool = False,
+                 layers: int = 1, generator_lr: float = 1e-3, distill: bool = False,
                  temperature: float = 2.0) -> None:
         super().__init__(model)
         who = "strategy 'dgr'"
         problems = [*checks.count(who, "latent", latent, hint="size of the VAE's code"),
                     *checks.count(who, "width", width, hint="VAE hidden layer width"),
+                    *checks.count(who, "layers", layers, hint="VAE hidden layers"),
                     *checks.number(who, "generator_lr", generator_lr, low=0.0, low_open=True,
                                    hint="Adam's learning rate for the VAE"),
                     *checks.number(who, "temperature", temperature, low=0.0, low_open=True,
                                    hint="T of the soft targets")]
         if problems:
             raise ConfigError(problems)
-        self.latent, self.width, self.generator_lr = latent, width, generator_lr
+        self.latent, self.width, self.layers = latent, width, layers
+        self.generator_lr = generator_lr
         self.distill, self.temperature = distill, temperature
         self.state: DGRState = DGRState()
         self.vae: VAE | None = None
@@ -104,7 +119,7 @@ class DGR(Strategy):
         initialised from the run seed (not the global RNG)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, self.name, "generator-init"))
-            vae = VAE(input_shape, latent=self.latent, hidden=(self.width,))
+            vae = VAE(input_shape, latent=self.latent, hidden=(self.width,) * self.layers)
         if self.state.generator is not None:
             vae.load_state_dict(self.state.generator)
         return vae.to(self.device)
