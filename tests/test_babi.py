@@ -177,7 +177,7 @@ def test_babi_forgetting_reports_the_task_5_curve(tmp_path, capsys) -> None:  # 
     assert any(f.endswith("babi-task5.png") for f in out["figures"])
 
 
-def test_babi_single_counts_the_seed_with_the_lowest_training_error() -> None:
+def test_babi_single_counts_the_seed_with_the_lowest_training_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
     from lifelong.experiments.babi_single import BabiSingle
@@ -197,6 +197,10 @@ def test_babi_single_counts_the_seed_with_the_lowest_training_error() -> None:
     assert "pe/mean" not in ours  # only with all 20 tasks
     full = BabiSingle().ours([run(t, 0, 1.0, 0.9) for t in range(1, 21)])  # type: ignore[arg-type]
     assert full["pe/mean"] == pytest.approx(10.0)
+    text, _ = BabiSingle().report(runs, tmp_path, {})  # type: ignore[arg-type]
+    assert "Table 1" in text and "code re-run" in text and "issue" not in text
+    task5 = next(line for line in text.splitlines() if line.startswith("   5 "))
+    assert task5.split()[1:4] == ["30.0%", "13.1%", "13.7%"]  # ours, the paper, the re-run
     keys = {r.ours for r in BabiSingle.references}
     assert keys == {"pe/mean", "pe/5", "bow/mean", "bow/5"}
     assert {r.value for r in BabiSingle.references} == {13.9, 13.1, 25.1, 18.3}
