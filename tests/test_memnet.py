@@ -73,6 +73,38 @@ def test_empty_slots_get_no_attention() -> None:
     assert torch.equal(u, model.encode(x[1], model.B.weight))
 
 
+def test_attended_empty_slots_are_zero_memories_in_the_softmax() -> None:
+    # attend_empty: an empty slot is the zero memory (no temporal encoding), scored 0 and
+    # read as 0, as the authors' code's all-nil sentences: it takes attention mass away from
+    # the statements, so how well they match the question shows in o's size.
+    masked, attended = build(), build(attend_empty=True)  # the same weights (same seed)
+    assert torch.equal(masked.embed[0].weight, attended.embed[0].weight)
+    x = tokens(4, 3)
+    u1 = masked.encode(x[1], masked.B.weight)
+    (_, pm), (_, pa) = masked.eval().read(x), attended.eval().read(x)
+    mem = masked.encode(x[0], masked.A[0].weight) + masked.temporal[0]  # type: ignore[index]
+    scores = torch.einsum("bmd,bd->bm", mem, u1)
+    scores[:, 3:] = 0.0  # empty slots: zero memory, score 0
+    assert torch.allclose(pa[0], scores.softmax(1), atol=1e-6)
+    assert torch.all(pa[0][:, 3:] > 0) and torch.allclose(pa[0].sum(1), torch.ones(4))
+    assert torch.allclose(pm[0][:, :3], scores[:, :3].softmax(1), atol=1e-6)
+    with torch.no_grad():  # the temporal encoding of an empty slot is still never read
+        assert attended.temporal is not None
+        out = attended(x)
+        attended.temporal[:, 3:] += 5.0
+        assert torch.equal(attended(x), out)
+    # An entirely empty story reads o = 0 at every hop, as when masked.
+    empty = (torch.zeros_like(x[0]), x[1])
+    assert torch.allclose(attended.read(empty)[0], u1)
+    # Linear start and random noise run with it; its state round-trips.
+    noisy = build(attend_empty=True, linear_start=2, random_noise=0.5).train()
+    assert math.isfinite(noisy(x).sum().item())
+    fresh = build(seed=3, attend_empty=True, linear_start=2, random_noise=0.5)
+    fresh.load_state_dict(roundtrip(noisy))
+    with pytest.raises(StateError, match="build the model with the saved options"):
+        build(linear_start=2, random_noise=0.5).load_state_dict(roundtrip(noisy))
+
+
 def one_hot_words(d: int, formula: Formula = "paper") -> MemN2N:
     """Word 2 embeds to all ones, word 3 to zeros, so a sentence's encoding is the PE weight
     of the position word 2 is at."""

@@ -44,7 +44,8 @@ class MemN2N(nn.Module):
     `query` integer (B, L). Word 0 is padding, and a sentence's words come first, then its
     padding. Each hop k reads the memory (§2.1):
     m_i = Σ_j l_j ⊙ A^k x_ij + T_A^k(i), c_i likewise with C^k, T_C^k; p = softmax(uᵀ m_i)
-    over the non-empty slots (an empty story reads o = 0); o = Σ_i p_i c_i; u^{k+1} = u^k + o
+    over the non-empty slots (an empty story reads o = 0), or over every slot with the empty
+    ones zero memories (`attend_empty`); o = Σ_i p_i c_i; u^{k+1} = u^k + o
     (Eq. 2), or H u^k + o with layer-wise tying. u^1 = Σ_j l_j ⊙ B q_j; the answer logits
     are W u^{K+1}. With adjacent tying the paper ties W^T = C^K (§2.2): an answer's row of W
     is its word's row of C^K, so the answer is scored by the same embedding the last hop
@@ -83,6 +84,16 @@ class MemN2N(nn.Module):
             exact positions. Drawn from the model's own generator (seeded when the model is
             built, saved with its state); only in training passes counted like linear
             start. The paper uses 0.1 in its best configuration; 0 = off.
+        attend_empty: the empty slots of the memory are attended too, as zero memories:
+            m_i = c_i = 0 (no temporal encoding), so each scores 0 in the softmax and reads
+            nothing. This is what the authors' released code (MemN2N-babi-matlab) does: its
+            memory has a fixed number of slots, the unused ones hold the nil word, whose
+            embeddings are kept at zero, and its softmax runs over every slot. The empty
+            slots take attention mass from the statements in proportion to how weakly they
+            match the question, so the size of o says how well the best statement matched:
+            the yes/no tasks (6, 9, 10) need that. Default off: the softmax runs over the
+            statements only (the paper does not say). How many slots there are then matters:
+            the stream's ``memory_size`` (the code: the longest training story, at most 50).
         growing: a `GrowingHead` with one head, as in `MLP` (default off).
         answer_words: the word id of each answer class, -1 where an answer is not one word
             of the vocabulary; supplied by `build_model` from a token stream that names its
@@ -94,6 +105,8 @@ class MemN2N(nn.Module):
     """
 
     departures = (
+        "empty memory slots are left out of the softmax by default (attend_empty=false); "
+        "the authors' code attends them as zero memories (attend_empty=true)",
         "answers that are not one word of the stories' vocabulary (several words, or a "
         "word no story or question contains, e.g. 'yes') get answer rows of their own, "
         "not tied to C^K",
@@ -119,8 +132,8 @@ class MemN2N(nn.Module):
                  position_encoding: bool = True, pe_formula: Formula = "code",
                  temporal_encoding: bool = True,
                  tying: Tying = "adjacent", linear_start: int = 0,
-                 random_noise: float = 0.0, growing: bool = False,
-                 answer_words: list[int] | None = None,
+                 random_noise: float = 0.0, attend_empty: bool = False,
+                 growing: bool = False, answer_words: list[int] | None = None,
                  tie_answers: bool | None = None) -> None:
         super().__init__()
         who = "model 'memnet'"
@@ -201,10 +214,11 @@ class MemN2N(nn.Module):
                         "pe_formula": str(pe_formula),
                         "temporal_encoding": bool(temporal_encoding), "tying": str(tying),
                         "linear_start": self.linear_start,
-                        "random_noise": float(random_noise), "growing": bool(growing),
+                        "random_noise": float(random_noise),
+                        "attend_empty": bool(attend_empty), "growing": bool(growing),
                         "answer_words": None if answer_words is None else list(answer_words),
                         "tie_answers": self.tied}
-        self.random_noise = float(random_noise)
+        self.random_noise, self.attend_empty = float(random_noise), bool(attend_empty)
         # Its own generator: the noise is part of the model's computation, seeded from the
         # (forked, run-seeded) default generator that initialises the weights.
         self.noise = torch.Generator()
@@ -269,9 +283,11 @@ class MemN2N(nn.Module):
                 extra = torch.rand(story.shape[:2], generator=self.noise) < self.random_noise
                 age = torch.arange(story.shape[1]) + (extra & valid.cpu()).cumsum(1)
                 age = age.clamp(max=story.shape[1] - 1).to(story.device)
-                mem = mem + self.temporal[:, age].permute(1, 0, 2, 3)
+                time = self.temporal[:, age].permute(1, 0, 2, 3)
             else:
-                mem = mem + self.temporal  # (B, n, M, d)
+                time = self.temporal.unsqueeze(0)  # (1, n, M, d)
+            # An attended empty slot stays the zero memory (the code's all-nil sentence).
+            mem = mem + (time * valid[:, None, :, None] if self.attend_empty else time)
         u = self.encode(query, self.B.weight)
         linear = None
         if self.linear_start > 0:  # a tensor, not a Python bool: no device sync, vmap-safe
@@ -284,9 +300,14 @@ class MemN2N(nn.Module):
         low = torch.finfo(u.dtype).min
         for a, c in zip(self._a, self._c, strict=True):
             scores = torch.bmm(mem[:, a], u.unsqueeze(2)).squeeze(2)  # (B, M)
-            p = scores.masked_fill(~valid, low).softmax(1) * valid  # all empty: p = 0
-            if linear is not None:
-                p = torch.where(linear, scores * valid, p)
+            if self.attend_empty:  # empty slots score 0 and read 0: a "nothing" to attend to
+                p = scores.softmax(1)
+                if linear is not None:
+                    p = torch.where(linear, scores, p)
+            else:
+                p = scores.masked_fill(~valid, low).softmax(1) * valid  # all empty: p = 0
+                if linear is not None:
+                    p = torch.where(linear, scores * valid, p)
             o = torch.bmm(p.unsqueeze(1), mem[:, c]).squeeze(1)
             u = o + (self.H(u) if self.H is not None else u)
             attention.append(p)

@@ -38,6 +38,7 @@ def build_babi(
     train_per_task: int | None = None,
     test_per_task: int | None = None,
     memory_size: int = 50,
+    fit_memory: bool = False,
     validation: float = 0.1,
     scenario: Scenario = "domain",
     outputs: str = "answers",
@@ -52,6 +53,12 @@ def build_babi(
         train_per_task, test_per_task: a key-seeded subset of each task's questions (all if
             null); the training subset is drawn after the validation split.
         memory_size: the last statements kept before each question (the paper's 50).
+        fit_memory: keep only as many memory slots as the longest story of the stream's
+            training files holds before a question, at most `memory_size`, as the authors'
+            released code sizes its memory (tasks 9 and 10: 10 slots). It matters to a
+            model that attends its empty slots (`memnet`'s ``attend_empty``): each takes
+            attention mass. A test question whose supporting statement falls outside the
+            kept slots is an error, as with `memory_size`.
         validation: the share of each task's training questions held out (0 = none).
         outputs: ``"answers"`` (default): the answers seen in training are the classes.
             ``"words"``: every word of the vocabulary is a class too (the answers keep their
@@ -63,12 +70,19 @@ def build_babi(
     order = list(tasks) if tasks is not None else list(range(1, NUM_TASKS + 1))
     problems = _problems(size, order, num_tasks, train_per_task, test_per_task, memory_size,
                          validation, scenario, outputs)
+    if not isinstance(fit_memory, bool):
+        problems.append(f"stream 'babi': fit_memory={fit_memory!r} must be true or false")
     raise_if(problems)
     if CHECK_ONLY.get():
         raise OptionsChecked
     if num_tasks is not None:
         order = order[:num_tasks]
     data = load_babi(tuple(order), size=size, memory_size=memory_size, data_dir=data_dir)
+    if fit_memory:
+        longest = max(int(bt.train.story.ne(0).any(2).sum(1).max()) for bt in data.tasks)
+        if longest < memory_size:  # encoded again with fewer slots (and checked again)
+            data = load_babi(tuple(order), size=size, memory_size=max(longest, 1),
+                             data_dir=data_dir)
     names = data.answers
     if outputs == "words":  # the answers keep their ids; the other words follow
         known = set(names)
