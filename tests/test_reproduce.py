@@ -24,16 +24,17 @@ class _Toy(Experiment):
     name = "toy"
     references = (
         Reference("a", 0.50, "paper A", "a"),
-        Reference("b", 0.90, "paper B", "b", tolerance=0.05),
+        Reference("b", 0.90, "paper B", "b", tolerance=5.0),
         Reference("c", 0.30, "measured here", "c", kind="baseline"),
         Reference("never run", 0.70, "paper D", "d"),
+        Reference("error %", 13.9, "paper F", "e", unit="percent"),
         Reference("not ours", 0.10, "paper E", None),
     )
 
     def ours(self, outcomes: Sequence[Outcome]) -> dict[str, float]:
         seeds = [o.seed for o in outcomes]
         mean = sum(seeds) / len(seeds)
-        return {"a": 0.50 + 0.01 * mean, "b": 0.80 + 0.01 * mean, "c": 0.30}
+        return {"a": 0.50 + 0.01 * mean, "b": 0.80 + 0.01 * mean, "c": 0.30, "e": 15.4}
 
 
 def _outcome(seed: int) -> Outcome:
@@ -51,10 +52,12 @@ def test_score_rows_match_a_hand_computation() -> None:
     assert b.gap == pytest.approx(-9.0) and b.verdict == "miss"  # outside its own 0.05
     assert c.verdict == "pass" and c.kind == "baseline"
     assert rows["never run"].verdict == "not run" and rows["never run"].ours is None
+    # a percentage is already in points: 15.4 − 13.9 = +1.5, within 2
+    assert rows["error %"].gap == pytest.approx(1.5) and rows["error %"].verdict == "pass"
     assert rows["not ours"].verdict == "not run"
     table = format_scores(list(rows.values()))
     assert "MISS" in table and "baseline measured here" in table
-    assert "published numbers: 1 of 4 within their tolerance, 1 missed, 2 not run" in table
+    assert "published numbers: 2 of 5 within their tolerance, 1 missed, 2 not run" in table
 
 
 def test_one_seed_has_no_std_and_a_selection_across_seeds_none_either() -> None:

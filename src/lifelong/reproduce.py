@@ -8,7 +8,7 @@ Does not own running (`lifelong.runner`), the experiments' protocols or their re
 (`lifelong.experiments`), or the page (`lifelong.report`).
 
 A row passes when ours lies within the reference's `tolerance` of the published value (2
-points of a fraction by default). A reference of kind ``"baseline"`` is a number measured
+points by default: percentage points of an accuracy, or of an error given in %). A reference of kind ``"baseline"`` is a number measured
 here or by a third party, not a paper's: it is scored the same way (a check that our runs
 still match it) but never counted among the published numbers reproduced.
 """
@@ -38,11 +38,11 @@ class ScoreRow:
         ours: our mean over the runs, or None where nothing was run for it.
         std: the sample std of ours over seeds, or None (one seed, or not a per-seed number).
         seeds: how many seeds ours is taken over.
-        gap: ours − published in points (×100: the values are fractions), or None.
+        gap: ours − published in points (×100 for a fraction), or None.
         verdict: ``"pass"`` within the tolerance, ``"miss"`` outside it, ``"not run"``.
         kind: ``"published"`` or ``"baseline"`` (see `lifelong.experiments.base.Reference`).
         source: where the number was read.
-        tolerance: the pass band, in the value's unit.
+        tolerance: the pass band, in points.
     """
 
     experiment: str
@@ -84,10 +84,10 @@ def score_rows(experiment: Experiment, outcomes: Sequence[Outcome]) -> list[Scor
             rows.append(ScoreRow(experiment.name, ref.label, ref.value, None, None, 0, None,
                                  "not run", ref.kind, ref.source, ref.tolerance))
             continue
-        gap = mine - ref.value
-        verdict: Verdict = "pass" if abs(gap) <= ref.tolerance + 1e-12 else "miss"
+        gap = ref.points(mine)
+        verdict: Verdict = "pass" if abs(gap) <= ref.tolerance + 1e-9 else "miss"
         rows.append(ScoreRow(experiment.name, ref.label, ref.value, mine, std,
-                             len(spread) or len(by_seed), 100 * gap, verdict, ref.kind,
+                             len(spread) or len(by_seed), gap, verdict, ref.kind,
                              ref.source, ref.tolerance))
     return rows
 

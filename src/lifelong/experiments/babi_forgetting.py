@@ -45,7 +45,8 @@ class BabiForgetting(Experiment):
     references = (
         Reference("MemN2N trained on task 5 alone (PE LS RN, 1k): task 5 test error, %", 13.1,
                   "Sukhbaatar et al. 2015, Table 1 (1k), single-task column: 3 hops, 100 "
-                  "epochs of SGD, best of 10 runs by training error", "probe_alone"),
+                  "epochs of SGD, best of 10 runs by training error", "probe_alone",
+                  unit="percent"),
     )
     protocol_note = ("No paper trains the 20 bAbI tasks one after the other: the lecture shows "
                      "the effect as a figure. The reference is the paper's single-task result "

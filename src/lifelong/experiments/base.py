@@ -28,8 +28,9 @@ class Reference:
         value: the number.
         source: paper, table or figure, and protocol.
         ours: a key into our results that matches it (see `Experiment.ours`), or None.
-        tolerance: how far ours may lie from `value` (absolute, in its unit) and still count
-            as reproduced: 0.02 = 2 points of a fraction.
+        unit: ``"fraction"`` (an accuracy in [0, 1]) or ``"percent"`` (e.g. a test error
+            in %): how a difference becomes points.
+        tolerance: how many points ours may lie from `value` and still count as reproduced.
         kind: ``"published"`` (a paper's number, or its authors' released output) or
             ``"baseline"`` (a number measured by this project or a third party's re-run,
             never printed as published).
@@ -39,8 +40,13 @@ class Reference:
     value: float
     source: str
     ours: str | None = None
-    tolerance: float = 0.02
+    unit: Literal["fraction", "percent"] = "fraction"
+    tolerance: float = 2.0
     kind: Literal["published", "baseline"] = "published"
+
+    def points(self, ours: float) -> float:
+        """ours − value, in points (percentage points for a fraction)."""
+        return (ours - self.value) * (100.0 if self.unit == "fraction" else 1.0)
 
 
 @dataclass(frozen=True, slots=True)
