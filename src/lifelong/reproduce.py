@@ -8,9 +8,10 @@ Does not own running (`lifelong.runner`), the experiments' protocols or their re
 (`lifelong.experiments`), or the page (`lifelong.report`).
 
 A row passes when ours lies within the reference's `tolerance` of the published value (2
-points by default: percentage points of an accuracy, or of an error given in %). A reference of kind ``"baseline"`` is a number measured
-here or by a third party, not a paper's: it is scored the same way (a check that our runs
-still match it) but never counted among the published numbers reproduced.
+points by default: percentage points of an accuracy, or of an error given in %). A reference
+of kind ``"baseline"`` is a number measured here or by a third party, not a paper's: it is
+scored the same way (a check that our runs still match it) but never counted among the
+published numbers reproduced.
 """
 
 from __future__ import annotations
