@@ -88,16 +88,16 @@ class Expansion(Experiment):
         "10 permuted mnist-10k tasks (1000 training images each, from 8000; tested on 500 of "
         "2000), task-incremental (a head per task, so PNN can pick its column), MLP with one "
         "hidden layer of 20 units, 5 epochs of SGD lr 0.1, batch 32. The A-GEM paper's PROG-NN "
-        "number is for 17 reported permuted-MNIST tasks of 55k training images each with "
-        "2x256 columns, one pass: a guide to what PNN reaches with room, not a target. Expert "
-        "Gate's gate accuracies are for natural-image tasks whose images the gate sees as "
-        "AlexNet features (ImageNet-pretrained), not for pixels of permuted digits: a guide to "
-        "what a good gate does, not a target. In task-IL Expert Gate answers with the labelled "
-        "task's expert; the routing column says how its gate would do without labels. Progressive Networks' "
-        "own paper (Rusu et al. 2016) has no MNIST number (its experiments are reinforcement "
-        "learning); Net2Net's (Chen et al. 2016) only quotable figure is an ImageNet accuracy "
-        "of a deepened Inception network, with no speed-up number; Sodhani et al. grow "
-        "recurrent networks on sequence curricula. None of them is compared here.")
+        "number is for 17 reported permuted-MNIST tasks of 55k training images each with 2x256 "
+        "columns, one pass: a guide to what PNN reaches with room, not a target. Expert Gate's "
+        "gate accuracies are for natural-image tasks whose images the gate sees as AlexNet "
+        "features (ImageNet-pretrained), not for pixels of permuted digits: a guide to what a good"
+        " gate does, not a target. In task-IL Expert Gate answers with the labelled task's expert;"
+        " the routing column says how its gate would do without labels. Progressive Networks' own "
+        "paper (Rusu et al. 2016) has no MNIST number (its experiments are reinforcement "
+        "learning); Net2Net's (Chen et al. 2016) only quotable figure is an ImageNet accuracy of a"
+        " deepened Inception network, with no speed-up number; Sodhani et al. grow recurrent "
+        "networks on sequence curricula. None of them is compared here.")
 
     def defaults(self) -> dict[str, Any]:
         return {
