@@ -4,6 +4,7 @@ the published rows sit beside ours; and the `permuted` builder's `first_task`.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,18 @@ import torch
 from lifelong.data.builders import build_stream
 from lifelong.errors import ConfigError
 from lifelong.experiments.agem_permuted import PUBLISHED, REPORTED_TASKS, TUNE_GRID, TUNING_TASKS
-from lifelong.runner import execute, plan
+from lifelong.runner import RunSpec, execute, plan
 
 
-def _stream_keys(cfg: dict[str, object], seed: int) -> list[str]:
-    opts = {k: v for k, v in cfg.items() if k != "name"}
-    return [t.key for t in build_stream(str(cfg["name"]), seed=seed, **opts).tasks]
+def _task_keys(runs: Sequence[RunSpec]) -> set[str]:
+    """The keys of the tasks the runs train on (each distinct stream built once)."""
+    streams = {(repr(sorted(r.config["stream"].items())), r.seed): r for r in runs}
+    keys: set[str] = set()
+    for r in streams.values():
+        opts = {k: v for k, v in r.config["stream"].items() if k != "name"}
+        keys |= {t.key for t in build_stream(r.config["stream"]["name"], seed=r.seed,
+                                             **opts).tasks}
+    return keys
 
 
 def test_default_protocol_is_a_gems() -> None:
@@ -42,8 +49,7 @@ def test_default_protocol_is_a_gems() -> None:
 def test_quick_reports_the_tasks_after_the_tuning_ones_and_tuning_sees_only_those() -> None:
     evaluate = plan("agem-permuted", quick=True)
     tune = plan("agem-permuted", quick=True, sets=["options.phase=tune"])
-    ev_keys = {k for r in evaluate.runs for k in _stream_keys(r.config["stream"], r.seed)}
-    tune_keys = {k for r in tune.runs for k in _stream_keys(r.config["stream"], r.seed)}
+    ev_keys, tune_keys = _task_keys(evaluate.runs), _task_keys(tune.runs)
     assert tune_keys == {f"permuted/digits/{i}" for i in range(TUNING_TASKS)}
     assert ev_keys == {f"permuted/digits/{i}" for i in range(TUNING_TASKS, TUNING_TASKS + 5)}
     # The full protocol: tasks 3-19 reported, 0-2 tuned, never the same task.
