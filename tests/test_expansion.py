@@ -1,6 +1,7 @@
 """The `expansion` experiment, quick, end to end: every run carries its parameter count per
 task in --json; PNN and Expert Gate grow with every task and forget nothing; Net2Net on demand
-grows less; routing is measured for Expert Gate; the figure and PNN's published number."""
+grows less; routing is measured for Expert Gate; the figure, PNN's published number (A-GEM's
+PROG-NN row) and Expert Gate's published gate accuracies beside our routing."""
 
 from __future__ import annotations
 
@@ -34,5 +35,11 @@ def test_quick_run_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert set(rows) == set(runs)
     assert rows["naive"][-1] == "-" and 0.5 < float(rows["expert-gate"][-1]) <= 1.0
     pnn = next(r for r in doc["references"] if r["label"].startswith("PNN"))
-    assert pnn["published"] == 0.936 and pnn["ours"] == pytest.approx(runs["pnn"]["acc"])
+    assert pnn["published"] == 0.9355 and pnn["ours"] == pytest.approx(runs["pnn"]["acc"])
+    # Expert Gate's published gate accuracies sit beside our routing column (its mean).
+    gates = [r for r in doc["references"] if r["label"].startswith("Expert Gate routing")]
+    assert sorted(r["published"] for r in gates) == [0.976, 0.992]
+    assert all(r["ours"] == pytest.approx(float(rows["expert-gate"][-1]), abs=5e-4)
+               for r in gates)
+    assert all("AlexNet" in r["source"] for r in gates)
     assert any(Path(f).name == "expansion.png" for f in doc["figures"])

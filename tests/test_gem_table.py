@@ -39,6 +39,8 @@ def test_stream_overrides_reach_every_stream_and_streams_can_be_chosen() -> None
 def test_default_protocol_is_gems() -> None:
     cfg = plan("gem-table").runs[0].config
     assert cfg["stream"]["num_tasks"] == 20 and cfg["stream"]["train_per_task"] == 1000
+    # GEM drew each task's examples from the 60k training images and tested on the 10k.
+    assert cfg["stream"]["source"] == "mnist" and cfg["stream"]["test_per_task"] is None
     assert cfg["model"]["hidden"] == [100, 100]
     assert cfg["train"]["batch_size"] == 10 and cfg["train"]["epochs"] == 1
     assert cfg["train"]["optimizer"] == "sgd" and cfg["train"]["lr"] == 0.1

@@ -35,6 +35,7 @@ def build_permuted(
     test_per_task: int | None = None,
     scenario: Scenario = "domain",
     identity_first: bool = False,
+    first_task: int = 0,
     data_dir: str | None = None,
     validation: float = 0.0,
     evaluate_on: EvaluateOn = "test",
@@ -43,6 +44,10 @@ def build_permuted(
 
     Args:
         identity_first: keep task 0 unpermuted (the original images), as in the EWC paper.
+        first_task: the number of the first task's key: the stream holds tasks
+            ``first_task .. first_task + num_tasks - 1`` of a longer one, the same tasks as
+            there (each is seeded by its key). E.g. A-GEM's protocol (Chaudhry et al. 2019):
+            of 20 tasks, 0-2 tune the hyper-parameters and 3-19 are the stream reported.
         data_dir: folder holding the source's files (default: the usual search path).
         validation: share of each task's training examples held out as its validation
             split (drawn from the task's key; 0 = none), for choosing hyper-parameters.
@@ -52,14 +57,18 @@ def build_permuted(
     """
     raise_if(check_common("permuted", num_tasks=num_tasks, train_per_task=train_per_task,
                           test_per_task=test_per_task, scenario=scenario,
-                          validation=validation, evaluate_on=evaluate_on))
+                          validation=validation, evaluate_on=evaluate_on)
+             + ([] if isinstance(first_task, int) and not isinstance(first_task, bool)
+                and first_task >= 0 else
+                [f"stream 'permuted': first_task={first_task!r} must be an integer >= 0 "
+                 "(the key number of the stream's first task)"]))
     src = load_sized("permuted", source, data_dir, train_per_task, test_per_task)
     shape = src.image_shape
     pixels = int(torch.tensor(shape).prod())
     tasks = []
     for i in range(num_tasks):
-        key = f"permuted/{source}/{i}"
-        if identity_first and i == 0:
+        key = f"permuted/{source}/{first_task + i}"
+        if identity_first and first_task + i == 0:
             perm = torch.arange(pixels)
         else:
             perm = torch.randperm(pixels, generator=generator(seed, "permutation", key))
