@@ -31,15 +31,15 @@ tables and the commands): this sweep at seeds 100-102 on three validation stream
 as here in two training regimes (as here: one pass, batch 10, lr 0.1; and with ``--set
 train.batch_size=128 --set train.lr=0.01 --set train.momentum=0.9 --set
 stream.train_per_task=null``), and split Fashion-MNIST, task-incremental (5 tasks of 2000
-examples, MLP 2x400, 4 epochs at batch 32) — taking per method, among the values that beat naive on all three streams, the one whose ACC
-gain over naive averaged over the three is largest. (The worst-case rule used before, the
-largest smallest gain, is decided by the stream where every value's gain is within the
-seeds' spread, and picks values too weak to act on split streams.)
-Permuted and split streams pull the importances' sizes far apart, so one absolute strength
-cannot serve both; EWC, SI and MAS therefore normalise each task's importance by its mean
-(``normalize``, see `strategies/_penalty.py`) and the grid below is of relative strengths.
-The table's own "best" mark is the highest ACC of this one run; the rule above is applied by
-hand across the three.
+examples, MLP 2x400, 4 epochs at batch 32) — taking per method, among the values that beat
+naive on every stream, the one whose ACC gain over naive, averaged over the streams, is
+largest. (The worst-case rule used before, the largest smallest gain, is decided by the
+stream where every value's gain is within the seeds' spread, and picks values too weak to
+act on split streams.) Permuted and split streams pull the importances' sizes far apart, so
+one absolute strength cannot serve both; EWC, SI and MAS therefore normalise each task's
+importance by its mean (``normalize``, see `strategies/_penalty.py`) and the grid below is of
+relative strengths. The table's own "best" mark is the highest ACC of this one run; the rule
+above is applied by hand across the three.
 
 `--quick`: the embedded 8x8 digits, 3 tasks, three values per strategy: seconds of training.
 """

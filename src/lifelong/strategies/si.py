@@ -82,7 +82,7 @@ class SI(QuadraticAnchor):
     keeps_penalty_gradients = True
     version = 2  # v1: strength was the absolute c (normalize did not exist)
 
-    def __init__(self, model: nn.Module, *, strength: float = 0.01,
+    def __init__(self, model: nn.Module, *, strength: float = 0.003,
                  damping: float = 0.1,
                  step: Step = "auto", stiffness_cap: bool = False,
                  normalize: bool = True) -> None:
