@@ -657,3 +657,24 @@ def test_state_round_trip_mid_task_reproduces_the_next_steps(name: str,
     for ia, ib in zip(a.state.importances, b.state.importances, strict=True):  # type: ignore[attr-defined]
         for n in ia:
             assert torch.equal(ia[n], ib[n])
+
+
+@pytest.mark.parametrize("name", ["ewc", "si", "mas"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_group_at_the_defaults_equals_its_plain_runs(name: str, optimizer: str) -> None:
+    # `--seed 0-4` trains seeds as one vectorised group: each member resolves step='auto'
+    # from its own optimizer and normalises its own importances, as a plain run does.
+    from lifelong.group import Member, fit_group
+
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.1 if optimizer == "sgd" else 0.01,
+                      optimizer=optimizer, device="cpu")  # type: ignore[arg-type]
+
+    def member(seed: int) -> Member:
+        s = build_stream("split", source="digits", num_tasks=3, scenario="task", seed=seed)
+        return Member(build_strategy(name, build_model("mlp", s, hidden=[32], seed=seed)), s,
+                      seed)
+
+    group = fit_group([member(s) for s in (0, 1)], cfg)
+    for r in group:
+        m = member(r.seed)
+        assert r.matrix == fit_stream(m.strategy, m.stream, cfg, seed=r.seed).matrix
