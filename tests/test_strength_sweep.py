@@ -45,7 +45,7 @@ def test_plan_makes_one_labelled_run_per_value() -> None:
     assert {r.label for r in p.runs} == labels(DEFAULT_GRID)
     assert len(p.runs) == len(labels(DEFAULT_GRID)) == len({r.run_id for r in p.runs})
     ewc = {r.label: r.config["strategy"]["strength"] for r in p.runs if r.strategy == "ewc"}
-    assert ewc["ewc strength=100 step=proximal"] == 100.0
+    assert ewc["ewc strength=0.003"] == 0.003
     cfg = p.runs[0].config
     assert cfg["stream"]["source"] == "mnist-10k" and cfg["stream"]["num_tasks"] == 5
     assert cfg["train"]["batch_size"] == 10 and cfg["train"]["epochs"] == 1

@@ -9,7 +9,8 @@ Ven & Tolias 2019 make the same decomposition):
 
 with one term k per past task (EWC, L2), or one merged term Ω ← decay·Ω + Ω_new anchored at the
 latest weights (online EWC, SI, MAS). `factor` is ½ where the paper writes λ/2 (EWC, L2) and 1
-where it writes c or λ alone (SI, MAS), so `strength` is exactly the paper's symbol.
+where it writes c or λ alone (SI, MAS), so with ``normalize=False`` `strength` is exactly the
+paper's symbol (see the scale of Ω below).
 
 Why it is fast: the terms are folded once per task into one quadratic,
 Σ_k Ω_k (θ − θ*_k)² = Ω̄ (θ − m)² + const with Ω̄ = Σ_k Ω_k and m = Σ_k Ω_k θ*_k / Ω̄, so a step
@@ -18,21 +19,39 @@ computed together with a handful of `torch._foreach_*` calls over all parameters
 over parameters, no autograd graph per parameter) and handed to autograd through one custom
 `Function`.
 
-The default is the papers' exact penalty, added to the loss and followed by the optimizer like
-any other term. With plain SGD a weight whose penalty curvature k = 2 · factor · strength · Ω̄
-exceeds 2(1 + momentum)/lr is overshot by more at every step and the run diverges — which a
-large strength does at everyday learning rates. Two ways out, both optional:
+How the penalty is followed (`step`). The papers add it to the loss and let the optimizer
+follow its gradient (``step="gradient"``). With plain SGD a weight whose penalty curvature
+k = 2 · factor · strength · Ω̄ exceeds 2(1 + momentum)/lr is overshot by more at every step and
+the run diverges — which a large strength does at everyday learning rates. So:
 
 - ``step="proximal"``: the quadratic term is taken by an implicit (proximal) step after the
   optimizer's step on the task loss alone, θ ← (θ + c·m) / (1 + c) with c = η'·k and
   η' = lr / (1 − momentum) (the step size of heavy-ball SGD at rest). It is stable for any
   curvature, and its fixed point is the exact objective's stationary point:
-  ∇L_task(θ) + k·Ω̄·(θ − m) = 0 (proximal gradient method; Parikh & Boyd 2014, §4.2).
+  ∇L_task(θ) + k·Ω̄·(θ − m) = 0 (proximal gradient method; Parikh & Boyd 2014, §4.2). It needs
+  plain SGD: an adaptive optimizer (Adam) has no single step size to take the implicit step
+  with.
+- ``step="auto"`` (the default of EWC, SI and MAS): proximal with plain SGD, the papers'
+  gradient step with any other optimizer. Adam and its kin divide each step by a running
+  gradient scale, so a stiff penalty does not make them overshoot as SGD does; the choice is
+  made from the optimizer of each step (`prepare_step`), so a group of runs or a resumed run
+  decides the same way.
 - ``stiffness_cap=true`` (the library's earlier default, kept as an option): with plain SGD,
   Ω̄ is capped per weight at (1 + momentum) / (lr · 2 · factor · strength). Above the cap the
   strength stops meaning anything and the objective is no longer the paper's, so the fraction
   of weights capped is reported each task (a warning, and `capped_fraction` in the run's
   diagnostics). Adam and its kin are never capped.
+
+The scale of Ω (`normalize`). A Fisher, a path integral or an output sensitivity has a size
+that depends on the stream, the model and the training, not only on how much a weight matters:
+a task that a small head fits to near-perfect accuracy leaves a Fisher orders of magnitude
+smaller than a task learned to 65 %, and SI's Ω grows with the optimizer's step sizes. A
+strength chosen on one kind of stream is then far too weak or far too strong on another. With
+``normalize=True`` (the default of EWC, SI and MAS) each task's Ω is divided by its mean over
+all the parameters it covers before it is stored or merged, so the weights keep their ranking
+and their ratios but `strength` becomes relative: the pull on a weight of average importance,
+whatever the stream. ``normalize=False`` keeps the papers' absolute form, where `strength` is
+exactly the paper's symbol. A task whose Ω is zero everywhere stays zero.
 
 Does not own any importance estimator (l2.py, ewc.py, si.py, mas.py).
 """
@@ -54,10 +73,17 @@ from lifelong.strategies.base import Strategy, StrategyState, TaskReport
 
 Params = dict[str, Tensor]
 Tensors = list[Tensor] | tuple[Tensor, ...]  # what torch._foreach_* take and return
-Step = Literal["gradient", "proximal"]
-PROXIMAL_DEPARTURE = ("the penalty is taken by an implicit (proximal) step, not its gradient: "
-                      "same objective and stationary point, stable at any strength; "
-                      "step=gradient is the paper's")
+Step = Literal["auto", "gradient", "proximal"]
+STEPS = ("auto", "gradient", "proximal")
+PROXIMAL_DEPARTURE = ("with plain SGD (step=auto, the default) the penalty is taken by an "
+                      "implicit (proximal) step, not its gradient: same objective and "
+                      "stationary point, stable at any strength; with Adam or any other "
+                      "optimizer it follows the paper's gradient step; step=gradient is the "
+                      "paper's with every optimizer")
+NORMALIZE_DEPARTURE = ("each task's importance is divided by its mean over all parameters "
+                       "(normalize=true, the default), so strength is relative and one "
+                       "default serves permuted and split streams; normalize=false is the "
+                       "paper's absolute form, where strength is the paper's symbol")
 
 CLASS_IL_CAVEAT = (
     "quadratic penalties (L2, EWC, SI, MAS) are known to fail in class-incremental learning: "
@@ -190,6 +216,26 @@ class _Quadratic(torch.autograd.Function):
         return (None, None, None, *grads)
 
 
+def plain_sgd(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether `optimizer` is heavy-ball SGD, whose step size the proximal step needs (no
+    Nesterov, no dampening)."""
+    return type(optimizer) is torch.optim.SGD and not any(
+        g.get("nesterov") or g.get("dampening") for g in optimizer.param_groups)
+
+
+def mean_normalized(omega: Params) -> Params:
+    """Ω divided by its mean over every entry of every parameter (Ω unchanged where that mean
+    is 0): the same ranking and ratios, on a scale that no longer depends on the stream."""
+    with torch.no_grad():
+        total = sum((v.double().sum() for v in omega.values()),
+                    torch.zeros((), dtype=torch.float64))
+        count = sum(v.numel() for v in omega.values())
+        mean = float(total) / max(count, 1)
+    if not mean > 0 or not math.isfinite(mean):
+        return omega
+    return {n: v / mean for n, v in omega.items()}
+
+
 def stiffness_limit(optimizer: torch.optim.Optimizer) -> float:
     """Half the largest curvature plain SGD can follow stably, (1 + momentum) / lr, over its
     parameter groups; infinite for other optimizers (Adam and its kin rescale each step, so a
@@ -213,10 +259,13 @@ class QuadraticAnchor(Strategy):
         step: how the penalty is followed. ``"gradient"`` (the papers): its gradient joins the
             task loss's and the optimizer takes both. ``"proximal"``: an implicit step for the
             quadratic after the optimizer's step on the task loss alone — same stationary
-            point, stable at any strength; plain SGD only (see the module doc).
+            point, stable at any strength; plain SGD only. ``"auto"``: proximal with plain SGD,
+            gradient with any other optimizer or with `stiffness_cap` (see the module doc).
         stiffness_cap: with plain SGD, cap each weight's importance at the stiffest pull SGD
             can follow (see the module doc). Off by default: it changes the objective wherever
             it binds. When on, the fraction of weights capped is reported every task.
+        normalize: divide each task's Ω by its mean over all parameters, making `strength`
+            relative (see the module doc); False is the papers' absolute form.
     """
 
     name = "quadratic-anchor"
@@ -227,18 +276,20 @@ class QuadraticAnchor(Strategy):
     decay: float = 1.0  # γ of online EWC: Ω ← decay·Ω + Ω_new, penalised as decay·Ω
 
     def __init__(self, model: nn.Module, *, strength: float, step: Step = "gradient",
-                 stiffness_cap: bool = False) -> None:
+                 stiffness_cap: bool = False, normalize: bool = False) -> None:
         super().__init__(model)
         problems = checks.number(f"strategy '{self.name}'", "strength", strength, low=0.0,
                                  hint="0 turns the penalty off")
-        if step not in ("gradient", "proximal"):
-            problems.append(f"strategy '{self.name}': step={step!r} must be 'gradient' (the "
+        if step not in STEPS:
+            problems.append(f"strategy '{self.name}': step={step!r} must be 'auto' (proximal "
+                            "with plain SGD, the gradient step otherwise), 'gradient' (the "
                             "penalty's gradient joins the loss's) or 'proximal' (an implicit "
-                            "step for the penalty, stable at any strength with plain SGD)")
-        if not isinstance(stiffness_cap, bool):
-            problems.append(f"strategy '{self.name}': stiffness_cap={stiffness_cap!r} must be "
-                            "true or false")
-        elif stiffness_cap and step == "proximal":
+                            "step for the penalty, stable at any strength; plain SGD only)")
+        for option, value in (("stiffness_cap", stiffness_cap), ("normalize", normalize)):
+            if not isinstance(value, bool):
+                problems.append(f"strategy '{self.name}': {option}={value!r} must be true or "
+                                "false")
+        if stiffness_cap is True and step == "proximal":
             problems.append(f"strategy '{self.name}': stiffness_cap=true and step='proximal' "
                             "exclude each other (the proximal step needs no cap)")
         if problems:
@@ -246,8 +297,13 @@ class QuadraticAnchor(Strategy):
         self.strength = strength
         self.step = step
         self.stiffness_cap = stiffness_cap
+        self.normalize = normalize
         self.state: PenaltyState = PenaltyState()
         self._folded: _Folded | None = None
+        # The step this optimizer step takes: `step`, with 'auto' resolved by `prepare_step`
+        # (the gradient step until an optimizer has been seen).
+        self._step: Literal["gradient", "proximal"] = "proximal" if step == "proximal" \
+            else "gradient"
         self._limit = math.inf  # set from the optimizer at each step
         self._rates: tuple[float, ...] = ()  # effective SGD step per penalised parameter
         self._rates_key: tuple[object, ...] = ()
@@ -296,14 +352,17 @@ class QuadraticAnchor(Strategy):
         f = self.folded()
         if f is not None:
             f.last_grads = None  # set again by this step's penalty, if any
-        if f is None or not self.strength or self.step == "proximal":
+        if f is None or not self.strength or self._step == "proximal":
             return base
         return base + self.penalty(self.penalty_scale(), self._limit)
 
     def prepare_step(self, optimizer: torch.optim.Optimizer) -> None:
         # The optimizer of this step decides how stiff the penalty may be, or the size of the
         # implicit step (see the module doc).
-        if self.step == "proximal":
+        if self.step == "auto":
+            self._step = ("proximal" if plain_sgd(optimizer) and not self.stiffness_cap
+                          else "gradient")
+        if self._step == "proximal":
             self._rates = self._proximal_rates(optimizer)
         elif self.stiffness_cap:
             self._limit = stiffness_limit(optimizer)
@@ -313,7 +372,7 @@ class QuadraticAnchor(Strategy):
 
     def after_step(self) -> None:
         f = self.folded()
-        if self.step != "proximal" or f is None or not self.strength:
+        if self._step != "proximal" or f is None or not self.strength:
             return
         inv, shift = f.proximal(self.penalty_scale(), self._rates)
         params: list[Tensor] = list(f.params)
@@ -322,11 +381,10 @@ class QuadraticAnchor(Strategy):
             torch._foreach_add_(params, shift)
 
     def _proximal_rates(self, optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
-        if type(optimizer) is not torch.optim.SGD or any(
-                g.get("nesterov") or g.get("dampening") for g in optimizer.param_groups):
+        if not plain_sgd(optimizer):
             raise ConfigError(f"strategy '{self.name}': step='proximal' needs plain SGD "
                               f"(train.optimizer=sgd, got {type(optimizer).__name__}); use "
-                              "step='gradient' with Adam")
+                              "step='auto' (the gradient step with Adam) or step='gradient'")
         f = self.folded()
         if f is None:
             return ()
@@ -345,7 +403,7 @@ class QuadraticAnchor(Strategy):
         return f.last_grads if f is not None and f is self.folded() else None
 
     def divergence_hint(self) -> str:
-        if self.step == "proximal" or not self.strength:
+        if self.step != "gradient" or not self.strength:
             return ""
         return (f"or set strategy.step=proximal (an implicit step for {self.name}'s penalty, "
                 "stable at any strength with plain SGD)")
@@ -356,6 +414,8 @@ class QuadraticAnchor(Strategy):
 
     def after_task(self, task: Task) -> None:
         omega = {n: v.detach() for n, v in self.importance(task).items()}
+        if self.normalize:
+            omega = mean_normalized(omega)
         anchor = {n: p.detach().clone() for n, p in self.model.named_parameters()
                   if n in omega}
         if self.online and self.state.importances:

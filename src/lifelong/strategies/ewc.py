@@ -16,7 +16,13 @@ from lifelong import checks
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import PROXIMAL_DEPARTURE, Params, QuadraticAnchor, Step
+from lifelong.strategies._penalty import (
+    NORMALIZE_DEPARTURE,
+    PROXIMAL_DEPARTURE,
+    Params,
+    QuadraticAnchor,
+    Step,
+)
 from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 
 Fisher = Literal["exact", "sampled", "empirical"]
@@ -38,16 +44,17 @@ class EWC(QuadraticAnchor):
     `_per_sample.py`), never from the square of a batch gradient (which is not the Fisher).
 
     Args:
-        strength: λ. Kirkpatrick et al. tuned λ per experiment, so there is no paper value to
-            keep: the default was chosen by `lifelong run strength-sweep` on a validation
-            stream that is neither benchmark's (permuted mnist-10k, 5 tasks, seeds 100-102),
-            in two training regimes (one pass of SGD at batch 10, lr 0.1; and at batch 128,
-            lr 0.01, momentum 0.9): the value whose smaller gain in ACC over naive across the
-            two regimes is largest. The sweep's table is in the README. That value suits
-            streams like the permuted one: on split tasks, fit to near-perfect accuracy by a
-            small head, the importances are orders of magnitude smaller and the penalty at
-            the default barely acts; the same sweep on a split validation stream picks a far
-            larger value (README, "Defaults": one default cannot serve both).
+        strength: λ, relative to the mean Fisher when `normalize` is on (the default): the
+            pull on a weight of average importance. Kirkpatrick et al. tuned λ per experiment,
+            so there is no paper value to keep: the default was chosen by `lifelong run
+            strength-sweep` on validation streams that are neither benchmark's, permuted and
+            split, by the rule its module doc states (the table is in the README, "Defaults").
+        normalize: divide each task's Fisher by its mean over all weights before it is stored
+            (the default; a declared departure). The Fisher's size follows the stream and the
+            training, not only the weights' importance: after a split task that a small head
+            fits almost perfectly it is orders of magnitude smaller than after a permuted task,
+            and no single absolute λ served both kinds of stream. ``false`` is Eq. 3 as written,
+            with `strength` the paper's λ.
         fisher: how the expectation over y is taken; van de Ven 2025 ("On the computation of
             the Fisher information in continual learning", ICLR blogpost track) compares the
             three. ``"exact"`` (the default): summed over every class y (of the example's own
@@ -62,23 +69,26 @@ class EWC(QuadraticAnchor):
         online: keep one decayed term instead of one per task (online EWC).
         decay: γ of online EWC, in (0, 1]; ignored unless `online`. The penalty on a new
             task is γ·F̃ (Schwarz et al. 2018).
-        step: ``"proximal"`` (the default, chosen by the same sweep) or ``"gradient"``.
-            Departure from the paper's optimizer, not its objective: the paper follows the
-            penalty's gradient; the proximal step takes the quadratic implicitly, which has the
-            same stationary point and never diverges (`_penalty.py`). In the sweep the two
-            agree where the gradient step is stable, and only the proximal one is stable at
-            every strength with plain SGD at lr 0.1.
+        step: ``"auto"`` (the default): the proximal step with plain SGD, the paper's gradient
+            step with Adam or any other optimizer; or ``"proximal"`` or ``"gradient"`` always.
+            Departure from the paper's optimizer, not its objective: the proximal step takes
+            the quadratic implicitly, which has the same stationary point and never diverges
+            with plain SGD, where the gradient step diverges at large strengths
+            (`_penalty.py`). Adam rescales each step, so it follows the gradient step stably.
         stiffness_cap: the earlier per-weight cap (off; see `_penalty.py`).
     """
 
     name = "ewc"
-    departures = (PROXIMAL_DEPARTURE,)
+    departures = (PROXIMAL_DEPARTURE, NORMALIZE_DEPARTURE)
+    version = 2  # v1: strength was the absolute λ (normalize did not exist)
 
-    def __init__(self, model: nn.Module, *, strength: float = 3.0,
+    def __init__(self, model: nn.Module, *, strength: float = 0.003,
                  fisher: Fisher = "exact", fisher_samples: int | None = 1000,
                  online: bool = False, decay: float = 1.0,
-                 step: Step = "proximal", stiffness_cap: bool = False) -> None:
-        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap)
+                 step: Step = "auto", stiffness_cap: bool = False,
+                 normalize: bool = True) -> None:
+        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap,
+                         normalize=normalize)
         problems = [
             *checks.number("strategy 'ewc'", "decay", decay, low=0.0, high=1.0, low_open=True,
                            hint="γ of online EWC; 1 = plain sum"),

@@ -34,8 +34,10 @@ class L2(QuadraticAnchor):
             baseline (Kirkpatrick et al. Fig. 2A), which keeps old tasks by failing to learn new
             ones, and it loses to naive fine-tuning on ACC. `lifelong run strength-sweep` shows
             the whole range: below 0.01 L2 is naive fine-tuning, above 0.1 it cannot learn.
-        step: ``"gradient"`` (the default) or ``"proximal"`` (see `_penalty.py`).
+        step: ``"gradient"`` (the default), ``"proximal"`` or ``"auto"`` (see `_penalty.py`).
         stiffness_cap: the earlier per-weight cap (off; see `_penalty.py`).
+        normalize: off: Ω = 1 has no scale to take out (on, it would only rescale a
+            multi-head model's penalty by the share of weights its heads leave unheld).
     """
 
     name = "l2"
@@ -47,8 +49,10 @@ class L2(QuadraticAnchor):
     version = 2  # v1 kept the weights at the task's start to hold only the weights it moved
 
     def __init__(self, model: nn.Module, *, strength: float = 1.0,
-                 step: Step = "gradient", stiffness_cap: bool = False) -> None:
-        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap)
+                 step: Step = "gradient", stiffness_cap: bool = False,
+                 normalize: bool = False) -> None:
+        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap,
+                         normalize=normalize)
 
     def importance(self, task: Task) -> Params:
         omega = {n: torch.ones_like(p) for n, p in self.model.named_parameters()

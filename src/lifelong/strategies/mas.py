@@ -12,7 +12,13 @@ from lifelong import checks
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import Params, QuadraticAnchor, Step
+from lifelong.strategies._penalty import (
+    NORMALIZE_DEPARTURE,
+    PROXIMAL_DEPARTURE,
+    Params,
+    QuadraticAnchor,
+    Step,
+)
 from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 
 
@@ -27,27 +33,34 @@ class MAS(QuadraticAnchor):
     λ · Σ_ij Ω_ij (θ_ij − θ*_ij)² (Eq. 3, no ½).
 
     Args:
-        strength: λ. Aljundi et al. use λ = 1 on their object-recognition sequences. Ω adds
-            up over tasks and, from the logits' squared norm, is far larger than a Fisher, so
-            λ = 1 diverges with plain SGD at lr 0.1 and holds the weights too hard otherwise.
-            The default was chosen by `lifelong run strength-sweep` (see `ewc.EWC`'s
-            `strength` for the rule; the table is in the README;
-            on split streams it is far too weak, as that note says).
-        step: ``"gradient"`` (the paper's, and the sweep's choice) or ``"proximal"`` (same
-            objective, stable at any strength; see `_penalty.py`).
+        strength: λ, relative to the mean Ω when `normalize` is on (the default). Aljundi et
+            al. use λ = 1 on their object-recognition sequences in the absolute form; there Ω
+            adds up over tasks and, from the logits' squared norm, has a size set by the
+            network's outputs, so that value does not carry over. The default was chosen by
+            `lifelong run strength-sweep` (see `ewc.EWC`'s `strength`; the table is in the
+            README).
+        step: ``"auto"`` (the default): the proximal step with plain SGD, the paper's gradient
+            step with Adam or any other optimizer; or ``"proximal"`` or ``"gradient"`` always
+            (same objective; see `_penalty.py`).
+        normalize: divide each task's Ω by its mean over all weights before it is added (the
+            default; a declared departure); ``false`` is Eq. 3 as written.
         stiffness_cap: the earlier per-weight cap (off; see `_penalty.py`).
         importance_samples: training examples (a seeded random subset) Ω is averaged over;
             None = all of them.
     """
 
     name = "mas"
+    departures = (PROXIMAL_DEPARTURE, NORMALIZE_DEPARTURE)
     factor = 1.0
     online = True
+    version = 2  # v1: strength was the absolute λ (normalize did not exist)
 
     def __init__(self, model: nn.Module, *, strength: float = 0.01,
                  importance_samples: int | None = 1000,
-                 step: Step = "gradient", stiffness_cap: bool = False) -> None:
-        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap)
+                 step: Step = "auto", stiffness_cap: bool = False,
+                 normalize: bool = True) -> None:
+        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap,
+                         normalize=normalize)
         problems = checks.count("strategy 'mas'", "importance_samples", importance_samples,
                                 none="all training examples")
         if problems:

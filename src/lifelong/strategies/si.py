@@ -17,6 +17,7 @@ from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._penalty import (
+    NORMALIZE_DEPARTURE,
     PROXIMAL_DEPARTURE,
     Params,
     PenaltyState,
@@ -54,32 +55,39 @@ class SI(QuadraticAnchor):
     cancel what earlier tasks recorded.
 
     Args:
-        strength: c. Zenke et al. use c = 0.1 on permuted MNIST and c = 1 on split MNIST,
-            both with Adam; Ω scales with the optimizer's steps, so their values do not carry
-            over to plain SGD. The default was chosen by `lifelong run strength-sweep` (see
-            `ewc.EWC`'s `strength` for the rule; the table is in the README;
-            on split streams it is far too weak, as that note says).
+        strength: c, relative to the mean Ω when `normalize` is on (the default). Zenke et
+            al. use c = 0.1 on permuted MNIST and c = 1 on split MNIST, both with Adam, in the
+            absolute form; Ω scales with the optimizer's steps and with the stream, so their
+            values do not carry over to other training. The default was chosen by `lifelong
+            run strength-sweep` (see `ewc.EWC`'s `strength`; the table is in the README).
         damping: ξ, which keeps Ω finite for weights that barely moved (0.1 on permuted MNIST
             in the paper's code).
-        step: ``"proximal"`` (the default, chosen by the same sweep: the gradient step diverges
-            at c ≥ 1 with SGD at lr 0.1) or ``"gradient"``, the paper's; same objective (see
+        step: ``"auto"`` (the default): the proximal step with plain SGD (where the gradient
+            step diverges at large c), the paper's gradient step with Adam or any other
+            optimizer; or ``"proximal"`` or ``"gradient"`` always. Same objective (see
             `_penalty.py`). Δθ in the path integral is the whole step, the implicit pull
             included; g is the task loss's gradient alone either way.
+        normalize: divide each task's Ω by its mean over all weights before it is added (the
+            default; a declared departure), which makes c independent of the optimizer's step
+            sizes and of the stream; ``false`` is Eq. 4 as written.
         stiffness_cap: the earlier per-weight cap (off; see `_penalty.py`).
     """
 
     name = "si"
-    departures = (PROXIMAL_DEPARTURE,
+    departures = (PROXIMAL_DEPARTURE, NORMALIZE_DEPARTURE,
                   "each task's importance is clamped at 0 before it is added (Eq. 5 does not "
                   "clamp)")
     factor = 1.0
     online = True
     keeps_penalty_gradients = True
+    version = 2  # v1: strength was the absolute c (normalize did not exist)
 
-    def __init__(self, model: nn.Module, *, strength: float = 1.0,
+    def __init__(self, model: nn.Module, *, strength: float = 0.003,
                  damping: float = 0.1,
-                 step: Step = "proximal", stiffness_cap: bool = False) -> None:
-        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap)
+                 step: Step = "auto", stiffness_cap: bool = False,
+                 normalize: bool = True) -> None:
+        super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap,
+                         normalize=normalize)
         problems = checks.number("strategy 'si'", "damping", damping, low=0.0, low_open=True,
                                  hint="ξ, e.g. 0.1")
         if problems:
