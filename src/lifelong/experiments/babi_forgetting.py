@@ -60,8 +60,12 @@ class BabiForgetting(Experiment):
             "model": {"name": "memnet"},
             # Options used when a strategy is chosen: with Adam, the penalty family takes the
             # gradient step (its default proximal step needs plain SGD).
-            "strategies": {"naive": {}, "joint": {}, **{n: {"step": "gradient"}
-                                                        for n in ("l2", "ewc", "si", "mas")}},
+            # The penalties in the papers' form at the strengths chosen on the permuted
+            # validation stream before strengths became relative (`normalize`).
+            "strategies": {"naive": {}, "joint": {}, "l2": {"step": "gradient"},
+                           "ewc": {"step": "gradient", "strength": 3.0, "normalize": False},
+                           "si": {"step": "gradient", "strength": 1.0, "normalize": False},
+                           "mas": {"step": "gradient", "strength": 0.01, "normalize": False}},
             "train": {"epochs": 10, "batch_size": 32, "optimizer": "adam", "lr": 0.01,
                       "grad_clip": 40.0},
             "options": {"probe": PROBE},

@@ -133,7 +133,8 @@ class EWCSurface(Experiment):
                        "test_per_task": 2000},
             "model": {"name": "logistic"},
             "strategies": {"naive": {}, "l2": {"strength": 0.3},
-                           "ewc": {"strength": 10.0, "fisher_samples": None}},
+                           "ewc": {"strength": 10.0, "fisher_samples": None,
+                                   "normalize": False}},
             "train": {"epochs": 10, "batch_size": 32, "optimizer": "sgd", "lr": 0.5},
             "seed": 0,
         }

@@ -55,7 +55,7 @@ class TaskOrder(Experiment):
             "stream": {"name": "rotated", "source": "digits", "angles": ANGLES,
                        "validation": 0.1},
             "model": {"name": "mlp", "hidden": [100]},
-            "strategies": {"naive": {}, "ewc": {}},
+            "strategies": {"naive": {}, "ewc": {"strength": 3.0, "normalize": False}},
             "train": {"epochs": 2, "batch_size": 32, "optimizer": "sgd", "lr": 0.1},
             "options": {"orders": 0, "budget": 128, "pair_source": "mnist-10k"},
             "seed": 0,
