@@ -148,3 +148,16 @@ def test_quick_run_end_to_end_has_the_table_references_figure_and_shape(
     assert acc["naive", "class"] < 0.3 and acc["ewc", "class"] < 0.3
     assert acc["er", "class"] > acc["naive", "class"] + 0.15
     assert acc["ewc", "task"] > acc["ewc", "class"] + 0.5
+
+
+def test_a_row_with_a_bad_option_or_train_setting_is_refused_at_plan(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lifelong.experiments.base import Row
+    from lifelong.experiments.three_scenarios import ThreeScenarios
+
+    monkeypatch.setattr(ThreeScenarios, "rows", lambda self, *a: [
+        Row("bad", {"strenght": 1.0}, {"optimizer": "rmsprop"})])
+    with pytest.raises(ConfigError) as e:
+        plan("three-scenarios", quick=True, strategies=["ewc"])
+    text = str(e.value)
+    assert "row 'bad'" in text and "strenght" in text and "rmsprop" in text

@@ -174,7 +174,9 @@ class ThreeScenariosTuning(Experiment):
             "about": "three-scenarios' per-method, per-scenario values, chosen by validation "
                      "ACC (the test set was not read); written by three-scenarios-tuning",
             "command": COMMAND,
-            "protocol": {k: first.get(k) for k in ("stream", "model", "train")},
+            "protocol": {"stream": {k: v for k, v in first.get("stream", {}).items()
+                                    if k != "scenario"},
+                         **{k: first.get(k) for k in ("model", "train")}},
             "seeds": sorted({o.seed for o in outcomes}),
             "grid": grid_of(options["grid"]),
             "rows": chosen,
