@@ -81,7 +81,10 @@ def test_quick_tuning_reads_no_test_image_and_three_scenarios_applies_its_choice
 
 def test_the_shipped_values_are_what_their_scores_choose_on_the_default_grid() -> None:
     data = json.loads(shipped_path().read_text())
-    assert data["grid"] == GRID
+    # every row tuned on the default grid (a row or scenario not yet tuned is absent: then
+    # three-scenarios runs it at its options in ROWS)
+    assert data["grid"] and all(g == GRID[row] for row, g in data["grid"].items())
+    assert set(data["rows"]) <= set(data["grid"])
     _check_choice(data["rows"], data["grid"])
     tuning = plan("three-scenarios-tuning")
     assert data["protocol"]["stream"] == {
