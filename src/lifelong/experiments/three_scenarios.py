@@ -94,6 +94,8 @@ ROWS: tuple[RowSpec, ...] = (
     # Ours, not in their table, at the same budgets where they keep memories.
     RowSpec("agem", "agem", {"memory_size": 220}),
     RowSpec("icarl", "icarl", {"memory_size": 1100}),
+    # Its retention is EWC with the proximal step, which needs plain SGD: their SGD setting.
+    RowSpec("net2net", "net2net", train=SGD),
 )
 # Why a row misses its published number, where it was measured (row label, scenario → the
 # measurement, with the command that shows it); a miss with no entry says it is not known.
