@@ -124,18 +124,8 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     model = dict(config.get("model", {}))
     model_name = str(model.pop("name", "mlp"))
     problems += MODELS.check(model_name, model, "model.name")
-    train = dict(config.get("train", {}))
-    train_hints = typing.get_type_hints(TrainConfig)
-    train_problems = []
-    for key, value in list(train.items()):
-        if key not in train_hints:
-            train_problems.append(f"train has no option '{key}'{suggest(key, train_hints)}; "
-                                  f"valid: {', '.join(train_hints)}")
-        elif (bad := type_problem(key, value, train_hints[key])) is not None:
-            train_problems.append(f"train.{bad}")
-        else:
-            train[key] = canonical_value(value, train_hints[key])
-    problems += train_problems or TrainConfig(**train).problems()
+    train, train_problems = _checked_train(dict(config.get("train", {})))
+    problems += train_problems
     options = dict(experiment.options)
     for key, value in config.get("options", {}).items():
         if key not in options:
@@ -159,6 +149,7 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
         if name not in STRATEGIES:
             problems.append(f"strategies.{name}: {STRATEGIES.unknown(name)}")
     strategy_opts: dict[str, list[dict[str, Any]]] = {}
+    own_opts: dict[str, dict[str, Any]] = {}
     for name in chosen:
         if name not in STRATEGIES:
             problems.append(f"strategy: {STRATEGIES.unknown(name)}")
@@ -171,6 +162,7 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
             own.update({k: v for k, v in shared.items() if k in accepted})
         # A sweep runs several option sets of one strategy. While the experiment's own options
         # are wrong, its variants cannot be trusted: check the one set, report both.
+        own_opts[name] = own
         variants = ([own] if option_problems
                     else experiment.strategy_variants(name, own, options))
         found: list[str] = []
@@ -205,6 +197,31 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     }
     labelled = {name: _labelled_variants(name, strategy_opts[name]) for name in chosen}
     pairs = [(s, n) for s in stream_cfgs for n in chosen if experiment.runs_on(n, s)]
+    # An experiment whose table rows carry their own options or training settings per stream
+    # (`Experiment.rows`, e.g. tuned values per scenario, a row trained with another optimizer)
+    # gives them here; each row is checked like the rest, before anything runs.
+    rowed: dict[tuple[int, str], list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
+    for i, stream_cfg in enumerate(stream_cfgs):
+        for name in chosen:
+            given = (experiment.rows(name, stream_cfg, own_opts[name], options)
+                     if name in own_opts and (stream_cfg, name) in pairs else None)
+            if given is None:
+                continue
+            rowed[(i, name)] = []
+            for row in given:
+                found = STRATEGIES.check(name, row.options, f"strategies.{name}")
+                if not found:
+                    try:
+                        build_strategy(name, nn.Linear(1, 1), **row.options)
+                    except ConfigError as e:
+                        found = list(e.problems)
+                row_train, train_found = _checked_train({**train, **row.train})
+                problems += [f"row '{row.label}': {p}" for p in (*found, *train_found)]
+                rowed[(i, name)].append((row.label, _with_defaults(STRATEGIES, name, row.options),
+                                         dataclasses.asdict(TrainConfig(**row_train))
+                                         if not train_found else {}))
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
     unsupported = [f"strategy '{n}' does not support the {s.get('scenario')}-incremental "
                    f"scenario (it supports: {', '.join(sorted(STRATEGIES.get(n).supports))}),"
                    f" which stream '{s['name']}' is set to; choose another strategy or "
@@ -213,13 +230,31 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     if unsupported:
         raise ConfigError(list(dict.fromkeys(unsupported)))
     runs = tuple(
-        RunSpec(name, seed, {**base, "stream": stream_cfg, "strategy": strategy_cfg}, label)
-        for stream_cfg in stream_cfgs for seed in run_seeds for name in chosen
-        if (stream_cfg, name) in pairs for label, strategy_cfg in labelled[name])
+        RunSpec(name, seed, {**base, "stream": stream_cfg, "strategy": strategy_cfg,
+                             **({"train": row_train} if row_train else {})}, label)
+        for i, stream_cfg in enumerate(stream_cfgs) for seed in run_seeds for name in chosen
+        if (stream_cfg, name) in pairs
+        for label, strategy_cfg, row_train in rowed.get(
+            (i, name), [(lb, c, {}) for lb, c in labelled[name]]))
     if not runs:
         raise ConfigError(f"experiment '{experiment.name}': these settings leave nothing to run "
                           "(no stream or no strategy chosen)")
     return Plan(experiment, config, options, runs)
+
+
+def _checked_train(train: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`train` with canonical values, and its problems (unknown keys, types, then values)."""
+    hints = typing.get_type_hints(TrainConfig)
+    problems = []
+    for key, value in list(train.items()):
+        if key not in hints:
+            problems.append(f"train has no option '{key}'{suggest(key, hints)}; "
+                            f"valid: {', '.join(hints)}")
+        elif (bad := type_problem(key, value, hints[key])) is not None:
+            problems.append(f"train.{bad}")
+        else:
+            train[key] = canonical_value(value, hints[key])
+    return train, problems or TrainConfig(**train).problems()
 
 
 def _labelled_variants(name: str, variants: list[dict[str, Any]]

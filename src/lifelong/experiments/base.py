@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 from typing import Any, ClassVar, Literal
@@ -67,6 +67,23 @@ class Outcome:
     reused: bool = False  # taken from the store, not trained in this call
     error: str | None = None  # the DivergenceError's message, for a diverged run
     resumed_tasks: int = 0  # tasks taken from the run's checkpoint (a resumed run)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row of an experiment's table: a strategy run with its own options and, where the
+    row needs it, its own training settings (e.g. Hsu et al.'s "SGD" row is naive training
+    with another optimizer; a tuned value per scenario).
+
+    Attributes:
+        label: how tables and `Experiment.ours` name the row, e.g. ``"naive sgd"``.
+        options: the strategy's options (checked like ``strategies.NAME``).
+        train: overrides of the ``train`` section for this row only.
+    """
+
+    label: str
+    options: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 def mean_acc(outcomes: Sequence[Outcome], key: Callable[[Outcome], str]) -> dict[str, float]:
@@ -135,6 +152,14 @@ class Experiment:
         (e.g. ``strength`` 1, 10, 100), each built on `options`; `plan` checks every one and
         labels each run by the options on which they differ."""
         return [dict(options)]
+
+    def rows(self, name: str, stream: dict[str, Any], options: dict[str, Any],
+             experiment_options: dict[str, Any]) -> list[Row] | None:
+        """The rows strategy `name` fills on the stream config `stream`, one run each, given
+        its configured `options`: None (the default) runs `strategy_variants`. An experiment
+        whose rows differ per stream or in training settings returns them here; `plan`
+        checks each row's options and training settings as it checks the config's."""
+        return None
 
     def runs_on(self, strategy: str, stream: dict[str, Any]) -> bool:
         """Whether `strategy` runs on the stream config `stream` (with its builder's defaults,
