@@ -71,7 +71,7 @@ class Net2NetOnDemand(Strategy):
         "with retention=ewc (the default) it forgets old classes as EWC does in class-"
         "incremental learning, however much it grows; use retention=gem")}
     departures = ("the threshold, growth step and deciding on the training data are this "
-                  "library's choices, not swept; the paper grows a GRU-based model",)
+                  "library's choices, not swept; the paper grows a one-layer LSTM",)
 
     def __init__(self, model: nn.Module, *, retention: Literal["naive", "ewc", "gem"] = "ewc",
                  threshold: float = 0.8, widen_by: float = 0.5, max_growth: int = 2,
