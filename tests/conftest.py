@@ -36,3 +36,44 @@ def split_digits():  # type: ignore[no-untyped-def]
     from lifelong import build_stream
 
     return build_stream("split", source="digits", scenario="task", seed=0)
+
+
+class Untouchable:
+    """A test part that fails if anything reads it (its size may be asked)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: object) -> object:
+        raise AssertionError("the test set was read")
+
+
+@pytest.fixture
+def digits_without_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stream builder loads `digits` with a test part that fails when read: a run that
+    passes never looked at a test image or label."""
+    from lifelong.data.builders import _common
+    from lifelong.data.sources import SourceData, load_source
+
+    real = load_source("digits")
+    poisoned = SourceData(real.name, real.train_x, real.train_y,
+                          Untouchable(len(real.test_y)),  # type: ignore[arg-type]
+                          Untouchable(len(real.test_y)),  # type: ignore[arg-type]
+                          real.num_classes)
+    monkeypatch.setattr(_common, "load_source", lambda *a, **k: poisoned)
+
+
+@pytest.fixture
+def isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test sees the real home, cache, $LIFELONG_DATA, /usr/share or the network."""
+    from lifelong.data.sources import locate
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("LIFELONG_DATA", raising=False)
+    monkeypatch.setenv("LIFELONG_OFFLINE", "1")
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", (tmp_path / "system",))
+    return tmp_path

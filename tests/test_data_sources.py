@@ -30,15 +30,7 @@ needs_fashion = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test sees the real home, cache, $LIFELONG_DATA, /usr/share or the network."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("LIFELONG_DATA", raising=False)
-    monkeypatch.setenv("LIFELONG_OFFLINE", "1")
-    monkeypatch.setattr(locate, "SYSTEM_DIRS", (tmp_path / "system",))
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
 
 # ----------------------------------------------------------------------------- IDX reader

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lifelong.cli import main
-from lifelong.data.sources import idx_sources, locate
+from lifelong.data.sources import idx_sources
 from lifelong.data.sources.idx_sources import (
     MNIST_FILES,
     TEST_LABELS,
@@ -34,15 +34,7 @@ def shared_mnist_or_skip() -> Path:
     return SHARED_MNIST
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test sees the real home, cache, /usr/share or the network; LIFELONG_DATA unset."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("LIFELONG_DATA", raising=False)
-    monkeypatch.setenv("LIFELONG_OFFLINE", "1")
-    monkeypatch.setattr(locate, "SYSTEM_DIRS", (tmp_path / "system",))
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
 
 def test_the_source_s_checksums_are_the_official_ones() -> None:

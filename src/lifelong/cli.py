@@ -88,7 +88,14 @@ def parser() -> argparse.ArgumentParser:
                         help="train every run on its own (default: runs that differ only in "
                         "seed or a numeric strategy option train as one vectorised group, "
                         "where the strategy allows it; `lifelong list` says which do not)")
-    run = sub.add_parser("run", parents=[common, checkpoints, tracking, vector],
+    results = argparse.ArgumentParser(add_help=False)  # where runs go and how they are shown
+    results.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    results.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
+    results.add_argument("--out", default=DEFAULT_OUT, help="folder for run files and figures")
+    results.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    results.add_argument("--rerun", action="store_true",
+                         help="train runs again even when the store holds them completed")
+    run = sub.add_parser("run", parents=[common, checkpoints, tracking, vector, results],
                          help="run an experiment (a registered name or a YAML file)")
     run.add_argument("target", help="experiment name (see `lifelong list`) or config.yaml")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -97,13 +104,7 @@ def parser() -> argparse.ArgumentParser:
                      help="seed, or seeds: 0,1,2 or 0-4 (trained as one vectorised group "
                      "where the strategy allows it)")
     run.add_argument("--quick", action="store_true", help="a small version (< 1 min on 2 cores)")
-    run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    run.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
-    run.add_argument("--out", default=DEFAULT_OUT, help="folder for run files and figures")
     run.add_argument("--strategies", default=None, help="comma-separated strategies to run")
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    run.add_argument("--rerun", action="store_true",
-                     help="train runs again even when the store holds them completed")
     run.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N",
                      help="PyTorch intra-op threads (default %(default)s: on a shared machine "
                      "more threads can make a run several times slower, see "
@@ -147,19 +148,13 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--json", action="store_true")
     resume.add_argument("--no-progress", action="store_true")
     resume.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N")
-    rep = sub.add_parser("reproduce", parents=[common, vector],
+    rep = sub.add_parser("reproduce", parents=[common, vector, results],
                          help="every experiment at its paper protocol into one store: one "
                          "table of published vs ours, gap and pass/miss (resumable)")
     rep.add_argument("--experiments", default=None,
                      help="comma-separated experiments (default: all with published numbers)")
     rep.add_argument("--quick", action="store_true", help="each experiment's small version, "
                      "one seed (a check of the machinery, not a reproduction)")
-    rep.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    rep.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
-    rep.add_argument("--out", default=DEFAULT_OUT, help="folder for run files and figures")
-    rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    rep.add_argument("--rerun", action="store_true",
-                     help="train runs again even when the store holds them completed")
     rep.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N",
                      help="PyTorch intra-op threads (default %(default)s)")
     report = sub.add_parser("report", parents=[common],
