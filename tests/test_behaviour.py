@@ -68,7 +68,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("ewc", {"online": True, "decay": 0.9}),
     ("ewc", {"fisher": "sampled"}),
     ("ewc", {"fisher": "empirical"}),
-    ("si", {"step": "gradient", "strength": 0.3}),
+    ("si", {"step": "gradient", "strength": 0.3, "normalize": False}),
     ("dgr", {"distill": True}),  # soft targets: what its domain-IL caveat recommends
 ]
 
