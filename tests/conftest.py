@@ -77,3 +77,21 @@ def isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LIFELONG_OFFLINE", "1")
     monkeypatch.setattr(locate, "SYSTEM_DIRS", (tmp_path / "system",))
     return tmp_path
+
+
+def sigkill_at_first_checkpoint(cmd: list[str], folder: Path) -> None:
+    """Start `cmd` (a `lifelong` command line) in a real process and SIGKILL it as soon as a
+    checkpoint appears in `folder`: a run stopped mid-stream, as a crash would leave it."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (folder.is_dir() and any(folder.glob("*.pt"))):
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from lifelong.cli import main
 from lifelong.experiments.base import Experiment, Outcome, Reference
 from lifelong.reproduce import format_scores, score_rows
 from lifelong.train import RunResult
+from tests.conftest import sigkill_at_first_checkpoint
 
 
 class _Toy(Experiment):
@@ -101,15 +100,8 @@ def test_a_killed_reproduction_resumes(tmp_path: Path) -> None:
     store, folder = tmp_path / "s.sqlite", tmp_path / "checkpoints"
     cmd = [sys.executable, "-m", "lifelong.cli", "reproduce", "--quick", "--experiments",
            "forgetting", "--no-progress", "--store", str(store), "--out", str(tmp_path / "o")]
+    sigkill_at_first_checkpoint(cmd, folder)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
-    while not (folder.is_dir() and any(folder.glob("*.pt"))):
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     out = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env,
                          check=True).stdout
     doc = json.loads(out)

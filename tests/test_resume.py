@@ -4,11 +4,7 @@ checkpoint to the matrix of an uninterrupted run, bit for bit on the CPU."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,7 @@ from lifelong.cli import main
 from lifelong.errors import StateError
 from lifelong.store import Store
 from lifelong.train import Progress
+from tests.conftest import sigkill_at_first_checkpoint
 
 # EWC (anchors, importances) on 4 permuted digit tasks; 20 epochs make a task last about a
 # second, so the run can be killed between two checkpoints.
@@ -38,16 +35,8 @@ def kill_after_first_checkpoint(tmp_path: Path, *args: str) -> tuple[str, int]:
     (after task 1 of 4); returns the run id and the tasks its checkpoint holds."""
     store = tmp_path / "killed.sqlite"
     folder = tmp_path / "checkpoints"
-    proc = subprocess.Popen([*LIFELONG, *RUN, "--store", str(store), "--out",
-                             str(tmp_path / "out"), *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while not (folder.is_dir() and any(folder.glob("*.pt"))):
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_at_first_checkpoint([*LIFELONG, *RUN, "--store", str(store), "--out",
+                                 str(tmp_path / "out"), *args], folder)
     (ckpt_file,) = folder.glob("*.pt")
     run_id = ckpt_file.stem
     ckpt = load_checkpoint(ckpt_file, run_id)
