@@ -1,7 +1,8 @@
 """Checkpoints: a run's state after each task, so a killed run continues where it stopped.
 
 Owns the checkpoint file: the loop's `Progress` (row 0 of R and every finished task's
-`TaskEnd`), the strategy's `state_dict()` (weights, memories, importances, generator states)
+`TaskEnd`, and the optimizer's state where the run keeps one across tasks), the strategy's
+`state_dict()` (weights, memories, importances, generator states)
 and what the run's recorders kept. One file per run, replaced atomically after each task and
 loaded with ``torch.load(weights_only=True)`` — plain values and tensors, never an arbitrary
 pickle. Does not own deciding when to resume or remove it (`lifelong.execution`,
@@ -48,7 +49,8 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
     p = ckpt.progress
     plain = {
         "format": FORMAT, "run_id": ckpt.run_id, "row0": list(p.row0), "step": p.step,
-        "ends": [_end_to_plain(e) for e in p.ends], "strategy": ckpt.strategy,
+        "ends": [_end_to_plain(e) for e in p.ends], "optimizer": p.optimizer,
+        "strategy": ckpt.strategy,
         "artifacts": ckpt.artifacts}
     return atomic_write(path, lambda fh: torch.save(plain, fh))
 
@@ -78,7 +80,8 @@ def load_checkpoint(path: str | Path, run_id: str) -> Checkpoint | None:
                          f"{fix}")
     try:
         progress = Progress(tuple(float(a) for a in raw["row0"]),
-                            tuple(_end_from_plain(e) for e in raw["ends"]), int(raw["step"]))
+                            tuple(_end_from_plain(e) for e in raw["ends"]), int(raw["step"]),
+                            raw.get("optimizer"))
         return Checkpoint(run_id, progress, dict(raw["strategy"]), dict(raw["artifacts"]))
     except (KeyError, TypeError, ValueError) as e:
         raise StateError(f"{path}: checkpoint is incomplete ({type(e).__name__}: {e}); "

@@ -133,12 +133,17 @@ def short(value: Any) -> str:
 
 # Keys that say where something is, not what it is: they do not change a run's identity.
 LOCATION_KEYS = {"stream": ("data_dir",)}
+# Options added after runs were stored, at the value that trains as before: left out of the
+# identity at that value, so stores made before the option existed keep their runs.
+NEUTRAL_KEYS = {"train": {"keep_optimizer": False}}
 
 
 def run_id(run_config: Mapping[str, Any], seed: int) -> str:
     """A 12-hex-digit id from the canonical run config (less `LOCATION_KEYS`) and the seed."""
     identity = {section: ({k: v for k, v in value.items()
-                           if k not in LOCATION_KEYS.get(section, ())}
+                           if k not in LOCATION_KEYS.get(section, ())
+                           and not (k in NEUTRAL_KEYS.get(section, {})
+                                    and NEUTRAL_KEYS[section][k] == v)}
                           if isinstance(value, Mapping) else value)
                 for section, value in run_config.items()}
     digest = hashlib.sha256(canonical({"config": identity, "seed": seed}).encode())

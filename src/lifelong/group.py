@@ -227,6 +227,9 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
     """
     cfg = train or TrainConfig()
     problems = cfg.problems()
+    if cfg.keep_optimizer:
+        problems.append("train.keep_optimizer=true: a group cannot yet checkpoint each member's"
+                        " share of one kept optimizer; train the runs one by one")
     first = members[0].stream
     for m in members:
         why = groupable(m.strategy) or stackable(m.strategy.model)

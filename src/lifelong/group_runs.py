@@ -45,8 +45,9 @@ def group_key(job: RunJob) -> str | None:
     cfg = job.spec.config
     model = cfg["model"]
     if (groupable(STRATEGIES.get(job.spec.strategy)) or model.get("name") != "mlp"
-            or model.get("dropout") or model.get("growing")):
-        return None
+            or model.get("dropout") or model.get("growing")
+            or cfg["train"].get("keep_optimizer")):
+        return None  # (a kept optimizer's state would have to be cut per member to resume)
     if job.resume and job.checkpoints and checkpoint_path(job.checkpoints,
                                                           job.run_id).exists():
         return None  # a run with a checkpoint continues alone, from where it stopped

@@ -53,7 +53,13 @@ class TrainConfig:
             drawn, the last pass cut short, e.g. van de Ven & Tolias' 2000 iterations per
             task. `epochs` is then unused; `lr_decay_every` still counts passes.
         batch_size: examples per step.
-        optimizer: ``"sgd"`` (with `momentum`) or ``"adam"``; a fresh one per task.
+        optimizer: ``"sgd"`` (with `momentum`) or ``"adam"``; a fresh one per task unless
+            `keep_optimizer`.
+        keep_optimizer: keep one optimizer, and its state (Adam's moments, SGD's momentum),
+            across the tasks instead of a fresh one per task, as Hsu et al.'s and van de Ven &
+            Tolias' code do; where the trainable parameters change (a new column, a grown
+            head), the ones that stay keep their state. Off by default: a fresh optimizer per
+            task is what most papers describe.
         lr: learning rate.
         momentum: SGD momentum.
         weight_decay: L2 weight decay of the optimizer.
@@ -76,6 +82,7 @@ class TrainConfig:
     steps_per_task: int | None = None
     batch_size: int = 32
     optimizer: Optimizer = "sgd"
+    keep_optimizer: bool = False
     lr: float = 0.01
     momentum: float = 0.0
     weight_decay: float = 0.0
@@ -125,6 +132,8 @@ class TrainConfig:
         if self.grad_clip is not None and (not isinstance(self.grad_clip, (int, float))
                                            or not self.grad_clip > 0):
             out.append(f"train.grad_clip={self.grad_clip!r} must be a positive number or null")
+        if not isinstance(self.keep_optimizer, bool):
+            out.append(f"train.keep_optimizer={self.keep_optimizer!r} must be true or false")
         if not isinstance(self.measure_train, bool):
             out.append(f"train.measure_train={self.measure_train!r} must be true or false")
         if self.eval_every is not None and (not isinstance(self.eval_every, int)
@@ -186,13 +195,15 @@ class RunResult:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """How far a run got: row 0 of R, the `TaskEnd` of every task finished (in order) and the
-    global step count. `fit_stream` reports it after each task (to write a checkpoint) and
-    continues from it (`resume`), with the strategy's state loaded separately."""
+    """How far a run got: row 0 of R, the `TaskEnd` of every task finished (in order), the
+    global step count and, with `TrainConfig.keep_optimizer`, the optimizer's `state_dict`.
+    `fit_stream` reports it after each task (to write a checkpoint) and continues from it
+    (`resume`), with the strategy's state loaded separately."""
 
     row0: tuple[float, ...]
     ends: tuple[TaskEnd, ...]
     step: int
+    optimizer: dict[str, Any] | None = None
 
 
 class TaskLoop:
@@ -257,11 +268,13 @@ class TaskLoop:
 
     def refresh_optimizer(self) -> bool:
         """Rebuild the optimizer if the set of trainable parameters is not the one it holds
-        (returns whether it did). Its state (momentum) restarts, as at a new task."""
+        (returns whether it did). Its state (momentum) restarts, as at a new task, except with
+        `keep_optimizer`, where the parameters that stay keep theirs."""
         held = [id(p) for group in self.optimizer.param_groups for p in group["params"]]
         if held == [id(p) for p in self.strategy.trainable_parameters()]:
             return False
-        self.optimizer = make_optimizer(self.strategy, self.cfg)
+        self.optimizer = make_optimizer(self.strategy, self.cfg,
+                                        self.optimizer if self.cfg.keep_optimizer else None)
         return True
 
     def _curve_point(self) -> None:
@@ -281,10 +294,12 @@ def passes_per_task(cfg: TrainConfig, stream: Stream) -> int:
     return len(cfg.passes(len(stream.tasks[0].train)))
 
 
-def make_optimizer(strategy: Strategy, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer over the strategy's trainable parameters; with `cfg.grad_clip`, it
-    clips their gradient norm before each step (after the strategy's `after_backward`, so a
-    projected gradient is clipped as it will be applied)."""
+def make_optimizer(strategy: Strategy, cfg: TrainConfig,
+                   carry: torch.optim.Optimizer | None = None) -> torch.optim.Optimizer:
+    """The optimizer over the strategy's trainable parameters, taking over the state
+    `carry` holds for any of them (`keep_optimizer` across a change of parameters); with
+    `cfg.grad_clip`, it clips their gradient norm before each step (after the strategy's
+    `after_backward`, so a projected gradient is clipped as it will be applied)."""
     params = list(strategy.trainable_parameters())
     optimizer: torch.optim.Optimizer
     if cfg.optimizer == "adam":
@@ -292,6 +307,10 @@ def make_optimizer(strategy: Strategy, cfg: TrainConfig) -> torch.optim.Optimize
     else:
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
+    if carry is not None:
+        for p in params:
+            if p in carry.state:
+                optimizer.state[p] = carry.state[p]
     if cfg.grad_clip is not None:
         limit = float(cfg.grad_clip)
 
@@ -378,7 +397,8 @@ def fit_stream(
     """Train `strategy` on each task of `stream` in order and measure the accuracy matrix.
 
     Row 0 of R is the untrained model; row i+1 is measured after task i. Each task gets a
-    fresh optimizer over `strategy.trainable_parameters()`. A model with a `GrowingHead` grows
+    fresh optimizer over `strategy.trainable_parameters()` (one kept across tasks with
+    `train.keep_optimizer`). A model with a `GrowingHead` grows
     to the task's classes first; in row 0 it has no unit yet, so every logit ties and it
     predicts class 0.
 
@@ -386,7 +406,8 @@ def fit_stream(
         resume: continue a run from its `Progress` (its first tasks are not trained again);
             the strategy must hold the state it had then (`Strategy.load_state_dict`). On the
             CPU the result equals the uninterrupted run's bit for bit: every draw derives from
-            (seed, task key), and the optimizer is fresh per task. Callbacks get the finished
+            (seed, task key), and the optimizer is fresh per task or restored from
+            `Progress.optimizer`. Callbacks get the finished
             tasks in `RunStart.completed`.
         checkpoint: called after each task with the run's `Progress` (after the callbacks,
             outside the timings), e.g. to save it with the strategy's state.
@@ -425,6 +446,10 @@ def fit_stream(
     rows = [row0, *(e.accuracies for e in done)]
     ends: list[TaskEnd] = list(done)
     step = resume.step if resume is not None else 0
+    kept: torch.optim.Optimizer | None = None  # with cfg.keep_optimizer, across tasks
+    if cfg.keep_optimizer and resume is not None and resume.optimizer is not None:
+        kept = make_optimizer(strategy, cfg)
+        kept.load_state_dict(resume.optimizer)
     for position in range(len(done), len(stream)):  # a part of a stream keeps its indices
         task = stream.tasks[position]
         if device.type == "cuda":  # the peak of this task alone
@@ -438,9 +463,11 @@ def fit_stream(
                    task.classes if stream.scenario == "class" else range(len(task.classes)),
                    generator=generator(seed, "grow", task.key))
         strategy.before_task(task)
-        loop = TaskLoop(strategy, stream, task, cfg, make_optimizer(strategy, cfg), seed,
-                        callbacks, step)
+        optimizer = make_optimizer(strategy, cfg, kept)
+        loop = TaskLoop(strategy, stream, task, cfg, optimizer, seed, callbacks, step)
         strategy.train_task(task, loop)
+        if cfg.keep_optimizer:
+            kept = loop.optimizer
         ta = time.perf_counter()
         strategy.after_task(task)
         step = loop.step
@@ -456,7 +483,8 @@ def fit_stream(
         for cb in callbacks:
             cb.on_task_end(event)
         if checkpoint is not None:
-            checkpoint(Progress(row0, tuple(ends), step))
+            checkpoint(Progress(row0, tuple(ends), step,
+                                None if kept is None else kept.state_dict()))
     matrix = tuple(rows)
     for cb in callbacks:
         cb.on_run_end(RunEnd(matrix))

@@ -137,8 +137,9 @@ class GenerativeReplay(Experiment):
         "Split MNIST as van de Ven & Tolias 2019 (full 60k/10k MNIST, 5 tasks of 2 digits, "
         "MLP 2x400, Adam lr 0.001, batch 128, 2000 iterations per task, a VAE with 2 hidden "
         "layers of 400 and a 100-d code trained as long as the solver, replay weighted "
-        "1 - 1/k, distillation at T = 2, iCaRL with 2000 exemplars), but: each task starts "
-        "fresh Adam optimizers (theirs keep one Adam state over all tasks); batches are drawn "
+        "1 - 1/k, distillation at T = 2, iCaRL with 2000 exemplars, the solver's Adam kept "
+        "across tasks), but: DGR's generator gets a fresh Adam at each task (theirs keeps "
+        "one over all tasks); batches are drawn "
         "pass after pass with the last batch of a pass smaller (theirs drop it); the loss "
         "on the current task and on replays is over all 10 outputs in class-IL (theirs over "
         "the classes seen so far); in task-IL a replayed input is labelled by one past "
@@ -155,7 +156,7 @@ class GenerativeReplay(Experiment):
             "stream": {"source": "mnist", "num_tasks": 5},
             "model": {"name": "mlp", "hidden": [400, 400]},
             "train": {"steps_per_task": 2000, "batch_size": 128, "optimizer": "adam",
-                      "lr": 0.001},
+                      "lr": 0.001, "keep_optimizer": True},
             "strategies": {"dgr": {"latent": VAE_LATENT, "width": VAE_WIDTH,
                                    "layers": VAE_LAYERS, "temperature": 2.0},
                            "icarl": {"memory_size": 2000}},
