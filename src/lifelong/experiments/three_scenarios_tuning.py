@@ -14,8 +14,9 @@ Every stream holds out 10% of each task's training images (`stream.validation`, 
 task's key) and scores on them (`stream.evaluate_on=validation`); the test images are never
 read. The grids hold, for each penalty, the values the authors' scripts chose in the three
 scenarios (GT-RIPL/Continual-Learning-Benchmark, `scripts/split_MNIST_incremental_*.sh`,
-`--reg_coef`), doubled for our strength/2 convention, plus one below where they coincide; LwF
-is not in their scripts and gets its distillation weight around our default.
+`--reg_coef`), doubled for our strength/2 convention, plus one below where they coincide, and
+one more beyond the edge a first tuning chose (at task-IL); LwF is not in their scripts and
+gets its distillation weight around our default.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ from lifelong.metrics import summary
 COMMAND = "lifelong run three-scenarios-tuning --threads 1"
 # Row label → option → values (ours = 2 x their reg_coef: task / domain / class choices).
 GRID: dict[str, dict[str, list[Any]]] = {
-    "l2": {"strength": [0.02, 1.0, 200.0]},  # their 0.01 / 0.5 / 100
-    "ewc": {"strength": [20.0, 200.0, 1200.0]},  # their 100 / 100 / 600
-    "online ewc": {"strength": [200.0, 800.0, 1400.0]},  # their 400 / 700 / 100
-    "si": {"strength": [600.0, 1200.0, 6000.0]},  # their 300 / 3000 / 600
+    "l2": {"strength": [0.002, 0.02, 1.0, 200.0]},  # their 0.01 / 0.5 / 100
+    "ewc": {"strength": [20.0, 200.0, 1200.0, 6000.0]},  # their 100 / 100 / 600
+    "online ewc": {"strength": [200.0, 800.0, 1400.0, 6000.0]},  # their 400 / 700 / 100
+    "si": {"strength": [100.0, 600.0, 1200.0, 6000.0]},  # their 300 / 3000 / 600
     "mas": {"strength": [2.0, 200.0, 20000.0]},  # their 1 / 10000 / 1
-    "lwf": {"strength": [0.5, 1.0, 2.0]},  # not in their scripts
+    "lwf": {"strength": [0.5, 1.0, 2.0, 4.0]},  # not in their scripts
 }
 QUICK_GRID: dict[str, dict[str, list[Any]]] = {
     "l2": {"strength": [0.02, 200.0]}, "ewc": {"strength": [20.0, 1200.0]}}
