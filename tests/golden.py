@@ -75,7 +75,7 @@ def _group(name: str) -> dict[str, Any]:
 
 def _cli(*args: str) -> dict[str, Any]:
     """`lifelong run ... --json` in this process, in a fresh store; the runs' ids, labels,
-    matrices and the experiment's compared numbers."""
+    matrices and the experiment's compared numbers (not its table: that names paths)."""
     import tempfile
 
     from lifelong.cli import main
@@ -90,8 +90,7 @@ def _cli(*args: str) -> dict[str, Any]:
     doc = json.loads(out.getvalue())
     return {"runs": [{k: r[k] for k in ("run_id", "label", "seed", "matrix")}
                      for r in doc["runs"]],
-            "ours": {r["label"]: r["ours"] for r in doc.get("references", [])},
-            "table": doc.get("table")}
+            "ours": {r["label"]: r["ours"] for r in doc.get("references", [])}}
 
 
 def cases() -> dict[str, Callable[[], dict[str, Any]]]:

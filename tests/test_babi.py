@@ -15,6 +15,7 @@ from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.cli import main
 from lifelong.data.task import Stream, TensorData
 from lifelong.errors import ConfigError
+from lifelong.optim import LoopStep
 from lifelong.strategies import STRATEGIES, build_strategy, register_all
 
 pytestmark = pytest.mark.skipif(not os.environ.get("LIFELONG_DATA"),
@@ -152,7 +153,7 @@ def test_gradient_clipping_bounds_each_step() -> None:
     opt = make_optimizer(strategy, TrainConfig(optimizer="sgd", lr=1.0, grad_clip=0.5))
     before = [p.detach().clone() for p in model.parameters()]
     batch = stream.tasks[0].train.batch(torch.arange(32))
-    strategy.train_batch(batch, opt)
+    strategy.train_batch(batch, LoopStep(strategy, opt))
     step = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before,
                                                                   strict=True)])
     assert float(step.norm()) == pytest.approx(0.5, rel=1e-4)  # lr 1: the step is the gradient

@@ -12,6 +12,8 @@ from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.data.task import Stream, Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.metrics import bwt
+from lifelong.optim import LoopStep
+from lifelong.quadratic import Quadratic
 from lifelong.strategies import build_strategy
 from lifelong.strategies._penalty import QuadraticAnchor
 from lifelong.strategies.base import Batch
@@ -48,42 +50,49 @@ def tiny_task(n: int = 12, seed: int = 0, garbage: bool = False) -> Task:
 def test_penalty_matches_hand_computation() -> None:
     model = nn.Linear(2, 1, bias=False)
     model.weight.data = torch.tensor([[1.0, 2.0]])
-    ewc = EWC(model, strength=2.0, step="gradient")  # the penalty joins the loss
+    ewc = EWC(model, strength=2.0, step="gradient")  # strength/2 · Σ Ω (θ − θ*)²: scale 1
     ewc.state.anchors = [{"weight": torch.zeros(1, 2)}]
     ewc.state.importances = [{"weight": torch.tensor([[1.0, 3.0]])}]
-    assert ewc.penalty().item() == pytest.approx(13.0)  # 1·1² + 3·2²
+    assert quadratic(ewc).value().item() == pytest.approx(13.0)  # 1·1² + 3·2²
     # Two terms: + 2·(1−1)² + 1·(2−(−1))² = 9; folding them keeps the value exact.
     ewc.state.anchors = [*ewc.state.anchors, {"weight": torch.tensor([[1.0, -1.0]])}]
     ewc.state.importances = [*ewc.state.importances, {"weight": torch.tensor([[2.0, 1.0]])}]
-    assert ewc.penalty().item() == pytest.approx(22.0)
-    # The loss adds strength/2 · penalty for EWC (Eq. 3) and strength · penalty for SI/MAS.
-    batch = Batch(torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64), torch.zeros(1))
-    logits = torch.zeros(1, 2)
-    assert (ewc.loss(batch, logits) - F.cross_entropy(logits, batch.y)).item() == \
-        pytest.approx(22.0)
+    assert quadratic(ewc).value().item() == pytest.approx(22.0)
+    # strength/2 for EWC (Eq. 3), strength alone for SI/MAS.
     si = SI(model, strength=2.0, step="gradient")
     si.state.anchors, si.state.importances = ewc.state.anchors, ewc.state.importances
-    assert (si.loss(batch, logits) - F.cross_entropy(logits, batch.y)).item() == \
-        pytest.approx(44.0)
+    assert quadratic(si).value().item() == pytest.approx(44.0)
+    # The loss a strategy returns is the task's alone: the loop adds the penalty.
+    batch = Batch(torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64), torch.zeros(1))
+    logits = torch.zeros(1, 2)
+    assert torch.equal(ewc.loss(batch, logits), F.cross_entropy(logits, batch.y))
+    # ... by its gradient, whose value the loop reports with the loss.
+    value, pull = quadratic(ewc).gradients()
+    assert value.item() == pytest.approx(22.0)
+    assert EWC(model, strength=0.0).quadratic() is None  # strength 0: no penalty at all
+
+
+def quadratic(s: QuadraticAnchor) -> Quadratic:
+    q = s.quadratic()
+    assert q is not None
+    return q
 
 
 def test_penalty_gradient_equals_autograd_of_the_formula() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    ewc = EWC(model, strength=3.0)
+    ewc = EWC(model, strength=3.0)  # scale 1.5
     terms = [({n: torch.randn_like(p) for n, p in model.named_parameters()},
               {n: torch.rand_like(p) for n, p in model.named_parameters()}) for _ in range(3)]
     ewc.state.anchors = [a for a, _ in terms]
     ewc.state.importances = [o for _, o in terms]
-    (1.5 * ewc.penalty()).backward()
-    fast = {n: p.grad.clone() for n, p in model.named_parameters()}  # type: ignore[union-attr]
-    model.zero_grad()
+    value, fast = quadratic(ewc).gradients()
     ref = sum(((o[n] * (p - a[n]) ** 2).sum() for a, o in terms
                for n, p in model.named_parameters()), torch.zeros(()))
     (1.5 * ref).backward()
-    assert ewc.penalty().item() == pytest.approx(ref.item(), rel=1e-5)
-    for n, p in model.named_parameters():
-        torch.testing.assert_close(fast[n], p.grad, rtol=1e-5, atol=1e-6)
+    assert value.item() == pytest.approx(1.5 * ref.item(), rel=1e-5)
+    for g, p in zip(fast, model.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
 
 
 class Still(nn.Module):
@@ -108,8 +117,9 @@ def _penalty_steps(strength: float, optimizer: str, steps: int, cap: bool = Fals
                                   if optimizer == "sgd" else
                                   torch.optim.Adam(model.parameters(), lr=0.1))
     batch = Batch(torch.zeros(2, 2), torch.zeros(2, dtype=torch.int64), torch.zeros(2))
+    step = LoopStep(ewc, opt)  # the loop's step, which follows the penalty
     for _ in range(steps):
-        ewc.train_batch(batch, opt)
+        ewc.train_batch(batch, step)
     return model.weight.detach()[0]
 
 
@@ -137,8 +147,42 @@ def test_the_proximal_step_is_the_implicit_step_on_the_penalty() -> None:
     # momentum adds nothing and the step is θ / (1 + lr·λ·Ω / (1 − μ)).
     w = _penalty_steps(1.0, "sgd", 2, step="proximal", momentum=0.5)
     assert w[0].item() == pytest.approx(1.2 ** -2, rel=1e-6)
-    with pytest.raises(ConfigError, match="plain SGD"):
-        _penalty_steps(1.0, "adam", 1, step="proximal")
+
+
+def test_the_proximal_step_works_with_adam_in_its_metric() -> None:
+    # Adam's step size along a weight is lr / (√v̂ + ε); the implicit step uses it: θ ←
+    # θ / (1 + lr/(√v̂+ε) · λ·Ω). Here the task gradient is 0, so v̂ = 0 and the step size is
+    # lr / ε: each weight lands on its anchor, the exact minimum, however stiff the pull.
+    w = _penalty_steps(1.0, "adam", 1, step="proximal")
+    assert torch.isfinite(w).all() and w.abs().max().item() < 1e-6
+    # With a task gradient, v̂ > 0: one step by hand on a weight the loss reaches.
+
+    class Squared(EWC):
+        def loss(self, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
+            return (logits ** 2).mean()  # gradient 2θ for x = 1
+
+    model = Line(2.0)
+    sq = Squared(model, strength=4.0, step="proximal")  # scale 2: curvature 4·Ω
+    sq.state.anchors = [{"weight": torch.zeros(1, 1)}]
+    sq.state.importances = [{"weight": torch.ones(1, 1)}]
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    x, y = torch.ones(4, 1), torch.zeros(4, dtype=torch.int64)
+    sq.train_batch(Batch(x, y, torch.zeros(4)), LoopStep(sq, opt))
+    # Adam's first step: θ −= lr · g / (|g| + ε) with g = 4, then v̂ = g² and the implicit
+    # step divides by 1 + c, c = lr / (|g| + ε) · 2 · scale · Ω.
+    rate = 0.1 / (4 + 1e-8)
+    assert model.weight.item() == pytest.approx((2 - 4 * rate) / (1 + rate * 4), rel=1e-6)
+
+
+class Line(nn.Module):
+    """y = w·x, one weight."""
+
+    def __init__(self, w: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor([[w]]))
+
+    def forward(self, x: torch.Tensor, t: object = None) -> torch.Tensor:
+        return x @ self.weight.T
 
 
 def test_the_auto_step_is_proximal_with_plain_sgd_and_the_gradient_step_otherwise() -> None:
@@ -226,11 +270,12 @@ def test_the_proximal_step_converges_to_the_exact_objectives_stationary_point(
     opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=momentum)
     d = task.train
     batch = Batch(d.x, d.y, d.t)
+    step = LoopStep(ewc, opt)
     for _ in range(3000):
-        ewc.train_batch(batch, opt)
+        ewc.train_batch(batch, step)
     exact = EWC(model, strength=5000.0, step="gradient")
     exact.state = ewc.state
-    total = exact.loss(batch, model(d.x))
+    total = exact.loss(batch, model(d.x)) + quadratic(exact).value()
     grads = torch.autograd.grad(total, list(model.parameters()))
     assert max(float(g.abs().max()) for g in grads) < 1e-4
 
@@ -258,10 +303,7 @@ def test_online_ewc_penalises_gamma_times_the_running_fisher() -> None:
     ewc = EWC(model, strength=2.0, online=True, decay=0.5, step="gradient")
     ewc.state.anchors = [{"weight": torch.zeros(1, 2)}]
     ewc.state.importances = [{"weight": torch.tensor([[1.0, 3.0]])}]
-    batch = Batch(torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64), torch.zeros(1))
-    logits = torch.zeros(1, 2)
-    extra = ewc.loss(batch, logits) - F.cross_entropy(logits, batch.y)
-    assert extra.item() == pytest.approx(0.5 * 2.0 * 0.5 * 13.0)
+    assert quadratic(ewc).value().item() == pytest.approx(0.5 * 2.0 * 0.5 * 13.0)
 
 
 def test_importances_of_parameters_the_model_no_longer_has_are_an_error() -> None:
@@ -272,7 +314,7 @@ def test_importances_of_parameters_the_model_no_longer_has_are_an_error() -> Non
     ewc.state.anchors = [{"0.weight": torch.zeros(2, 2), "_orig_mod.0.bias": torch.zeros(2)}]
     ewc.state.importances = [{"0.weight": torch.ones(2, 2), "_orig_mod.0.bias": torch.ones(2)}]
     with pytest.raises(StateError, match="_orig_mod.0.bias"):
-        ewc.penalty()
+        ewc.quadratic()
 
 
 def test_the_stiffness_cap_reports_what_it_held() -> None:
@@ -280,17 +322,14 @@ def test_the_stiffness_cap_reports_what_it_held() -> None:
     ewc = EWC(model, strength=1.0, stiffness_cap=True, step="gradient")
     ewc.state.anchors = [{"weight": torch.zeros(1, 2)}]
     ewc.state.importances = [{"weight": torch.tensor([[1.0, 1000.0]])}]
-    task = tiny_task()
-    ewc.before_task(task)
     batch = Batch(torch.zeros(2, 2), torch.zeros(2, dtype=torch.int64), torch.zeros(2))
-    ewc.train_batch(batch, torch.optim.SGD(model.parameters(), lr=0.1))
-    report = ewc.task_report()
-    assert report.values == {"capped_fraction": 0.5}
-    assert len(report.warnings) == 1 and "50.0%" in report.warnings[0]
-    assert "stiffness_cap=false" in report.warnings[0]
-    ewc.before_task(task)  # a new task starts a new count
-    assert ewc.task_report().values == {}
-    assert EWC(Still([1.0, 1.0]), step="gradient").task_report().values == {}  # no cap
+    step = LoopStep(ewc, torch.optim.SGD(model.parameters(), lr=0.1))  # one task's steps
+    ewc.train_batch(batch, step)
+    assert step.capped is not None
+    fraction, warning = step.capped
+    assert fraction == 0.5 and "50.0%" in warning and "stiffness_cap=false" in warning
+    uncapped = LoopStep(EWC(Still([1.0, 1.0]), step="gradient"), step.optimizer)
+    assert uncapped.capped is None  # no cap, nothing to report
 
 
 def test_a_penalty_too_stiff_for_sgd_is_capped_when_asked() -> None:
@@ -508,7 +547,8 @@ def test_si_integrates_the_task_gradient_only(step: str) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.zeros(4, 2)
     for _ in range(3):
-        si.train_batch(Batch(x, torch.zeros(4, dtype=torch.int64), torch.zeros(4)), opt)
+        si.train_batch(Batch(x, torch.zeros(4, dtype=torch.int64), torch.zeros(4)),
+                       LoopStep(si, opt))
     assert not torch.equal(model.weight.detach(), torch.ones(1, 2))  # the penalty moved it
     assert si.state.omega["weight"].abs().max() < 1e-7  # 0 up to rounding (ω moves ~1e-2)
 
@@ -534,7 +574,7 @@ def test_si_path_integral_with_task_and_penalty_gradients_together(step: str) ->
         ce = F.cross_entropy(torch.stack([torch.zeros_like(z), z], 1), y)
         (g_task,) = torch.autograd.grad(ce, w)
         before = model.weight.detach().clone()
-        si.train_batch(Batch(x, y, torch.zeros(4, dtype=torch.int64)), opt)
+        si.train_batch(Batch(x, y, torch.zeros(4, dtype=torch.int64)), LoopStep(si, opt))
         expected -= g_task * (model.weight.detach() - before)
     assert torch.allclose(si.state.omega["weight"], expected, atol=1e-7, rtol=1e-5)
     assert expected.abs().min() > 1e-4  # both coordinates moved by the task
@@ -639,7 +679,8 @@ def test_state_round_trip_mid_task_reproduces_the_next_steps(name: str,
     def step(s: object, opt: torch.optim.Optimizer, i: int) -> torch.Tensor:
         idx = torch.arange(i * 16, (i + 1) * 16)
         d = task.train
-        return s.train_batch(Batch(d.x[idx], d.y[idx], d.t[idx]), opt)  # type: ignore[attr-defined]
+        return s.train_batch(Batch(d.x[idx], d.y[idx], d.t[idx]),  # type: ignore[attr-defined]
+                             LoopStep(s, opt))  # type: ignore[arg-type]
 
     for i in range(3):  # part-way through the task: SI's path integral is under way
         step(a, opt_a, i)

@@ -20,6 +20,7 @@ from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.data.task import SCENARIOS, Stream
 from lifelong.errors import ConfigError
 from lifelong.models.heads import GrowingHead
+from lifelong.optim import LoopStep
 from lifelong.strategies import STRATEGIES, build_strategy, register_all
 from lifelong.strategies.base import Batch
 from lifelong.train import LifelongWarning
@@ -99,7 +100,8 @@ def test_state_round_trip_reproduces_the_next_steps(name: str) -> None:
         run = []
         for i in range(3):
             idx = torch.arange(i * 16, (i + 1) * 16)
-            run.append(s.train_batch(Batch(data.x[idx], data.y[idx], data.t[idx]), opt))
+            run.append(s.train_batch(Batch(data.x[idx], data.y[idx], data.t[idx]),
+                                      LoopStep(s, opt)))
         losses.append(torch.stack(run))
     assert torch.equal(losses[0], losses[1])
     for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):

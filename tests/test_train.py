@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import pytest
 import torch
+from torch import Tensor
 
 from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.callbacks import Callback, CurvePoint, TaskEnd
 from lifelong.errors import DivergenceError
 from lifelong.strategies import build_strategy
-from lifelong.strategies.base import Strategy
+from lifelong.strategies.base import Batch, Strategy
 
 
 def run(name: str, stream, seed: int = 0, **train) -> object:  # type: ignore[no-untyped-def]
@@ -263,8 +265,10 @@ def test_a_step_schedule_halves_the_rate_every_n_epochs_of_each_task(permuted_di
             super().__init__(model)
             self.rates: list[float] = []
 
-        def prepare_step(self, optimizer: torch.optim.Optimizer) -> None:
-            self.rates.append(float(optimizer.param_groups[0]["lr"]))
+        def train_batch(self, batch: Batch, step: Callable[[Tensor], Tensor]) -> Tensor:
+            # (the loop's step holds the optimizer; a strategy never reads it)
+            self.rates.append(float(step.optimizer.param_groups[0]["lr"]))  # type: ignore[attr-defined]
+            return super().train_batch(batch, step)
 
     cfg = TrainConfig(epochs=4, batch_size=500, lr=0.1, lr_decay_every=2, lr_decay=0.5)
     assert [cfg.lr_at(e) for e in range(5)] == [0.1, 0.1, 0.05, 0.05, 0.025]

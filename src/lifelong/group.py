@@ -43,6 +43,7 @@ from lifelong.data.task import Batch, Stream, Task, image_inputs
 from lifelong.errors import ConfigError, DivergenceError
 from lifelong.evaluate import accuracies
 from lifelong.models.heads import MultiHead
+from lifelong.optim import add_penalty_gradient, plain_sgd, step_sizes, stiffness_limit
 from lifelong.seeding import generator
 from lifelong.strategies.base import Strategy
 from lifelong.train import (
@@ -149,6 +150,19 @@ class StackedMLP:
             self.params.append(stacked)
         head: MultiHead = models[0].head  # type: ignore[assignment]
         self.heads, self.outputs = head.num_heads, head.num_outputs
+        self._owners = {id(p): (stacked, g) for stacked, members in
+                        zip(self.params, self.members, strict=True)
+                        for g, p in enumerate(members)}
+
+    def owner(self, p: Tensor) -> tuple[Tensor, int]:
+        """The stacked tensor a member's parameter is a slice of, and the member's index."""
+        return self._owners[id(p)]
+
+    def grad_of(self, p: Tensor) -> Tensor:
+        """A member's parameter's slice of the stacked gradient (after `merge_grads`)."""
+        owner, g = self._owners[id(p)]
+        assert owner.grad is not None, "merge_grads first"
+        return owner.grad[g]
 
     def forward(self, x: Tensor, t: Tensor | None) -> Tensor:
         h = x.flatten(2)
@@ -264,7 +278,8 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
         for m, task in zip(members, tasks, strict=True):
             m.strategy.before_task(task)
         curves: list[list[CurvePoint]] = [[] for _ in members]
-        step = _train_task(members, stacked, tasks, cfg, device, step, curves)
+        capped: list[tuple[float, str] | None] = [None] * size
+        step = _train_task(members, stacked, tasks, cfg, device, step, curves, capped)
         ta = time.perf_counter()
         consolidate = []
         for m, task in zip(members, tasks, strict=True):
@@ -281,7 +296,8 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
             event = task_end(m.strategy, m.stream, position, cfg, row, curves[g],
                              {**measured, "group_size": float(size)},
                              train_seconds=train_share + consolidate[g], eval_seconds=eval_s,
-                             after_task_seconds=consolidate[g], device=device)
+                             after_task_seconds=consolidate[g], device=device,
+                             capped=capped[g])
             ends[g].append(event)
             for cb in m.callbacks:
                 cb.on_task_end(event)
@@ -316,9 +332,11 @@ def _optimizer(params: Sequence[Tensor], cfg: TrainConfig) -> torch.optim.Optimi
 
 def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[Task],
                 cfg: TrainConfig, device: torch.device, step: int,
-                curves: list[list[CurvePoint]]) -> int:
+                curves: list[list[CurvePoint]],
+                capped: list[tuple[float, str] | None]) -> int:
     """The epochs of one task for every member at once; returns the global step count. Every
-    `cfg.eval_every` steps each member's accuracies are measured into `curves[g]`."""
+    `cfg.eval_every` steps each member's accuracies are measured into `curves[g]`; where a
+    member's penalty is capped, the fraction capped (and its warning) goes to `capped[g]`."""
     datas = [m.strategy.task_data(t).to(device)
              for m, t in zip(members, tasks, strict=True)]
     n = len(datas[0])
@@ -332,17 +350,15 @@ def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[
     heads = stacked.heads > 1
     optimizer = _optimizer(stacked.params, cfg)
     member_params = [list(m.strategy.model.parameters()) for m in members]
-    # What each member's `prepare_step` reads: an optimizer of its own parameters with the
-    # same settings (the proximal penalty's step size), never stepped.
-    described = [_optimizer(ps, cfg) for ps in member_params]
+    sgd = plain_sgd(optimizer)
     steppers = [(g, m) for g, m in enumerate(members)
                 if any(type(cb).on_step_end is not Callback.on_step_end for cb in m.callbacks)]
     bs = cfg.batch_size
     size = len(members)
     # Only the hooks a member's class overrides are called, and a member's `.grad` is made a
     # view of the stacked gradient only where something reads it.
-    preparing = [(m, own) for m, own in zip(members, described, strict=True)
-                 if _overrides(m.strategy, "prepare_step")]
+    penalised = [(g, m) for g, m in enumerate(members) if _overrides(m.strategy, "quadratic")]
+    zero = torch.zeros((), device=device)
     backwards = [m for m in members if _overrides(m.strategy, "after_backward")]
     stepping = [m for m in members if _overrides(m.strategy, "after_step")]
     views = bool(backwards or stepping or cfg.grad_clip is not None)
@@ -353,9 +369,8 @@ def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[
         m.strategy.model.train()
     for epoch, steps in enumerate(cfg.passes(n)):
         if cfg.lr_decay_every is not None:
-            for opt in (optimizer, *described):
-                for param_group in opt.param_groups:
-                    param_group["lr"] = cfg.lr_at(epoch)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = cfg.lr_at(epoch)
         order = torch.stack([torch.randperm(n, generator=generator(
             m.seed, "batches", task.key, epoch)) for m, task
             in zip(members, tasks, strict=True)]).to(device)
@@ -363,8 +378,6 @@ def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[
         for i in range(steps):
             idx = order[:, i * bs:(i + 1) * bs]
             xb, yb, tb = x[g_index, idx], y[g_index, idx], t[g_index, idx]
-            for m, own in preparing:
-                m.strategy.prepare_step(own)
             optimizer.zero_grad(set_to_none=True)
             if views:
                 stacked.clear_member_grads()
@@ -377,15 +390,32 @@ def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[
                                     for g, m in enumerate(members)])
             loss.sum().backward()  # type: ignore[no-untyped-call]
             stacked.merge_grads(views=views)
+            implicit = []  # the members whose penalty is followed by an implicit step
+            values = [zero] * size  # each member's penalty value, where it joined the gradient
+            for g, m in penalised:
+                if (q := m.strategy.quadratic()) is None:
+                    continue
+                if not q.follows_gradient(sgd):
+                    implicit.append((g, q))
+                    continue
+                limit = stiffness_limit(optimizer) if q.cap else math.inf
+                if q.cap and capped[g] is None:
+                    fraction = q.capped_fraction(limit)
+                    capped[g] = (fraction, q.cap_warning(fraction, limit) if fraction else "")
+                grads = [stacked.grad_of(p) for p in q.params]
+                values[g] = add_penalty_gradient(q, limit, grads)
             for m in backwards:
                 m.strategy.after_backward()
             if cfg.grad_clip is not None:
                 for ps in member_params:
                     torch.nn.utils.clip_grad_norm_(ps, float(cfg.grad_clip))
             optimizer.step()
+            for _, q in implicit:
+                q.implicit_step(step_sizes(optimizer, q.params,
+                                           [stacked.owner(p) for p in q.params]))
             for m in stepping:
                 m.strategy.after_step()
-            losses.append(loss.detach())
+            losses.append(loss.detach() + torch.stack(values) if penalised else loss.detach())
             step += 1
             for g, m in steppers:
                 stepped = StepEnd(tasks[g].index, step)

@@ -36,6 +36,7 @@ from lifelong.errors import ConfigError, DivergenceError
 from lifelong.evaluate import accuracies, accuracy
 from lifelong.metrics import summary
 from lifelong.models.heads import grow_model
+from lifelong.optim import LoopStep
 from lifelong.seeding import generator
 from lifelong.strategies.base import Strategy
 
@@ -214,6 +215,7 @@ class TaskLoop:
                  step0: int) -> None:
         self.strategy, self.stream, self.task, self.cfg = strategy, stream, task, cfg
         self.optimizer, self.seed, self.callbacks = optimizer, seed, callbacks
+        self.step_fn = LoopStep(strategy, optimizer)  # what `train_batch` hands its loss to
         self.step = step0  # global step counter, owned here and passed to events
         self.curve: list[CurvePoint] = []
         self.step_callbacks = [cb for cb in callbacks
@@ -244,7 +246,7 @@ class TaskLoop:
             for i in range(steps):
                 idx = order[i * bs:(i + 1) * bs]
                 batch = data.batch(idx)
-                step_losses.append(self.strategy.train_batch(batch, self.optimizer))
+                step_losses.append(self.strategy.train_batch(batch, self.step_fn))
                 self.step += 1
                 if self.step_callbacks:
                     step_event = StepEnd(self.task.index, self.step)
@@ -275,6 +277,8 @@ class TaskLoop:
             return False
         self.optimizer = make_optimizer(self.strategy, self.cfg,
                                         self.optimizer if self.cfg.keep_optimizer else None)
+        capped, self.step_fn = self.step_fn.capped, LoopStep(self.strategy, self.optimizer)
+        self.step_fn.capped = capped
         return True
 
     def _curve_point(self) -> None:
@@ -362,7 +366,7 @@ def own_accuracies(strategy: Strategy, stream: Stream, task: Task,
 def task_end(strategy: Strategy, stream: Stream, position: int, cfg: TrainConfig,
              row: tuple[float, ...], curve: Sequence[CurvePoint], measured: Mapping[str, float],
              *, train_seconds: float, eval_seconds: float, after_task_seconds: float,
-             device: torch.device) -> TaskEnd:
+             device: torch.device, capped: tuple[float, str] | None = None) -> TaskEnd:
     """The `TaskEnd` of the task at `position`, just learned and evaluated (`row`): its costs,
     the strategy's report and the loop's own measurements as diagnostics, and the warnings
     (the strategy's, and "learned nothing" where the task's accuracy is at chance), which are
@@ -370,7 +374,11 @@ def task_end(strategy: Strategy, stream: Stream, position: int, cfg: TrainConfig
     observes, it does not learn."""
     task = stream.tasks[position]
     report = strategy.task_report()
+    values = dict(report.values)
     messages = list(report.warnings)
+    if capped is not None:  # the loop's stiffness cap on the strategy's penalty
+        values["capped_fraction"] = capped[0]
+        messages.extend([capped[1]] if capped[1] else [])
     if (chance := chance_warning(strategy, stream, position, cfg, row[position])):
         messages.append(chance)
     for message in messages:  # warnings.warn shows each distinct message once
@@ -380,7 +388,7 @@ def task_end(strategy: Strategy, stream: Stream, position: int, cfg: TrainConfig
                   parameters=sum(p.numel() for p in strategy.model.parameters()),
                   state_bytes=strategy.memory_bytes())
     return TaskEnd(task.index, task.key, row, costs, tuple(curve),
-                   diagnostics={**{str(k): float(v) for k, v in report.values.items()},
+                   diagnostics={**{str(k): float(v) for k, v in values.items()},
                                 **measured}, warnings=tuple(messages))
 
 
@@ -478,7 +486,8 @@ def fit_stream(
         rows.append(row)
         event = task_end(strategy, stream, position, cfg, row, loop.curve, measured,
                          train_seconds=t1 - t0, eval_seconds=t2 - t1,
-                         after_task_seconds=t1 - ta, device=device)
+                         after_task_seconds=t1 - ta, device=device,
+                         capped=loop.step_fn.capped)
         ends.append(event)
         for cb in callbacks:
             cb.on_task_end(event)

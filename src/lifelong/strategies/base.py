@@ -7,8 +7,10 @@ in `after_backward`.
 
 Hooks, in the order the loop calls them:
     before_task(task) → task_data(task) → per batch: [forward, loss(batch, logits), backward,
-    after_backward(), optimizer step, after_step()] → after_task(task).
-Escape hatches: `train_batch` (a different step, e.g. generative replay) and `train_task`
+    (the penalty of `quadratic()`), after_backward(), optimizer step, (the penalty's implicit
+    step), after_step()] → after_task(task).
+Escape hatches: `train_batch` (a different loss around the loop's step, e.g. generative
+replay) and `train_task`
 (a different epoch loop, e.g. Net2Net growth on demand). `predict(x, t)` decides inference.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +31,7 @@ from lifelong.errors import StateError
 from lifelong.seeding import derive_seed
 
 if TYPE_CHECKING:
+    from lifelong.quadratic import Quadratic
     from lifelong.train import TaskLoop
 
 
@@ -155,23 +158,20 @@ class Strategy:
         out: Tensor = self.model(x, t)
         return out
 
-    # ---------------------------------------------------------------- escape hatches
-    def prepare_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Read what this step's optimizer means for the method, before the step (e.g. the
-        implicit step size of a proximal penalty); default: nothing. `train_batch` calls it;
-        so does the group loop (`lifelong.group`), with an optimizer of the member's own
-        parameters and the same settings, which it never steps."""
+    def quadratic(self) -> Quadratic | None:
+        """The quadratic penalty the loop adds to this method's loss, as a value (the penalty
+        family's importances and anchors, `lifelong.quadratic`), or None (the default): the
+        loop follows it as a gradient term or by an implicit step after the optimizer's
+        (`lifelong.optim`), so the method never needs to see the optimizer."""
+        return None
 
-    def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
-        """One optimisation step; returns the (detached) loss."""
-        self.prepare_step(optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(batch, self.model(batch.x, batch.t))
-        loss.backward()  # type: ignore[no-untyped-call]
-        self.after_backward()
-        optimizer.step()
-        self.after_step()
-        return loss.detach()
+    # ---------------------------------------------------------------- escape hatches
+    def train_batch(self, batch: Batch, step: Callable[[Tensor], Tensor]) -> Tensor:
+        """One optimisation step: the loss of `batch`, handed to the loop's `step` (backward,
+        the gradient hooks, the penalty, the optimizer); returns what `step` returns, the
+        detached loss to report. Override to compute the loss otherwise or to do more around
+        the step (e.g. generative replay trains its generator after it)."""
+        return step(self.loss(batch, self.model(batch.x, batch.t)))
 
     def train_task(self, task: Task, loop: TaskLoop) -> None:
         """Train on `task`: by default run the loop's epochs over `task_data(task)`."""

@@ -9,6 +9,7 @@ Owns the two-model step (`train_batch`: the solver's step, then the generator's)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
@@ -190,13 +191,12 @@ class DGR(Strategy):
                 y = outputs[logits.argmax(1)]
         return Batch(x, y, t), logits
 
-    def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
+    def train_batch(self, batch: Batch, step: Callable[[Tensor], Tensor]) -> Tensor:
         assert self.vae is not None and self._optimizer is not None
         start = time.perf_counter()
         replayed = self.replay(len(batch.y))
         self._seconds += time.perf_counter() - start
         share = 1.0 / (self.state.tasks + 1)  # the new task's weight: 1/k on the k-th task
-        optimizer.zero_grad(set_to_none=True)
         loss = self.loss(batch, self.model(batch.x, batch.t))
         if replayed is not None:
             mem, target = replayed
@@ -212,16 +212,13 @@ class DGR(Strategy):
             else:
                 old = F.cross_entropy(logits, mem.y)
             loss = share * loss + (1 - share) * old
-        loss.backward()  # type: ignore[no-untyped-call]
-        self.after_backward()
-        optimizer.step()
-        self.after_step()
+        reported = step(loss)  # the solver's step, by the loop
         start = time.perf_counter()
         g_loss = self._generator_step(cast(Tensor, batch.x),
                                       None if replayed is None else cast(Tensor, replayed[0].x),
                                       share)  # images: `before_task` checked
         self._seconds += time.perf_counter() - start
-        return loss.detach() + 0.0 * g_loss  # a non-finite generator loss stops the run too
+        return reported + 0.0 * g_loss  # a non-finite generator loss stops the run too
 
     def _generator_step(self, x: Tensor, old: Tensor | None, share: float) -> Tensor:
         assert self.vae is not None and self._optimizer is not None

@@ -15,13 +15,12 @@ from torch import Tensor, nn
 from lifelong import checks
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
+from lifelong.quadratic import Params, Step
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._penalty import (
     NORMALIZE_DEPARTURE,
     PROXIMAL_DEPARTURE,
-    Params,
     QuadraticAnchor,
-    Step,
 )
 from lifelong.strategies._per_sample import Method, per_sample_gradient_mean
 

@@ -13,8 +13,9 @@ from torch import nn
 
 from lifelong.data.task import Task
 from lifelong.models.heads import MultiHead
+from lifelong.quadratic import Params, Step
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies._penalty import Params, QuadraticAnchor, Step
+from lifelong.strategies._penalty import QuadraticAnchor
 
 
 @STRATEGIES.register("l2")

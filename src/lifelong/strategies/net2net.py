@@ -10,7 +10,7 @@ operators are `lifelong.models.net2net`'s through `MLP.wider`; the retention met
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -26,6 +26,7 @@ from lifelong.strategies._penalty import QuadraticAnchor
 from lifelong.strategies.base import Strategy, StrategyState, TaskReport
 
 if TYPE_CHECKING:
+    from lifelong.quadratic import Quadratic
     from lifelong.train import TaskLoop
 
 
@@ -115,8 +116,17 @@ class Net2NetOnDemand(Strategy):
     def loss(self, batch: Batch, logits: Tensor) -> Tensor:
         return self.inner.loss(batch, logits)
 
-    def train_batch(self, batch: Batch, optimizer: torch.optim.Optimizer) -> Tensor:
-        return self.inner.train_batch(batch, optimizer)
+    def train_batch(self, batch: Batch, step: Callable[[Tensor], Tensor]) -> Tensor:
+        return self.inner.train_batch(batch, step)
+
+    def quadratic(self) -> Quadratic | None:
+        return self.inner.quadratic()
+
+    def after_backward(self) -> None:
+        self.inner.after_backward()
+
+    def after_step(self) -> None:
+        self.inner.after_step()
 
     def after_task(self, task: Task) -> None:
         self.inner.after_task(task)

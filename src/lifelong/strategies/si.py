@@ -7,6 +7,7 @@ lives in `_penalty.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -15,15 +16,13 @@ from torch import Tensor, nn
 from lifelong import checks
 from lifelong.data.task import Task
 from lifelong.errors import ConfigError
+from lifelong.quadratic import Params, Quadratic, Step
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._penalty import (
     NORMALIZE_DEPARTURE,
     PROXIMAL_DEPARTURE,
-    Params,
     PenaltyState,
     QuadraticAnchor,
-    Step,
-    Tensors,
 )
 
 
@@ -79,7 +78,6 @@ class SI(QuadraticAnchor):
                   "clamp)")
     factor = 1.0
     online = True
-    keeps_penalty_gradients = True
     version = 2  # v1: strength was the absolute c (normalize did not exist)
 
     def __init__(self, model: nn.Module, *, strength: float = 0.003,
@@ -121,30 +119,29 @@ class SI(QuadraticAnchor):
         return cache[1], cache[2], cache[3]
 
     def after_step(self) -> None:
-        super().after_step()  # the proximal step, if any, is part of this step's Δθ
         params, omega, previous = self._aligned()
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         with torch.no_grad():
-            delta = torch._foreach_sub(params, previous)  # the step's Δθ
+            delta = torch._foreach_sub(params, previous)  # the step's Δθ (an implicit one too)
             torch._foreach_addcmul_(omega, grads, delta, value=-1.0)  # ω −= g · Δθ
-            penalty = self.penalty_gradients()
-            if penalty is not None:  # g included the penalty's pull: give it back
-                torch._foreach_addcmul_(*self._matched(params, omega, delta, penalty),
-                                        value=1.0)
+            q = self.quadratic()
+            if q is not None and q.followed == "gradient":  # g held the penalty's pull too:
+                torch._foreach_addcmul_(*self._pull(q, params, omega, delta), value=1.0)
             torch._foreach_copy_(previous, params)
 
-    def _matched(self, params: list[Tensor], omega: list[Tensor], delta: Tensors,
-                 penalty: Tensors) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """ω, penalty gradient and Δθ of the parameters the penalty covers, in one order (the
-        pairing is worked out once per folded penalty, not every step)."""
-        folded = self.folded()
-        assert folded is not None
-        if self._pairs is None or self._pairs[0] is not folded or self._pairs[1] is not params:
+    def _pull(self, q: Quadratic, params: list[Tensor], omega: list[Tensor],
+              delta: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """ω, the penalty's pull at the weights before the step (what the loop added to
+        `.grad`) and Δθ of the parameters both cover, in one order (the pairing is worked
+        out once per penalty value, not every step)."""
+        if self._pairs is None or self._pairs[0] is not q or self._pairs[1] is not params:
             at = {id(p): i for i, p in enumerate(params)}
-            pairs = [(at[id(p)], j) for j, p in enumerate(folded.params) if id(p) in at]
-            self._pairs = (folded, params, pairs)
+            pairs = [(at[id(p)], j) for j, p in enumerate(q.params) if id(p) in at]
+            self._pairs = (q, params, pairs)
         pairs = self._pairs[2]
-        return ([omega[i] for i, _ in pairs], [penalty[j] for _, j in pairs],
+        before = self.state.previous
+        pull = q.pull_at([before.get(n, p) for n, p in zip(q.names, q.params, strict=True)])
+        return ([omega[i] for i, _ in pairs], [pull[j] for _, j in pairs],
                 [delta[i] for i, _ in pairs])
 
     def importance(self, task: Task) -> Params:
