@@ -1,6 +1,6 @@
 """A user's own method: discovery of new modules, `--import`, entry points, safe reuse.
 
-Every test restores the four registries afterwards (the fixture `registries`), so the methods
+Every test restores the five registries afterwards (the fixture `registries`), so the methods
 written here never reach the contract tests that run over every registered strategy.
 """
 

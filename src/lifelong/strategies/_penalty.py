@@ -69,7 +69,7 @@ from torch import Tensor, nn
 from lifelong import checks
 from lifelong.data.task import Batch, Task, TensorData
 from lifelong.errors import ConfigError, StateError
-from lifelong.strategies.base import Strategy, StrategyState, TaskReport
+from lifelong.strategies.base import Card, Strategy, StrategyState, TaskReport
 
 Params = dict[str, Tensor]
 Tensors = list[Tensor] | tuple[Tensor, ...]  # what torch._foreach_* take and return
@@ -269,7 +269,7 @@ class QuadraticAnchor(Strategy):
     """
 
     name = "quadratic-anchor"
-    caveats: ClassVar[dict[str, str]] = {"class": CLASS_IL_CAVEAT}
+    card = Card(family="penalty", caveats={"class": CLASS_IL_CAVEAT})
     factor: ClassVar[float] = 0.5
     keeps_penalty_gradients: ClassVar[bool] = False  # SI reads them after the step
     online: bool = False  # merge every task into one decayed term

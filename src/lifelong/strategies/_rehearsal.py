@@ -17,7 +17,7 @@ from lifelong import checks
 from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.memory import EpisodicMemory
-from lifelong.strategies.base import Strategy
+from lifelong.strategies.base import Card, Strategy
 
 
 class Rehearsal(Strategy):
@@ -28,6 +28,7 @@ class Rehearsal(Strategy):
         memory_batch: memories used per training step (each method says how).
     """
 
+    card = Card(family="memory")
     state: EpisodicMemory
     # Whether memory_batch may be None ("all memories", GEM's paper setting).
     all_memories_allowed: ClassVar[bool] = False

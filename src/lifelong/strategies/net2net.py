@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ from lifelong.errors import ConfigError
 from lifelong.models.mlp import MLP
 from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.strategies._penalty import QuadraticAnchor
-from lifelong.strategies.base import Strategy, StrategyState, TaskReport
+from lifelong.strategies.base import Card, Strategy, StrategyState, TaskReport
 
 if TYPE_CHECKING:
     from lifelong.train import TaskLoop
@@ -67,11 +67,11 @@ class Net2NetOnDemand(Strategy):
     """
 
     name = "net2net"
-    caveats: ClassVar[dict[str, str]] = {"class": (
+    card = Card(family="expansion", caveats={"class": (
         "with retention=ewc (the default) it forgets old classes as EWC does in class-"
-        "incremental learning, however much it grows; use retention=gem")}
-    departures = ("the threshold, growth step and deciding on the training data are this "
-                  "library's choices, not swept; the paper grows a one-layer LSTM",)
+        "incremental learning, however much it grows; use retention=gem")}, departures=(
+        "the threshold, growth step and deciding on the training data are this library's "
+        "choices, not swept; the paper grows a one-layer LSTM",))
 
     def __init__(self, model: nn.Module, *, retention: Literal["naive", "ewc", "gem"] = "ewc",
                  threshold: float = 0.8, widen_by: float = 0.5, max_growth: int = 2,
