@@ -8,10 +8,11 @@ work on. Does not own how the memories are used (each method's own file).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from lifelong import checks
 from lifelong.data.task import Task
@@ -58,6 +59,10 @@ class Rehearsal(Strategy):
         if self._params is None:
             self._params = list(self.trainable_parameters())
         return self._params
+
+    def remap(self, fn: Callable[..., Tensor]) -> None:
+        """The model changed shape: its parameters are new objects, so list them again."""
+        self._params = None
 
     def draws(self) -> torch.Generator:
         """The generator of this task's per-step memory draws (seeded by the task key)."""

@@ -9,14 +9,16 @@ Hooks, in the order the loop calls them:
     before_task(task) → task_data(task) → per batch: [forward, loss(batch, logits), backward,
     after_backward(), optimizer step, after_step()] → after_task(task).
 Escape hatches: `train_batch` (a different step, e.g. generative replay) and `train_task`
-(a different epoch loop, e.g. Net2Net growth on demand). `predict(x, t)` decides inference.
+(a different epoch loop, e.g. Net2Net growth on demand). `predict(x, t)` decides inference;
+`remap(fn)` carries learned state over a change of the model's shape. A strategy that runs
+another inside (`_wrapper.Wrapper`) forwards every one of these without listing them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -198,6 +200,12 @@ class Strategy:
         """A remedy of this method's own that the loop adds to its `DivergenceError` message
         (e.g. a stable step for a stiff penalty); empty by default."""
         return ""
+
+    def remap(self, fn: Callable[..., Tensor]) -> None:
+        """The model changed shape (e.g. Net2Net widened a layer): carry any per-parameter
+        learned state over; `fn(name, value, importance=bool)` gives a tensor of parameter
+        `name` for the new shape (`lifelong.models.mlp.Widening.remap`). Default: nothing to
+        carry (the penalty family carries its anchors and importances)."""
 
     def predict(self, x: Inputs, t: Tensor | None) -> Tensor:
         """Logits at test time. `t` is given only in the task-incremental scenario."""
