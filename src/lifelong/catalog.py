@@ -140,7 +140,8 @@ def methods_markdown(cat: dict[str, Any]) -> str:
     text = METHODS_HEADER + "\n".join(rows) + "\n"
     if limits:
         text += ("\n## Known limits\n\nWhere a method at its defaults is no better than naive "
-                 "fine-tuning, by design or as the literature found (the loop warns):\n\n"
+                 "fine-tuning: by design (`not_better_than_naive`) or as the literature found "
+                 "(`caveats`, which the loop warns about):\n\n"
                  + "\n".join(limits) + "\n")
     return text
 

@@ -61,7 +61,8 @@ class Rehearsal(Strategy):
         return self._params
 
     def remap(self, fn: Callable[..., Tensor]) -> None:
-        """The model changed shape: its parameters are new objects, so list them again."""
+        """The model changed shape: its parameters are new objects, so list them again (the
+        memories hold examples, not per-parameter values: nothing else to carry)."""
         self._params = None
 
     def draws(self) -> torch.Generator:
