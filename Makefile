@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export LIFELONG_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: install browser demo test lint typecheck bench clean
+.PHONY: install browser demo test lint typecheck bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench: install
 	# Five seeds as one vectorised group, against 5 bare loops and 5 runs of ours.
 	$(BIN)/python benchmarks/group.py --protocols P1 --json > benchmarks/group_p1.json.tmp
 	mv benchmarks/group_p1.json.tmp benchmarks/group_p1.json
+
+# The generated page of methods, from each strategy's card (tests/test_catalog.py checks it).
+docs: install
+	$(BIN)/lifelong list --markdown > docs/methods.md.tmp
+	mv docs/methods.md.tmp docs/methods.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache  # never runs/: it holds your results

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lifelong import build_model, build_strategy, build_stream, fit_stream  # noqa: E402
 from lifelong.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from lifelong.data.task import Stream  # noqa: E402
-from lifelong.strategies import register_all  # noqa: E402
 from lifelong.train import Progress  # noqa: E402
 from overhead import OPTIONS, PROTOCOLS, SEED, config, scenario_of  # noqa: E402
 
@@ -76,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    register_all()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for pname in args.protocols.split(","):

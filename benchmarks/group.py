@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lifelong import build_model, build_strategy, build_stream, fit_stream  # noqa: E402
 from lifelong.data.task import Stream  # noqa: E402
 from lifelong.group import Member, fit_group, groupable  # noqa: E402
-from lifelong.strategies import STRATEGIES, register_all  # noqa: E402
+from lifelong.strategies import STRATEGIES  # noqa: E402
 from overhead import (  # noqa: E402
     OPTIONS,
     PROTOCOLS,
@@ -87,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    register_all()
     rows = []
     for pname in args.protocols.split(","):
         p = PROTOCOLS[pname]

@@ -22,7 +22,7 @@ The bare loop starts from the same initial weights and shuffles with generators 
 the library seeds them, so for `naive` both compute the same thing and the accuracies agree.
 
 Every registered strategy is timed at its defaults (`OPTIONS` overrides a few, documented),
-unless it declares itself not comparable (`Strategy.not_comparable`, e.g. joint): then it runs
+unless it declares itself not comparable (`Card.not_comparable`, e.g. joint): then it runs
 only when named, with no target. A user's strategy is timed with ``--import my_method.py``.
 
 Run: ``python benchmarks/overhead.py [--protocols P1,P2] [--strategies naive,ewc] [--repeats 3]
@@ -53,7 +53,7 @@ from lifelong.data.task import Stream, Task
 from lifelong.errors import LifelongError
 from lifelong.extensions import import_extensions
 from lifelong.seeding import derive_seed
-from lifelong.strategies import STRATEGIES, register_all
+from lifelong.strategies import STRATEGIES
 
 # Per-strategy overrides of the defaults for this benchmark; a strategy without an entry runs at
 # its defaults (nothing to add for a new strategy). The memory settings below are kept so the
@@ -263,7 +263,7 @@ def measure(name: str, stream: Stream, p: Protocol, repeats: int) -> dict[str, A
                              for k in range(len(ours[0]["per_task"]))],
         "parameters": ours[0]["parameters"],
     }
-    if reason := STRATEGIES.get(name).not_comparable:
+    if reason := STRATEGIES.get(name).card.not_comparable:
         row["target"], row["ok"], row["note"] = {}, None, reason
     else:
         target = TARGETS.get(name, DEFAULT_TARGET)
@@ -276,7 +276,7 @@ def scenario_of(name: str) -> str:
     """The protocol's scenario, domain-IL, for a strategy that supports it; else the first it
     supports (iCaRL: class-IL, the same images with each task's 10 labels made its own, so a
     50-way head; the bare loop then trains the same 50-way network)."""
-    supports = STRATEGIES.get(name).supports
+    supports = STRATEGIES.get(name).card.scenarios
     return "domain" if "domain" in supports else sorted(supports)[0]
 
 
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         import_extensions(args.imports)
-        register_all()
+        STRATEGIES.names()  # the first lookup loads the installed plugins: a broken one fails here
     except LifelongError as e:
         print(f"overhead: error: {e}", file=sys.stderr)
         return 2
@@ -378,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         bad += [f"strategy {s!r}" for s in names if s not in STRATEGIES]
     else:
         # naive first: it is the reference every other row is read against.
-        names = sorted((s for s in STRATEGIES.names() if not STRATEGIES.get(s).not_comparable),
-                       key=lambda s: s != "naive")
+        names = sorted((s for s in STRATEGIES.names()
+                        if not STRATEGIES.get(s).card.not_comparable), key=lambda s: s != "naive")
     if bad:
         print(f"unknown: {', '.join(bad)}; protocols: {', '.join(PROTOCOLS)}; strategies: "
               f"{', '.join(STRATEGIES.names())}", file=sys.stderr)

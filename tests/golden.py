@@ -30,7 +30,7 @@ import torch
 from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.data.task import SCENARIOS, Stream
 from lifelong.group import Member, fit_group
-from lifelong.strategies import STRATEGIES, build_strategy, register_all
+from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.train import LifelongWarning
 
 FILE = Path(__file__).parent / "golden" / "results.json"
@@ -95,13 +95,12 @@ def _cli(*args: str) -> dict[str, Any]:
 
 def cases() -> dict[str, Callable[[], dict[str, Any]]]:
     """Every golden case by name (computed lazily)."""
-    register_all()
     out: dict[str, Callable[[], dict[str, Any]]] = {}
     builtin = [n for n in STRATEGIES.names()
                if STRATEGIES.get(n).__module__.startswith("lifelong.strategies.")]
     for name in builtin:  # (not those a test or an extension registered)
         for scenario in SCENARIOS:
-            if scenario in STRATEGIES.get(name).supports:
+            if scenario in STRATEGIES.get(name).card.scenarios:
                 out[f"fit/{name}/{scenario}"] = (
                     lambda n=name, s=scenario: _fit(n, s))  # type: ignore[misc]
     for name in ("naive", "ewc", "si"):

@@ -16,16 +16,15 @@ from lifelong.cli import main
 from lifelong.data.task import Stream, TensorData
 from lifelong.errors import ConfigError
 from lifelong.optim import LoopStep
-from lifelong.strategies import STRATEGIES, build_strategy, register_all
+from lifelong.strategies import STRATEGIES, build_strategy
 
 pytestmark = pytest.mark.skipif(not os.environ.get("LIFELONG_DATA"),
                                 reason="needs LIFELONG_DATA with babi/en (set in CI)")
-register_all()
 # Strategies whose mechanism is about images (a generator of images, autoencoder gates on
 # pixels) or an MLP (Net2Net widening, PNN columns): they refuse a bAbI stream with one error.
 IMAGE_ONLY = {"dgr", "expert-gate", "net2net", "pnn"}
 ON_BABI = [n for n in STRATEGIES.names()
-           if "domain" in STRATEGIES.get(n).supports and n not in IMAGE_ONLY]
+           if "domain" in STRATEGIES.get(n).card.scenarios and n not in IMAGE_ONLY]
 FAST = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=0.01, device="cpu")
 
 

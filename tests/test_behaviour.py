@@ -13,8 +13,8 @@ model and seed:
   only the newest classes, so it scores its newest task by forgetting all the others, and a
   method that keeps every class in play (iCaRL's nearest means) must confuse new with old
   sometimes.
-A strategy that cannot pass in a scenario declares it, with the reason, in `Strategy.caveats`
-(users see it as a warning) or `Strategy.not_better_than_naive` (by design, e.g. L2's
+A strategy that cannot pass in a scenario declares it, with the reason, in its card's `caveats`
+(users see it as a warning) or `not_better_than_naive` (by design, e.g. L2's
 intransigent baseline; `lifelong list` shows it); such a pair is listed, not tested. A new
 strategy gets these tests by being registered.
 
@@ -44,10 +44,9 @@ import pytest
 from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.data.task import SCENARIOS, Stream
 from lifelong.metrics import bwt
-from lifelong.strategies import STRATEGIES, build_strategy, register_all
+from lifelong.strategies import STRATEGIES, build_strategy
 from tests.conftest import shared_data_or_skip
 
-register_all()
 REFERENCES = ("naive", "joint")
 CFG = TrainConfig(epochs=10, batch_size=32, lr=0.1, device="cpu")
 SEED = 3
@@ -55,12 +54,11 @@ SEED = 3
 
 
 def declared(name: str) -> dict[str, str]:
-    cls = STRATEGIES.get(name)
-    return {**cls.not_better_than_naive, **cls.caveats}
+    return STRATEGIES.get(name).card.limits()
 
 
 CASES = [(n, s) for n in STRATEGIES.names() if n not in REFERENCES
-         for s in SCENARIOS if s in STRATEGIES.get(n).supports and s not in declared(n)]
+         for s in SCENARIOS if s in STRATEGIES.get(n).card.scenarios and s not in declared(n)]
 DECLARED = [(n, s, reason) for n in STRATEGIES.names() if n not in REFERENCES
             for s, reason in sorted(declared(n).items())]
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
@@ -179,6 +177,6 @@ def test_every_exemption_is_declared_with_its_reason() -> None:
     for name in STRATEGIES.names():
         if name in REFERENCES:
             continue
-        for scenario in STRATEGIES.get(name).supports:
+        for scenario in STRATEGIES.get(name).card.scenarios:
             assert (name, scenario) in CASES or declared(name).get(scenario, "").strip()
     assert all(len(reason) > 40 for _, _, reason in DECLARED)

@@ -1,13 +1,14 @@
 """`lifelong list`: summaries are whole sentences, models declare their departures, the `train`
-options and the image sources are listed."""
+options and the image sources are listed, and docs/methods.md is what the cards give."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from lifelong.catalog import catalog, first_sentence, format_catalog
+from lifelong.catalog import catalog, first_sentence, format_catalog, methods_markdown
 from lifelong.cli import main
 from lifelong.train import TrainConfig
 
@@ -69,3 +70,12 @@ def test_the_text_and_json_show_the_new_sections(capsys: pytest.CaptureFixture[s
     assert main(["list", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["train"]["batch_size"]["default"] == 32 and "memnet" in doc["models"]
+
+
+def test_the_methods_page_is_generated_from_the_cards() -> None:
+    # Typed by hand it would drift: `make docs` (`lifelong list --markdown`) regenerates it.
+    page = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
+    cat = catalog()
+    assert page.read_text() == methods_markdown(cat), "docs/methods.md is stale: run make docs"
+    for name, info in cat["strategies"].items():
+        assert f"| `{name}` |" in page.read_text() and info["family"], name

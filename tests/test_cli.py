@@ -170,7 +170,7 @@ def test_a_run_at_chance_is_warned_and_the_warning_is_recorded(capsys, where, tm
 def reporting(monkeypatch):  # type: ignore[no-untyped-def]
     """A strategy `reporting` (registered for this test only) whose `task_report` gives a value
     and a warning per task."""
-    from lifelong.strategies import STRATEGIES, register_all
+    from lifelong.strategies import STRATEGIES
     from lifelong.strategies.base import TaskReport
     from lifelong.strategies.naive import Naive
 
@@ -180,7 +180,6 @@ def reporting(monkeypatch):  # type: ignore[no-untyped-def]
         def task_report(self) -> TaskReport:
             return TaskReport({"capped_fraction": 0.125}, ("stiffness capped",))
 
-    register_all()
     monkeypatch.setitem(STRATEGIES._items, "reporting", Reporting)
 
 
@@ -264,14 +263,14 @@ def test_a_bad_thread_count_is_one_error_with_exit_code_2(capsys, where, value) 
 
 def test_a_scenario_the_strategy_does_not_support_is_one_error_with_exit_code_2(  # type: ignore[no-untyped-def]
         capsys, where, monkeypatch) -> None:
-    from lifelong.strategies import STRATEGIES, register_all
+    from lifelong.strategies import STRATEGIES
+    from lifelong.strategies.base import Card
     from lifelong.strategies.naive import Naive
 
     class TaskOnly(Naive):  # registered for this test only
         name = "task-only"
-        supports = frozenset({"task"})
+        card = Card(scenarios=frozenset({"task"}))
 
-    register_all()
     monkeypatch.setitem(STRATEGIES._items, "task-only", TaskOnly)
     args = [a if a != "strategy.name=naive" else "strategy.name=task-only" for a in SINGLE]
     code, out, err = lifelong(capsys, *args, "--set", "stream.scenario=class", *where)

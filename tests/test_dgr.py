@@ -15,10 +15,9 @@ from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.data.task import Stream, Task, TensorData
 from lifelong.errors import ConfigError, DataError, DivergenceError
 from lifelong.models.vae import VAE
-from lifelong.strategies import build_strategy, register_all
+from lifelong.strategies import build_strategy
 from tests.conftest import shared_data_or_skip
 
-register_all()
 CFG = TrainConfig(epochs=10, batch_size=32, lr=0.1, device="cpu")
 
 
@@ -171,6 +170,6 @@ def test_catalog_line_is_one_sentence_and_departures_are_declared() -> None:
     cls = STRATEGIES.get("dgr")
     first = (cls.__doc__ or "").strip().splitlines()[0]
     assert first.endswith(".") and first.count("(") == first.count(")"), first
-    text = " ".join(cls.departures)
+    text = " ".join(cls.card.departures)
     for what in ("1 - 1/k", "two hidden layers of 400", "task-IL", "one past task's head"):
         assert what in text, what

@@ -8,10 +8,8 @@ import torch
 
 from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.models.experts import Experts
-from lifelong.strategies import build_strategy, register_all
+from lifelong.strategies import build_strategy
 from tests.conftest import shared_data_or_skip
-
-register_all()
 
 
 @pytest.fixture(scope="module")

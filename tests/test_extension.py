@@ -1,6 +1,6 @@
 """A user's own method: discovery of new modules, `--import`, entry points, safe reuse.
 
-Every test restores the four registries afterwards (the fixture `registries`), so the methods
+Every test restores the five registries afterwards (the fixture `registries`), so the methods
 written here never reach the contract tests that run over every registered strategy.
 """
 
@@ -19,13 +19,14 @@ import pytest
 
 from lifelong.cli import main
 from lifelong.data.builders import STREAMS
+from lifelong.data.sources import SOURCES
 from lifelong.errors import ConfigError
 from lifelong.experiments import EXPERIMENTS
 from lifelong.models import MODELS
 from lifelong.registry import Registry
 from lifelong.strategies import STRATEGIES
 
-ALL: tuple[Registry[Any], ...] = (STREAMS, MODELS, STRATEGIES, EXPERIMENTS)
+ALL: tuple[Registry[Any], ...] = (SOURCES, STREAMS, MODELS, STRATEGIES, EXPERIMENTS)
 
 STRATEGY = '''
 from __future__ import annotations
@@ -71,11 +72,20 @@ def write(path: Path, text: str) -> Path:
 def test_a_new_module_in_each_package_is_found_without_editing_another_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registries: None) -> None:
     import lifelong.data.builders
+    import lifelong.data.sources
     import lifelong.experiments
     import lifelong.models
     import lifelong.strategies
 
     modules = {
+        lifelong.data.sources: '''
+            from lifelong.data.sources import SOURCES
+
+            @SOURCES.register("ext-source")
+            def ext_source(data_dir=None):
+                """A user's image source."""
+                raise NotImplementedError
+            ''',
         lifelong.strategies: STRATEGY.format(name="ext-strategy"),
         lifelong.models: '''
             from lifelong.models import MODELS
@@ -111,7 +121,7 @@ def test_a_new_module_in_each_package_is_found_without_editing_another_file(
         write(folder / "_private.py", "raise AssertionError('private modules are skipped')")
         write(folder / "base.py", "raise AssertionError('base is skipped')")
         monkeypatch.setattr(package, "__path__", [*package.__path__, str(folder)])
-    for registry, name in zip(ALL, ("ext-stream", "ext-model", "ext-strategy",
+    for registry, name in zip(ALL, ("ext-source", "ext-stream", "ext-model", "ext-strategy",
                                     "ext-experiment"), strict=True):
         assert name not in registry
         registry.discover()

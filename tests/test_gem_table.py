@@ -9,7 +9,7 @@ import pytest
 
 from lifelong.errors import ConfigError
 from lifelong.runner import execute, plan
-from lifelong.strategies import STRATEGIES, register_all
+from lifelong.strategies import STRATEGIES
 
 TINY = ["stream.num_tasks=2", "stream.train_per_task=60", "stream.test_per_task=30",
         "strategies.gem.memory_size=10", "strategies.er.memory_size=10",
@@ -18,7 +18,6 @@ TINY = ["stream.num_tasks=2", "stream.train_per_task=60", "stream.test_per_task=
 
 def test_plan_runs_every_strategy_on_both_streams() -> None:
     p = plan("gem-table", quick=True, seeds=[0, 1])
-    register_all()
     methods = [m for m in ("naive", "ewc", "er", "gem", "agem", "joint") if m in STRATEGIES]
     assert [r.strategy for r in p.runs[:len(methods)]] == methods
     assert len(p.runs) == 2 * 2 * len(methods)

@@ -18,11 +18,9 @@ from lifelong.data.task import Stream
 from lifelong.errors import StateError
 from lifelong.models.columns import Columns
 from lifelong.models.mlp import MLP
-from lifelong.strategies import build_strategy, register_all
+from lifelong.strategies import build_strategy
 from lifelong.strategies.base import Batch
 from lifelong.train import TaskLoop, make_optimizer
-
-register_all()
 
 
 def grown() -> tuple[MLP, torch.Tensor, torch.Tensor, torch.Tensor]:

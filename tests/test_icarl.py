@@ -14,11 +14,9 @@ from torch import Tensor, nn
 
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
-from lifelong.strategies import build_strategy, register_all
+from lifelong.strategies import build_strategy
 from lifelong.strategies.base import Batch
 from lifelong.strategies.icarl import ICaRL
-
-register_all()
 
 
 class Net(nn.Module):

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from lifelong.errors import ConfigError, DataError, StateError
-from lifelong.models import MODELS, register_all
+from lifelong.models import MODELS
 from lifelong.models.heads import GrowingHead
 from lifelong.models.memnet import Formula, MemN2N
 
@@ -36,7 +36,6 @@ def tokens(batch: int, filled: int, seed: int = 0, slots: int = M) -> tuple[Tens
 
 
 def test_shapes_heads_and_registry() -> None:
-    register_all()
     assert MODELS.check("memnet", {"hops": 2, "tying": "layerwise"}, "model") == []
     x = tokens(6, 3)
     model = build(hops=2)

@@ -176,9 +176,8 @@ def test_published_vs_ours(store_path: Path, report: tuple[Path, Page]) -> None:
 
 def test_a_failing_ours_shows_dashes(store_path: Path, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from lifelong.experiments import EXPERIMENTS, register_all
+    from lifelong.experiments import EXPERIMENTS
 
-    register_all()
 
     def broken(self: Any, outcomes: Any) -> dict[str, float]:
         raise KeyError("seed 1")

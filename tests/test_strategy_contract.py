@@ -21,11 +21,10 @@ from lifelong.data.task import SCENARIOS, Stream
 from lifelong.errors import ConfigError
 from lifelong.models.heads import GrowingHead
 from lifelong.optim import LoopStep
-from lifelong.strategies import STRATEGIES, build_strategy, register_all
+from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.strategies.base import Batch
 from lifelong.train import LifelongWarning
 
-register_all()
 NAMES = STRATEGIES.names()
 # CPU: some tests below step by hand with CPU tensors after fit_stream.
 CFG = TrainConfig(epochs=1, batch_size=16, lr=0.05, device="cpu")
@@ -51,13 +50,13 @@ def plain(value: Any) -> bool:
 def test_supported_scenarios_run_and_others_are_refused(name: str, scenario: str) -> None:
     stream = tiny(scenario)
     strategy = build_strategy(name, build_model("mlp", stream, hidden=[32], seed=0))
-    if scenario not in strategy.supports:
+    if scenario not in strategy.card.scenarios:
         with pytest.raises(ConfigError, match="does not support"):
             fit_stream(strategy, stream, CFG, seed=0)
         return
     torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), \
         random.getstate()
-    with pytest.warns(LifelongWarning) if scenario in strategy.caveats else _nothing():
+    with pytest.warns(LifelongWarning) if scenario in strategy.card.caveats else _nothing():
         result = fit_stream(strategy, stream, CFG, seed=0)
     assert torch.equal(torch.get_rng_state(), torch_state), "global torch RNG was used"
     assert np.random.get_state()[1].tolist() == np_state[1].tolist(), "numpy RNG was used"
@@ -73,8 +72,8 @@ class _nothing:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_round_trip_reproduces_the_next_steps(name: str) -> None:
-    scenario = "task" if "task" in STRATEGIES.get(name).supports else sorted(
-        STRATEGIES.get(name).supports)[0]
+    scenario = "task" if "task" in STRATEGIES.get(name).card.scenarios else sorted(
+        STRATEGIES.get(name).card.scenarios)[0]
     stream = tiny(scenario)
     two = Stream(stream.name, stream.scenario, stream.tasks[:2], stream.num_classes,
                  stream.num_outputs, stream.input_shape)
@@ -118,8 +117,8 @@ def test_a_run_resumed_from_a_saved_state_equals_the_uninterrupted_run(name: str
                                                                        device: str) -> None:
     # The real resume path: fit_stream on the first two tasks, save, load into a fresh
     # strategy whose model sits on the CPU, fit_stream on the third task on `device`.
-    scenario = "task" if "task" in STRATEGIES.get(name).supports else sorted(
-        STRATEGIES.get(name).supports)[0]
+    scenario = "task" if "task" in STRATEGIES.get(name).card.scenarios else sorted(
+        STRATEGIES.get(name).card.scenarios)[0]
     stream = tiny(scenario)
     cfg = TrainConfig(epochs=1, batch_size=16, lr=0.05, device=device)
 
@@ -143,7 +142,7 @@ def test_a_run_resumed_from_a_saved_state_equals_the_uninterrupted_run(name: str
     assert plain(resumed.state_dict())
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if "class" in STRATEGIES.get(n).supports])
+@pytest.mark.parametrize("name", [n for n in NAMES if "class" in STRATEGIES.get(n).card.scenarios])
 def test_a_run_with_a_growing_head_resumes_bit_identical(name: str) -> None:
     # Class-IL with `model.growing=true`: the head gains units before each task, so the saved
     # model has grown; loaded into a freshly built (empty-headed) model it must grow back and

@@ -16,7 +16,7 @@ from lifelong.data.task import SCENARIOS
 from lifelong.errors import ConfigError
 from lifelong.experiments.three_scenarios import ROWS
 from lifelong.runner import plan
-from lifelong.strategies import STRATEGIES, register_all
+from lifelong.strategies import STRATEGIES
 
 
 def quick_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, strategies: str
@@ -31,14 +31,13 @@ def quick_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, strategies: s
 
 
 def test_plan_runs_every_row_and_every_registered_strategy_where_it_applies() -> None:
-    register_all()
     p = plan("three-scenarios", quick=True)
     expected = set(STRATEGIES.names())
     assert {r.strategy for r in p.runs} == expected and {"naive", "joint", "icarl"} <= expected
     labels = {r.label for r in p.runs}
     assert {row.label for row in ROWS if row.strategy in expected} <= labels
     assert [r.label for r in p.runs[:2]] == ["naive", "naive sgd"]
-    pairs = {(n, s) for n in expected for s in SCENARIOS if s in STRATEGIES.get(n).supports}
+    pairs = {(n, s) for n in expected for s in SCENARIOS if s in STRATEGIES.get(n).card.scenarios}
     assert {(r.strategy, r.config["stream"]["scenario"]) for r in p.runs} == pairs
     assert ("icarl", "class") in pairs and ("icarl", "task") not in pairs
     assert len(p.runs) == len({r.run_id for r in p.runs})

@@ -1,10 +1,11 @@
 """What `lifelong list` shows: experiments, streams, sources, models, strategies and the `train`
-options, with their options, defaults and declared departures from their papers.
+options, with their options, defaults and declared departures from their papers; and the
+generated page of methods, docs/methods.md.
 
 Owns collecting the registries into one plain structure (also used to keep the README's tables
 in sync, see tests/test_readme.py) and formatting it as text. Does not own the declarations it
-shows: each class says its own (`departures`, `supports`, ...), the `train` options' meanings
-are `TrainConfig`'s docstring.
+shows: each strategy says its own in its `card`, each model its `departures`, the `train`
+options' meanings are `TrainConfig`'s docstring.
 """
 
 from __future__ import annotations
@@ -73,21 +74,13 @@ def train_options() -> dict[str, dict[str, Any]]:
 
 def catalog() -> dict[str, Any]:
     """`{experiments, streams, sources, models, strategies, train}`: name → summary, options
-    and defaults; models and strategies with their `departures`."""
+    and defaults; models with their `departures`, strategies with their card (`Card`)."""
     from lifelong.data.builders import STREAMS
-    from lifelong.data.builders import register_all as streams
     from lifelong.data.sources import SOURCES
-    from lifelong.data.sources import register_all as sources
     from lifelong.experiments import EXPERIMENTS
-    from lifelong.experiments import register_all as experiments
-    from lifelong.group import groupable
     from lifelong.models import MODELS
-    from lifelong.models import register_all as models
     from lifelong.strategies import STRATEGIES
-    from lifelong.strategies import register_all as strategies
 
-    for register in (streams, sources, models, strategies, experiments):
-        register()
     exps = {}
     for n in EXPERIMENTS.names():
         e = EXPERIMENTS.get(n)
@@ -102,17 +95,55 @@ def catalog() -> dict[str, Any]:
         "models": {n: {"summary": _doc(MODELS.get(n)), "options": _options(MODELS, n),
                        "departures": list(getattr(MODELS.get(n), "departures", ()))}
                    for n in MODELS.names()},
-        "strategies": {n: {"summary": _doc(STRATEGIES.get(n)),
-                           "scenarios": sorted(STRATEGIES.get(n).supports),
-                           "options": _options(STRATEGIES, n),
-                           "limits": {**STRATEGIES.get(n).not_better_than_naive,
-                                      **STRATEGIES.get(n).caveats},
-                           "departures": list(STRATEGIES.get(n).departures),
-                           # "" = several seeds or strengths train as one vectorised group
-                           "trains_alone": groupable(STRATEGIES.get(n))}
+        "strategies": {n: _strategy(STRATEGIES.get(n), _options(STRATEGIES, n))
                        for n in STRATEGIES.names()},
         "train": train_options(),
     }
+
+
+def _strategy(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
+    from lifelong.group import groupable
+
+    card = cls.card
+    return {"summary": _doc(cls), "family": card.family, "scenarios": sorted(card.scenarios),
+            "options": options, "limits": card.limits(), "departures": list(card.departures),
+            # "" = several seeds or strengths train as one vectorised group
+            "trains_alone": groupable(cls)}
+
+
+METHODS_HEADER = """\
+# Methods
+
+Generated from each strategy's card (`lifelong.strategies.base.Card`) and the first sentence of
+its docstring by `lifelong list --markdown > docs/methods.md` (`make docs`);
+tests/test_catalog.py fails when this file is stale. Do not edit it by hand.
+
+"""
+
+
+def methods_markdown(cat: dict[str, Any]) -> str:
+    """docs/methods.md: one row per strategy (name, summary, family, scenarios, departures
+    from the paper), grouped by family, then each method's known limits by scenario."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    rows = ["| strategy | method | family | scenarios | departs from the paper |",
+            "|---|---|---|---|---|"]
+    limits = []
+    for name, info in sorted(cat["strategies"].items(), key=lambda e: (e[1]["family"], e[0])):
+        departures = "<br>".join(f"• {cell(d)}" for d in info["departures"]) or "—"
+        rows.append(f"| `{name}` | {cell(info['summary'])} | {info['family'] or '—'} | "
+                    f"{', '.join(info['scenarios'])} | {departures} |")
+        limits += [f"- `{name}`, {scenario}-incremental: {cell(reason)}"
+                   for scenario, reason in sorted(info["limits"].items())]
+    text = METHODS_HEADER + "\n".join(rows) + "\n"
+    if limits:
+        text += ("\n## Known limits\n\nWhere a method at its defaults is no better than naive "
+                 "fine-tuning: by design (`not_better_than_naive`) or as the literature found "
+                 "(`caveats`, which the loop warns about):\n\n"
+                 + "\n".join(limits) + "\n")
+    return text
 
 
 def format_catalog(cat: dict[str, Any]) -> str:
@@ -126,6 +157,8 @@ def format_catalog(cat: dict[str, Any]) -> str:
             continue
         for name, info in entries.items():
             lines.append(f"  {name:16s} {info['summary']}")
+            if info.get("family"):
+                lines.append(f"  {'':16s} family: {info['family']}")
             if info.get("strategies"):
                 lines.append(f"  {'':16s} strategies: {', '.join(info['strategies'])}")
             if info.get("scenarios"):

@@ -11,7 +11,7 @@ exit code 2 (no traceback). The contract used by users' scripts and every later 
     lifelong resume RUN_ID [--store PATH] [--out DIR] [--json]
     lifelong report [--store PATH] [--out report.html]
     lifelong reproduce [--experiments a,b] [--quick] [--json] [--store PATH] [--out DIR] ...
-    lifelong list [--json]
+    lifelong list [--json | --markdown]
     lifelong runs [--store PATH] [--experiment NAME] [--json]
     lifelong show RUN_ID [--store PATH] [--json]
 
@@ -164,6 +164,8 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", parents=[common],
                         help="experiments, streams, models, strategies and options")
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--markdown", action="store_true",
+                    help="the strategies' cards as the Markdown page docs/methods.md")
     runs = sub.add_parser("runs", parents=[common], help="a table of stored runs")
     runs.add_argument("--store", default=DEFAULT_STORE)
     runs.add_argument("--experiment", default=None)
@@ -425,11 +427,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from lifelong.catalog import catalog, format_catalog
+    from lifelong.catalog import catalog, format_catalog, methods_markdown
 
     cat = catalog()
     if args.json:
         _emit(cat)
+    elif args.markdown:
+        print(methods_markdown(cat), end="")
     else:
         print(format_catalog(cat))
     return 0

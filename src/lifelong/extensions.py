@@ -24,13 +24,14 @@ from lifelong.errors import ConfigError
 
 
 def discover_all() -> None:
-    """Let the four registries find their own modules and the installed entry points."""
+    """Let the five registries find their own modules and the installed entry points."""
     from lifelong.data.builders import STREAMS
+    from lifelong.data.sources import SOURCES
     from lifelong.experiments import EXPERIMENTS
     from lifelong.models import MODELS
     from lifelong.strategies import STRATEGIES
 
-    for registry in (STREAMS, MODELS, STRATEGIES, EXPERIMENTS):
+    for registry in (SOURCES, STREAMS, MODELS, STRATEGIES, EXPERIMENTS):
         registry.discover()
 
 

@@ -65,11 +65,11 @@ _ALONE = {"train_batch": "its own training step", "train_task": "its own epoch l
 
 
 def groupable(strategy: type[Strategy] | Strategy) -> str:
-    """Why `strategy` cannot train in a group, or "" if it can (`Strategy.group_note`, or a
+    """Why `strategy` cannot train in a group, or "" if it can (`Card.group_note`, or a
     hook the group loop cannot run per member)."""
     cls = strategy if isinstance(strategy, type) else type(strategy)
-    if cls.group_note:
-        return cls.group_note
+    if cls.card.group_note:
+        return cls.card.group_note
     own = [f"{why} ({hook})" for hook, why in _ALONE.items()
            if getattr(cls, hook) is not getattr(Strategy, hook)]
     return "; ".join(own)
@@ -251,7 +251,7 @@ def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
             problems.append(f"strategy '{m.strategy.name}' cannot train in a group: {why}")
         if len(m.stream) != len(first) or m.stream.scenario != first.scenario:
             problems.append("the members' streams differ in length or scenario")
-        if m.stream.scenario not in m.strategy.supports:
+        if m.stream.scenario not in m.strategy.card.scenarios:
             problems.append(f"strategy '{m.strategy.name}' does not support the "
                             f"{m.stream.scenario}-incremental scenario")
     if problems:

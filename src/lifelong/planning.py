@@ -17,15 +17,12 @@ from torch import nn
 
 from lifelong import config as cfgmod
 from lifelong.data.builders import STREAMS, check_stream, parse_order
-from lifelong.data.builders import register_all as register_streams
 from lifelong.errors import ConfigError
 from lifelong.experiments import get_experiment
 from lifelong.experiments.base import Experiment
 from lifelong.models import MODELS
-from lifelong.models import register_all as register_models
 from lifelong.registry import Registry, canonical_value, suggest, type_problem
 from lifelong.strategies import STRATEGIES, build_strategy
-from lifelong.strategies import register_all as register_strategies
 from lifelong.train import TrainConfig
 
 
@@ -83,8 +80,6 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
     Raises:
         ConfigError: every problem found, at once.
     """
-    for register in (register_streams, register_models, register_strategies):
-        register()
     file_cfg: dict[str, Any] = {}
     if target.endswith((".yaml", ".yml")):
         file_cfg = cfgmod.load_yaml(target)
@@ -110,9 +105,7 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
         problems += check_stream(stream_name, stream, "stream.name")
         if "source" in stream:
             from lifelong.data.sources import SOURCES
-            from lifelong.data.sources import register_all as register_sources
 
-            register_sources()
             if stream["source"] not in SOURCES:
                 problems.append(f"stream.source: {SOURCES.unknown(str(stream['source']))}")
         if stream_name in STREAMS:
@@ -222,11 +215,14 @@ def plan(target: str, *, sets: Sequence[str] = (), seeds: Sequence[int] | None =
                                          if not train_found else {}))
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
+    def supported(n: str) -> frozenset[str]:
+        return STRATEGIES.get(n).card.scenarios
+
     unsupported = [f"strategy '{n}' does not support the {s.get('scenario')}-incremental "
-                   f"scenario (it supports: {', '.join(sorted(STRATEGIES.get(n).supports))}),"
+                   f"scenario (it supports: {', '.join(sorted(supported(n)))}),"
                    f" which stream '{s['name']}' is set to; choose another strategy or "
                    "--set stream.scenario=..."
-                   for s, n in pairs if s.get("scenario") not in STRATEGIES.get(n).supports]
+                   for s, n in pairs if s.get("scenario") not in supported(n)]
     if unsupported:
         raise ConfigError(list(dict.fromkeys(unsupported)))
     runs = tuple(

@@ -155,10 +155,10 @@ def _render(**context: Any) -> str:
 
 def _registry(names: Iterable[str]) -> tuple[dict[str, Experiment], str]:
     """The registered experiments among `names`, and why the registry could not load (or "")."""
-    from lifelong.experiments import EXPERIMENTS, register_all
+    from lifelong.experiments import EXPERIMENTS
 
     try:
-        register_all()
+        EXPERIMENTS.names()  # the first lookup discovers them, installed plugins included
     except ConfigError as exc:  # a broken plugin: report what loaded, and say what did not
         problem = str(exc)
     else:

@@ -126,9 +126,8 @@ def tally(rows: Sequence[ScoreRow]) -> str:
 def reproducible(names: Sequence[str] | None = None) -> list[Experiment]:
     """The registered experiments that declare references (or those named, checked)."""
     from lifelong.errors import ConfigError
-    from lifelong.experiments import EXPERIMENTS, get_experiment, register_all
+    from lifelong.experiments import EXPERIMENTS, get_experiment
 
-    register_all()
     if names:
         chosen = [get_experiment(n) for n in names]
         if empty := [e.name for e in chosen if not e.references]:

@@ -235,7 +235,4 @@ def diverged_outcome(spec: RunSpec, res: JobResult, out: Path) -> Outcome:
 
 
 def describe_experiments() -> list[tuple[str, str]]:
-    from lifelong.experiments import register_all
-
-    register_all()
     return [(n, EXPERIMENTS.get(n).summary) for n in EXPERIMENTS.names()]

@@ -92,9 +92,7 @@ def plan_sweep(target: str, grid: Sequence[tuple[str, Sequence[str]]], *,
         ConfigError: every problem of every grid point, each named by its point.
     """
     from lifelong.strategies import STRATEGIES
-    from lifelong.strategies import register_all as register_strategies
 
-    register_strategies()
     keys = [k for k, _ in grid]
     plans: list[tuple[Plan, dict[str, str]]] = []
     problems: list[str] = []

@@ -342,7 +342,7 @@ class LifelongWarning(UserWarning):
 
 def warn_caveat(strategy: Strategy, stream: Stream) -> None:
     # Python's default warning filter shows each distinct message once per process.
-    reason = strategy.caveats.get(stream.scenario)
+    reason = strategy.card.caveats.get(stream.scenario)
     if reason:
         warnings.warn(f"{strategy.name} in the {stream.scenario}-incremental scenario: {reason}",
                       LifelongWarning, stacklevel=3)
@@ -427,8 +427,8 @@ def fit_stream(
     """
     cfg = train or TrainConfig()
     problems = cfg.problems()
-    if stream.scenario not in strategy.supports:
-        ok = ", ".join(sorted(strategy.supports))
+    if stream.scenario not in strategy.card.scenarios:
+        ok = ", ".join(sorted(strategy.card.scenarios))
         problems.append(f"strategy '{strategy.name}' does not support the {stream.scenario}-"
                         f"incremental scenario (it supports: {ok})")
     done = resume.ends if resume is not None else ()

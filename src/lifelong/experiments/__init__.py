@@ -14,11 +14,5 @@ EXPERIMENTS: Registry[type[Experiment]] = Registry(
     "experiment", package=__name__, group="lifelong.experiments")
 
 
-def register_all() -> None:
-    """Import every experiment module (each registers itself) and the installed entry points."""
-    EXPERIMENTS.discover()
-
-
 def get_experiment(name: str) -> Experiment:
-    register_all()
     return EXPERIMENTS.get(name)()

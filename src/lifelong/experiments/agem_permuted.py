@@ -167,7 +167,7 @@ class AGEMPermuted(Experiment):
         """The task-incremental copy only for methods that need a task label (PNN)."""
         from lifelong.strategies import STRATEGIES
 
-        needs_label = "domain" not in STRATEGIES.get(strategy).supports
+        needs_label = "domain" not in STRATEGIES.get(strategy).card.scenarios
         return needs_label == (stream.get("scenario") == "task")
 
     def strategy_variants(self, name: str, options: dict[str, Any],

@@ -214,7 +214,7 @@ class GenerativeReplay(Experiment):
         # A method defined for some scenarios only (iCaRL: class-IL) runs where it can.
         from lifelong.strategies import STRATEGIES
 
-        return stream.get("scenario") in STRATEGIES.get(strategy).supports
+        return stream.get("scenario") in STRATEGIES.get(strategy).card.scenarios
 
     def strategy_variants(self, name: str, options: dict[str, Any],
                           experiment_options: dict[str, Any]) -> list[dict[str, Any]]:

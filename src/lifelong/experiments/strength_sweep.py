@@ -128,9 +128,8 @@ class StrengthSweep(Experiment):
         from torch import nn
 
         from lifelong.errors import ConfigError
-        from lifelong.strategies import STRATEGIES, build_strategy, register_all
+        from lifelong.strategies import STRATEGIES, build_strategy
 
-        register_all()
         grid = options.get("grid")
         if not isinstance(grid, dict):
             return [f"options.grid={grid!r} must map strategy -> {{option: [values]}}; {EXAMPLE}"]

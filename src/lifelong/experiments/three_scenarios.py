@@ -150,9 +150,8 @@ class _Registered:
     the scenarios it supports."""
 
     def __get__(self, obj: object, owner: type | None = None) -> tuple[str, ...]:
-        from lifelong.strategies import STRATEGIES, register_all
+        from lifelong.strategies import STRATEGIES
 
-        register_all()
         first = list(dict.fromkeys(r.strategy for r in ROWS if r.strategy in STRATEGIES))
         return (*first, *(n for n in STRATEGIES.names() if n not in first))
 
@@ -243,7 +242,7 @@ class ThreeScenarios(Experiment):
         # A method defined for some scenarios only (iCaRL: class-IL) fills its cells there.
         from lifelong.strategies import STRATEGIES
 
-        return stream.get("scenario") in STRATEGIES.get(strategy).supports
+        return stream.get("scenario") in STRATEGIES.get(strategy).card.scenarios
 
     def check_options(self, options: dict[str, Any]) -> list[str]:
         problems = scenario_problems(options.get("scenarios"))

@@ -165,7 +165,7 @@ class ThreeScenariosTuning(Experiment):
     def runs_on(self, strategy: str, stream: dict[str, Any]) -> bool:
         from lifelong.strategies import STRATEGIES
 
-        return stream.get("scenario") in STRATEGIES.get(strategy).supports
+        return stream.get("scenario") in STRATEGIES.get(strategy).card.scenarios
 
     def report(self, outcomes: Sequence[Outcome], out_dir: Path,
                options: dict[str, Any]) -> tuple[str, list[Path]]:

@@ -27,17 +27,11 @@ MODELS: Registry[Callable[..., nn.Module]] = Registry(
     group="lifelong.models")
 
 
-def register_all() -> None:
-    """Import every model module (each registers itself) and the installed entry points."""
-    MODELS.discover()
-
-
 def build_model(name: str, stream: Stream, *, seed: int = 0, **options: Any) -> nn.Module:
     """Build model `name` shaped for `stream`, initialised from `seed` (not the global RNG)."""
     from lifelong.errors import ConfigError
     from lifelong.seeding import derive_seed
 
-    register_all()
     problems = MODELS.check(name, options, "model")
     if problems:
         raise ConfigError(problems)

@@ -18,13 +18,7 @@ STRATEGIES: Registry[type[Strategy]] = Registry(
     "strategy", skip=("model",), package=__name__, group="lifelong.strategies")
 
 
-def register_all() -> None:
-    """Import every strategy module (each registers itself) and the installed entry points."""
-    STRATEGIES.discover()
-
-
 def build_strategy(name: str, model: nn.Module, **options: Any) -> Strategy:
     """Build strategy `name` around `model` (options are checked first)."""
-    register_all()
     strategy: Strategy = STRATEGIES.build(name, model, where="strategy", **options)
     return strategy

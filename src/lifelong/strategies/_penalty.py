@@ -47,7 +47,7 @@ from lifelong import checks
 from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.quadratic import STEPS, Params, Quadratic, Step
-from lifelong.strategies.base import Strategy, StrategyState
+from lifelong.strategies.base import Card, Strategy, StrategyState
 
 PROXIMAL_DEPARTURE = ("with plain SGD (step=auto, the default) the penalty is taken by an "
                       "implicit (proximal) step, not its gradient: same objective and "
@@ -111,7 +111,7 @@ class QuadraticAnchor(Strategy):
     """
 
     name = "quadratic-anchor"
-    caveats: ClassVar[dict[str, str]] = {"class": CLASS_IL_CAVEAT}
+    card = Card(family="penalty", caveats={"class": CLASS_IL_CAVEAT})
     factor: ClassVar[float] = 0.5
     online: bool = False  # merge every task into one decayed term
     decay: float = 1.0  # γ of online EWC: Ω ← decay·Ω + Ω_new, penalised as decay·Ω

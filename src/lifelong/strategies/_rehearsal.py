@@ -8,16 +8,17 @@ work on. Does not own how the memories are used (each method's own file).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from lifelong import checks
 from lifelong.data.task import Task
 from lifelong.errors import ConfigError
 from lifelong.memory import EpisodicMemory
-from lifelong.strategies.base import Strategy
+from lifelong.strategies.base import Card, Strategy
 
 
 class Rehearsal(Strategy):
@@ -28,6 +29,7 @@ class Rehearsal(Strategy):
         memory_batch: memories used per training step (each method says how).
     """
 
+    card = Card(family="memory")
     state: EpisodicMemory
     # Whether memory_batch may be None ("all memories", GEM's paper setting).
     all_memories_allowed: ClassVar[bool] = False
@@ -57,6 +59,11 @@ class Rehearsal(Strategy):
         if self._params is None:
             self._params = list(self.trainable_parameters())
         return self._params
+
+    def remap(self, fn: Callable[..., Tensor]) -> None:
+        """The model changed shape: its parameters are new objects, so list them again (the
+        memories hold examples, not per-parameter values: nothing else to carry)."""
+        self._params = None
 
     def draws(self) -> torch.Generator:
         """The generator of this task's per-step memory draws (seeded by the task key)."""

@@ -10,16 +10,19 @@ Hooks, in the order the loop calls them:
     (the penalty of `quadratic()`), after_backward(), optimizer step, (the penalty's implicit
     step), after_step()] → after_task(task).
 Escape hatches: `train_batch` (a different loss around the loop's step, e.g. generative
-replay) and `train_task`
-(a different epoch loop, e.g. Net2Net growth on demand). `predict(x, t)` decides inference.
+replay) and `train_task` (a different epoch loop, e.g. Net2Net growth on demand).
+`predict(x, t)` decides inference; `remap(fn)` carries learned state over a change of the
+model's shape. A strategy that runs another inside (`_wrapper.Wrapper`) forwards every one of
+these without listing them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -52,36 +55,84 @@ class StrategyState:
     and dicts of them — what `torch.load(weights_only=True)` can read back."""
 
 
+@dataclass(frozen=True, slots=True)
+class Card:
+    """What a strategy declares about itself, in one place: `lifelong list`, the generated
+    catalogue (docs/methods.md), the loop's checks and warnings, the group loop and the
+    benchmarks read it. A subclass inherits its base's card, or sets its own (often
+    `dataclasses.replace(Base.card, ...)`). The one-line summary is the class docstring's first
+    sentence, the paper it cites there too.
+
+    Attributes:
+        family: the kind of method, for the catalogue: baseline, penalty, memory, ...
+        scenarios: the scenarios it can run in; the loop refuses the others.
+        caveats: scenario → why the method is known to do poorly there (e.g. regularizers in
+            class-IL, van de Ven & Tolias 2019); the loop warns once per process.
+        not_better_than_naive: scenario → why the method at its defaults is by design no better
+            than naive fine-tuning (e.g. L2's intransigent baseline); `lifelong list` shows
+            them and the behaviour test (every method must beat naive) leaves them out, with
+            `caveats`.
+        departures: where the defaults depart from the paper's method, one line each (the
+            docstring says why).
+        not_comparable: why the method is not comparable with a bare fine-tuning loop, if it
+            is not (e.g. joint trains on more data): benchmarks/overhead.py times every
+            strategy that leaves it empty and sets no speed target for the others.
+        group_note: why the method cannot train in a vectorised group of runs
+            (`lifelong.group.groupable`), if it cannot; empty = it can, unless it overrides a
+            hook the group loop does not run per member.
+    """
+
+    family: str = ""
+    scenarios: frozenset[Scenario] = frozenset(SCENARIOS)
+    caveats: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    not_better_than_naive: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    departures: tuple[str, ...] = ()
+    not_comparable: str = ""
+    group_note: str = ""
+
+    def __post_init__(self) -> None:
+        # Read-only views, so no reader can change what a class declares.
+        object.__setattr__(self, "scenarios", frozenset(self.scenarios))
+        object.__setattr__(self, "caveats", MappingProxyType(dict(self.caveats)))
+        object.__setattr__(self, "not_better_than_naive",
+                           MappingProxyType(dict(self.not_better_than_naive)))
+        unknown = [s for s in (*self.scenarios, *self.caveats, *self.not_better_than_naive)
+                   if s not in SCENARIOS]
+        if unknown or isinstance(self.departures, str):
+            raise TypeError(f"Card: scenarios must be among {SCENARIOS} (got {unknown}) and "
+                            "departures a tuple of lines")
+
+    def limits(self) -> dict[str, str]:
+        """Scenario → why the method is no better than naive there (by design, or known)."""
+        return {**self.not_better_than_naive, **self.caveats}
+
+
+# What a strategy declared as class attributes before the card: setting one now is an error,
+# not a declaration that silently does nothing.
+_MOVED_TO_CARD = {"supports": "scenarios", "caveats": "caveats", "departures": "departures",
+                  "not_better_than_naive": "not_better_than_naive",
+                  "not_comparable": "not_comparable", "group_note": "group_note"}
+
+
 class Strategy:
     """Base of every method: plain fine-tuning with cross-entropy.
 
-    Subclasses set `name`, optionally `supports` (scenarios they can run in), declare their
-    hyperparameters as keyword-only `__init__` arguments stored under the same names, and keep
-    learned state in `self.state`.
+    Subclasses set `name` and their `card` (what they declare about themselves: scenarios,
+    caveats, departures from the paper), declare their hyperparameters as keyword-only
+    `__init__` arguments stored under the same names, and keep learned state in `self.state`.
     """
 
     name: ClassVar[str] = "base"
-    supports: ClassVar[frozenset[Scenario]] = frozenset(SCENARIOS)
-    # Scenarios the method runs in but is known to do poorly in, with the reason: the loop
-    # warns once per process (e.g. regularizers in class-IL, van de Ven & Tolias 2019).
-    caveats: ClassVar[dict[str, str]] = {}
-    # Scenarios where the method at its defaults is by design no better than naive fine-tuning
-    # (e.g. L2's intransigent baseline), with the reason. `lifelong list` shows them and the
-    # behaviour test (every method must beat naive) leaves them out, with `caveats`.
-    not_better_than_naive: ClassVar[dict[str, str]] = {}
-    # Where the defaults depart from the paper's method, one line each (`lifelong list`; the
-    # docstring says why).
-    departures: ClassVar[tuple[str, ...]] = ()
-    # Why the method is not comparable with a bare fine-tuning loop, if it is not (e.g. joint
-    # trains on more data): benchmarks/overhead.py times every strategy that leaves it empty
-    # and sets no speed target for the others. Empty = comparable.
-    not_comparable: ClassVar[str] = ""
-    # Why the method cannot train in a vectorised group of runs (`lifelong.group`), if it
-    # cannot; empty = it can, unless it overrides a hook the group loop does not run per member
-    # (`train_batch`, `train_task`, `predict`, `trainable_parameters`).
-    group_note: ClassVar[str] = ""
+    card: ClassVar[Card] = Card()
     version: ClassVar[int] = 1
     state: StrategyState
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if old := [n for n in _MOVED_TO_CARD if n in vars(cls)]:
+            raise TypeError(f"{cls.__qualname__} sets {', '.join(old)}: declare "
+                            + ", ".join(f"{_MOVED_TO_CARD[n]}=..." for n in old)
+                            + " in its `card = Card(...)` (lifelong.strategies.base.Card)")
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -152,6 +203,12 @@ class Strategy:
         """A remedy of this method's own that the loop adds to its `DivergenceError` message
         (e.g. a stable step for a stiff penalty); empty by default."""
         return ""
+
+    def remap(self, fn: Callable[..., Tensor]) -> None:
+        """The model changed shape (e.g. Net2Net widened a layer): carry any per-parameter
+        learned state over; `fn(name, value, importance=bool)` gives a tensor of parameter
+        `name` for the new shape (`lifelong.models.mlp.Widening.remap`). Default: nothing to
+        carry (the penalty family carries its anchors and importances)."""
 
     def predict(self, x: Inputs, t: Tensor | None) -> Tensor:
         """Logits at test time. `t` is given only in the task-incremental scenario."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from lifelong.models.vae import VAE
 from lifelong.seeding import derive_seed
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._teacher import Teacher, snapshot
-from lifelong.strategies.base import Strategy, StrategyState, TaskReport
+from lifelong.strategies.base import Card, Strategy, StrategyState, TaskReport
 from lifelong.strategies.lwf import distillation, multi_head
 
 
@@ -69,13 +69,12 @@ class DGR(Strategy):
     """
 
     name = "dgr"
-    caveats: ClassVar[dict[str, str]] = {"domain": (
+    card = Card(family="generative replay", caveats={"domain": (
         "with hard labels (the paper's), replayed images of earlier input distributions that "
         "the VAE draws poorly, e.g. permuted pixels, get the previous solver's argmax, often "
         "wrong, and at a short training budget replay then does no better than fine-tuning "
         "(the behaviour test: 3 permuted mnist-10k tasks, 10 epochs); soft targets "
-        "(strategy.distill=true) or more epochs do")}
-    departures = (
+        "(strategy.distill=true) or more epochs do")}, departures=(
         "a VAE generator, as van de Ven & Tolias 2018 (Shin et al. used a WGAN-GP)",
         "replay weighs 1 - 1/k and the new task 1/k on the k-th task (van de Ven & Tolias' "
         "weighting), not a mixing ratio r chosen per experiment as in Shin et al.",
@@ -86,7 +85,7 @@ class DGR(Strategy):
         "van de Ven & Tolias label every replayed input by every past head and average the "
         "losses over past tasks",
         "a fresh Adam optimizer for the generator at every task, as the loop gives the "
-        "solver (van de Ven & Tolias keep one Adam state for each across tasks)")
+        "solver (van de Ven & Tolias keep one Adam state for each across tasks)"))
 
     def __init__(self, model: nn.Module, *, latent: int = 32, width: int = 400,
                  layers: int = 1, generator_lr: float = 1e-3, distill: bool = False,

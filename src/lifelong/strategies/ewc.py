@@ -6,6 +6,7 @@ term per task (or one decayed term) live in `_penalty.py`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -78,7 +79,7 @@ class EWC(QuadraticAnchor):
     """
 
     name = "ewc"
-    departures = (PROXIMAL_DEPARTURE, NORMALIZE_DEPARTURE)
+    card = replace(QuadraticAnchor.card, departures=(PROXIMAL_DEPARTURE, NORMALIZE_DEPARTURE))
     version = 2  # v1: strength was the absolute λ (normalize did not exist)
 
     def __init__(self, model: nn.Module, *, strength: float = 0.003,

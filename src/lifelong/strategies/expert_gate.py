@@ -23,7 +23,7 @@ from lifelong.errors import ConfigError
 from lifelong.models.experts import Autoencoder, Experts
 from lifelong.models.heads import grow_model
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies.base import Strategy, StrategyState, TaskReport
+from lifelong.strategies.base import Card, Strategy, StrategyState, TaskReport
 
 
 @dataclass
@@ -53,9 +53,10 @@ class ExpertGate(Strategy):
     """
 
     name = "expert-gate"
-    departures = ("gates see the raw inputs (the paper: features of a pretrained AlexNet)",
-                  "a new expert is always fine-tuned from the most related one (the paper "
-                  "uses LwF when relatedness is high)")
+    card = Card(family="expansion", departures=(
+        "gates see the raw inputs (the paper: features of a pretrained AlexNet)",
+        "a new expert is always fine-tuned from the most related one (the paper uses LwF "
+        "when relatedness is high)"))
 
     def __init__(self, model: nn.Module, *, code: int = 100, gate_epochs: int = 10,
                  gate_lr: float = 1e-3) -> None:

@@ -8,6 +8,8 @@ raise any of their losses, the small quadratic program. The memory comes from
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 
 from lifelong import checks
@@ -43,8 +45,9 @@ class GEM(Rehearsal):
     """
 
     name = "gem"
-    departures = ("each task's memory is a class-balanced random sample of its training set, "
-                  "not its last examples",)
+    card = replace(Rehearsal.card, departures=(
+        "each task's memory is a class-balanced random sample of its training set, not its "
+        "last examples",))
     all_memories_allowed = True
 
     def __init__(self, model: nn.Module, *, memory_size: int = 256,

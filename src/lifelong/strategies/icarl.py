@@ -22,7 +22,7 @@ from lifelong.errors import ConfigError
 from lifelong.memory import ClassMemory, Selection
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._teacher import Teacher, snapshot
-from lifelong.strategies.base import Strategy
+from lifelong.strategies.base import Card, Strategy
 
 if TYPE_CHECKING:
     from lifelong.train import TaskLoop
@@ -71,13 +71,12 @@ class ICaRL(Strategy):
     """
 
     name = "icarl"
-    supports = frozenset({"class"})
-    departures = (
+    card = Card(family="distillation + memory", scenarios=frozenset({"class"}), departures=(
         "trains with the run's optimizer and epochs (the paper: SGD lr 2.0 divided by 5 at "
         "49 and 63 of 70 epochs, weight decay 1e-5, batch 128, ResNet-32 on CIFAR-100)",
         "class means from the exemplars only, without the paper's horizontally flipped "
         "copies (digits are not mirror-symmetric)",
-        "herding never picks an example twice (the printed Algorithm 4 may)")
+        "herding never picks an example twice (the printed Algorithm 4 may)"))
 
     def __init__(self, model: nn.Module, *, memory_size: int = 2000,
                  selection: Selection = "herding",

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from lifelong.data.task import Inputs, Task, TensorData
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies.base import Strategy, StrategyState
+from lifelong.strategies.base import Card, Strategy, StrategyState
 
 
 @dataclass
@@ -30,7 +30,8 @@ class Joint(Strategy):
     """Joint (multi-task) training on the union of all tasks seen so far."""
 
     name = "joint"
-    not_comparable = "trains on all tasks seen so far (more data than the bare loop)"
+    card = Card(family="baseline",
+                not_comparable="trains on all tasks seen so far (more data than the bare loop)")
     version = 2  # v1 did not keep the examples in its state (it could not resume)
 
     def __init__(self, model: nn.Module) -> None:

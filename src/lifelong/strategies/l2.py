@@ -6,7 +6,7 @@ Owns the Ω = 1 importance (and which weights it covers). The penalty lives in `
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -42,11 +42,11 @@ class L2(QuadraticAnchor):
     """
 
     name = "l2"
-    not_better_than_naive: ClassVar[dict[str, str]] = {s: (
+    card = replace(QuadraticAnchor.card, not_better_than_naive={s: (
         "at its default strength L2 holds every weight and learns new tasks poorly: the "
         "lecture's intransigent baseline (Kirkpatrick et al. 2017, Fig. 2A), which loses to "
         "naive fine-tuning on ACC; below strength 0.01 it is naive fine-tuning") for s in (
-        "task", "domain", "class")}
+        "task", "domain", "class")})
     version = 2  # v1 kept the weights at the task's start to hold only the weights it moved
 
     def __init__(self, model: nn.Module, *, strength: float = 1.0,

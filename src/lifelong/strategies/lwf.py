@@ -8,7 +8,7 @@ otherwise) and `distillation`, the temperature-softened KL term. Needs no stored
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from lifelong.errors import ConfigError
 from lifelong.models.heads import MultiHead
 from lifelong.strategies import STRATEGIES
 from lifelong.strategies._teacher import Teacher, snapshot
-from lifelong.strategies.base import Strategy, StrategyState
+from lifelong.strategies.base import Card, Strategy, StrategyState
 
 
 @dataclass
@@ -81,13 +81,13 @@ class LwF(Strategy):
     """
 
     name = "lwf"
-    caveats: ClassVar[dict[str, str]] = {"class": (
+    card = Card(family="distillation", caveats={"class": (
         "distilling the old outputs on new-class images does not stop the shared head from "
         "preferring the newest classes: LwF stays near naive in class-incremental learning "
         "(van de Ven & Tolias 2019, Table 2; Hsu et al. 2018: 24% on split MNIST; here ACC "
-        "0.205 vs naive's 0.194 on split mnist-10k). Use replay for class-IL")}
-    departures = ("no warm-up: the paper first trains the new head alone, the shared weights "
-                  "frozen; here every weight trains from the first step",)
+        "0.205 vs naive's 0.194 on split mnist-10k). Use replay for class-IL")},
+        departures=("no warm-up: the paper first trains the new head alone, the shared "
+                    "weights frozen; here every weight trains from the first step",))
 
     def __init__(self, model: nn.Module, *, temperature: float = 2.0,
                  strength: float = 1.0) -> None:

@@ -6,6 +6,8 @@ Owns the MAS importance estimate. The penalty lives in `_penalty.py`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import Tensor, nn
 
 from lifelong import checks
@@ -49,7 +51,7 @@ class MAS(QuadraticAnchor):
     """
 
     name = "mas"
-    departures = (PROXIMAL_DEPARTURE, NORMALIZE_DEPARTURE)
+    card = replace(QuadraticAnchor.card, departures=(PROXIMAL_DEPARTURE, NORMALIZE_DEPARTURE))
     factor = 1.0
     online = True
     version = 2  # v1: strength was the absolute λ (normalize did not exist)

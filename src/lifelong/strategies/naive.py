@@ -7,7 +7,7 @@ task's data only).
 from __future__ import annotations
 
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies.base import Strategy
+from lifelong.strategies.base import Card, Strategy
 
 
 @STRATEGIES.register("naive")
@@ -15,3 +15,4 @@ class Naive(Strategy):
     """Fine-tuning: train on each new task with no protection of earlier ones."""
 
     name = "naive"
+    card = Card(family="baseline")

@@ -1,43 +1,41 @@
 """`net2net`: grow only when needed — train the task with a retention method, and if the
 network cannot reach a threshold accuracy on it, widen it with Net2Net and keep training.
 
-Owns the decision to grow, the optional held-out split, the widening of every hidden layer, carrying
-the retention method's per-parameter state through the growth, and the record of growth. The
-operators are `lifelong.models.net2net`'s through `MLP.wider`; the retention method is any of
-`naive`, `ewc`, `gem` at its defaults, run inside this one.
+Owns the decision to grow, the optional held-out split, the widening of every hidden layer and
+the record of growth. The operators are `lifelong.models.net2net`'s through `MLP.wider`; the
+retention method is any of `naive`, `ewc`, `gem` at its defaults, run inside this one as a
+`Wrapper` (every hook is the retention method's but the two below and `train_task`), which
+carries its own state through the growth (`Strategy.remap`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from lifelong import checks, evaluate
-from lifelong.data.task import Batch, Inputs, Task, TensorData
+from lifelong.data.task import Task, TensorData
 from lifelong.errors import ConfigError
 from lifelong.models.mlp import MLP
 from lifelong.strategies import STRATEGIES, build_strategy
-from lifelong.strategies._penalty import QuadraticAnchor
-from lifelong.strategies.base import Strategy, StrategyState, TaskReport
+from lifelong.strategies._wrapper import Wrapper, WrapperState
+from lifelong.strategies.base import Card, TaskReport
 
 if TYPE_CHECKING:
-    from lifelong.quadratic import Quadratic
     from lifelong.train import TaskLoop
 
 
 @dataclass
-class Net2NetState(StrategyState):
+class Net2NetState(WrapperState):
     growth: list[dict[str, Any]] = field(default_factory=list)  # one entry per widening
-    inner: dict[str, Any] = field(default_factory=dict)  # the retention method's saved state
 
 
 @STRATEGIES.register("net2net")
-class Net2NetOnDemand(Strategy):
+class Net2NetOnDemand(Wrapper):
     """Expansion on demand: widen the network with Net2Net when a task is not learned.
 
     Sodhani, Chandar & Bengio 2018 (arXiv:1811.07017, §3), with Net2Net's function-preserving
@@ -68,16 +66,15 @@ class Net2NetOnDemand(Strategy):
     """
 
     name = "net2net"
-    caveats: ClassVar[dict[str, str]] = {"class": (
+    card = Card(family="expansion", caveats={"class": (
         "with retention=ewc (the default) it forgets old classes as EWC does in class-"
-        "incremental learning, however much it grows; use retention=gem")}
-    departures = ("the threshold, growth step and deciding on the training data are this "
-                  "library's choices, not swept; the paper grows a one-layer LSTM",)
+        "incremental learning, however much it grows; use retention=gem")}, departures=(
+        "the threshold, growth step and deciding on the training data are this library's "
+        "choices, not swept; the paper grows a one-layer LSTM",))
 
     def __init__(self, model: nn.Module, *, retention: Literal["naive", "ewc", "gem"] = "ewc",
                  threshold: float = 0.8, widen_by: float = 0.5, max_growth: int = 2,
                  validation: float = 0.0, noise: float = 0.01) -> None:
-        super().__init__(model)
         who = "strategy 'net2net'"
         problems = [
             *checks.number(who, "threshold", threshold, low=0.0, high=1.0,
@@ -91,75 +88,26 @@ class Net2NetOnDemand(Strategy):
             *checks.number(who, "noise", noise, low=0.0, hint="0 = exact copies")]
         if problems:
             raise ConfigError(problems)
+        super().__init__(model, build_strategy(retention, model))
         self.retention, self.threshold, self.widen_by = retention, threshold, widen_by
         self.max_growth, self.validation, self.noise = max_growth, validation, noise
-        self.inner = build_strategy(retention, model)
         self.state: Net2NetState = Net2NetState()
         self._grew: list[dict[str, Any]] = []
 
-    # ------------------------------------------------------------- the retention method
-    def attach(self, *, seed: int) -> None:
-        super().attach(seed=seed)
-        self.inner.attach(seed=seed)
-
-    def to(self, device: torch.device) -> None:
-        super().to(device)
-        self.inner.to(device)
-
+    # ----------------------------- the retention method: every other hook is its own
     def before_task(self, task: Task) -> None:
         self._grew = []
-        self.inner.before_task(task)
-
-    def task_data(self, task: Task) -> TensorData:
-        return self.inner.task_data(task)
-
-    def loss(self, batch: Batch, logits: Tensor) -> Tensor:
-        return self.inner.loss(batch, logits)
-
-    def train_batch(self, batch: Batch, step: Callable[[Tensor], Tensor]) -> Tensor:
-        return self.inner.train_batch(batch, step)
-
-    def quadratic(self) -> Quadratic | None:
-        return self.inner.quadratic()
-
-    def after_backward(self) -> None:
-        self.inner.after_backward()
-
-    def after_step(self) -> None:
-        self.inner.after_step()
-
-    def after_task(self, task: Task) -> None:
-        self.inner.after_task(task)
-
-    def predict(self, x: Inputs, t: Tensor | None) -> Tensor:
-        return self.inner.predict(x, t)
-
-    def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        return self.inner.trainable_parameters()
-
-    def divergence_hint(self) -> str:
-        return self.inner.divergence_hint()
+        super().before_task(task)
 
     def task_report(self) -> TaskReport:
-        inner = self.inner.task_report()
+        inner = super().task_report()
         values = {**inner.values, "growths": float(len(self._grew)),
                   "parameters": float(sum(p.numel() for p in self.model.parameters()))}
         return TaskReport(values, inner.warnings)
 
-    def memory_bytes(self) -> int:
-        return self.inner.memory_bytes()
-
-    def state_dict(self) -> dict[str, Any]:
-        self.state.inner = {k: v for k, v in self.inner.state_dict().items() if k != "model"}
-        return super().state_dict()
-
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        super().load_state_dict(sd)  # grows the model as saved, then loads its weights
-        self.inner.load_state_dict({**self.state.inner, "model": sd["model"]})
-
     # ------------------------------------------------------------------------ growth
     def train_task(self, task: Task, loop: TaskLoop) -> None:
-        train, held = self._split(self.inner.task_data(task), task)
+        train, held = self._split(self.task_data(task), task)
         loop.run_epochs(train)
         for _ in range(self.max_growth):
             accuracy = evaluate.accuracy(self, held, task_labels=loop.stream.scenario == "task",
@@ -191,10 +139,7 @@ class Net2NetOnDemand(Strategy):
             step = math.ceil(self.widen_by * (original[layer] if layer < len(original)
                                               else width))
             change = self.model.wider(layer, width + step, generator=draws, noise=self.noise)
-            if isinstance(self.inner, QuadraticAnchor):
-                self.inner.remap(change.remap)
-        if hasattr(self.inner, "_params"):  # GEM and A-GEM list the parameters once per task
-            self.inner._params = None
+            self.remap(change.remap)  # the retention method carries its state over
         entry = {"task": task.key, "accuracy": accuracy, "widths": before,
                  "to": self.model.widths}
         self._grew.append(entry)

@@ -18,7 +18,7 @@ from lifelong.errors import ConfigError
 from lifelong.models.columns import Columns
 from lifelong.models.mlp import MLP
 from lifelong.strategies import STRATEGIES
-from lifelong.strategies.base import Strategy
+from lifelong.strategies.base import Card, Strategy
 
 
 @STRATEGIES.register("pnn")
@@ -43,10 +43,10 @@ class PNN(Strategy):
     """
 
     name = "pnn"
-    supports = frozenset({"task"})
-    departures = ("linear lateral connections (the paper's adapters: a learned scale and a "
-                  "dimension-reducing projection with a non-linearity)",
-                  "columns without dropout, whatever model.dropout says")
+    card = Card(family="expansion", scenarios=frozenset({"task"}), departures=(
+        "linear lateral connections (the paper's adapters: a learned scale and a "
+        "dimension-reducing projection with a non-linearity)",
+        "columns without dropout, whatever model.dropout says"))
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(Columns.from_mlp(model) if isinstance(model, MLP) else model)

@@ -8,7 +8,7 @@ lives in `_penalty.py`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -73,9 +73,9 @@ class SI(QuadraticAnchor):
     """
 
     name = "si"
-    departures = (PROXIMAL_DEPARTURE, NORMALIZE_DEPARTURE,
-                  "each task's importance is clamped at 0 before it is added (Eq. 5 does not "
-                  "clamp)")
+    card = replace(QuadraticAnchor.card, departures=(
+        PROXIMAL_DEPARTURE, NORMALIZE_DEPARTURE,
+        "each task's importance is clamped at 0 before it is added (Eq. 5 does not clamp)"))
     factor = 1.0
     online = True
     version = 2  # v1: strength was the absolute c (normalize did not exist)

@@ -21,11 +21,6 @@ STREAMS: Registry[Callable[..., Stream]] = Registry(
     "stream", skip=("seed",), package=__name__, group="lifelong.streams")
 
 
-def register_all() -> None:
-    """Import every builder module (each registers itself) and the installed entry points."""
-    STREAMS.discover()
-
-
 # Orders a stream option names without training anything; the choosers that measure tasks
 # (`easy-to-hard`, `greedy-affinity`) live in `lifelong.curriculum` and need a model.
 NAMED_ORDERS = ("given", "reverse", "random")
@@ -87,7 +82,6 @@ def check_stream(name: str, options: dict[str, Any], where: str = "stream") -> l
     from lifelong.data.builders._common import CHECK_ONLY, OptionsChecked
     from lifelong.errors import ConfigError
 
-    register_all()
     options = dict(options)
     problems = []
     try:
@@ -115,7 +109,6 @@ def build_stream(name: str, *, seed: int = 0, order: Any = None, **options: Any)
     task's data: every task is seeded by its key, not its position."""
     from lifelong.errors import ConfigError
 
-    register_all()
     wanted = parse_order(order)
     if wanted in MEASURED_ORDERS:
         raise ConfigError(f"order={wanted!r} measures the tasks first (it trains a model on "

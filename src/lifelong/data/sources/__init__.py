@@ -1,9 +1,11 @@
 """Image sources: where raw labelled images come from.
 
 Owns the `SOURCES` registry, the `SourceData` value and `load_source`. Each source module
-registers a loader `(data_dir) -> SourceData`. Images are float32 tensors in [0, 1] of shape
-(N, 1, H, W); labels int64. Loading is cached per process (sources are read-only values).
-Does not own task construction (see `lifelong.data.builders`).
+registers a loader `(data_dir) -> SourceData` and is found by `Registry.discover` on the first
+lookup (no list to edit); installed packages add sources through the `lifelong.sources` entry
+points. Images are float32 tensors in [0, 1] of shape (N, 1, H, W); labels int64. Loading is
+cached per process (sources are read-only values). Does not own task construction (see
+`lifelong.data.builders`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from lifelong.registry import Registry
 from lifelong.seeding import numpy_rng
 
 Loader = Callable[[Path | None], "SourceData"]
-SOURCES: Registry[Loader] = Registry("source")
+SOURCES: Registry[Loader] = Registry("source", package=__name__, group="lifelong.sources")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,6 @@ class SourceData:
 
 def load_source(name: str, data_dir: str | Path | None = None) -> SourceData:
     """Load a registered source (see `SOURCES.names()`), from `data_dir` if given."""
-    register_all()
     SOURCES.get(name)  # raises ConfigError with a suggestion for an unknown name
     # The search path is part of the cache key, so changing LIFELONG_DATA is seen.
     return _cached(name, str(data_dir) if data_dir is not None else None,
@@ -61,11 +62,6 @@ def load_source(name: str, data_dir: str | Path | None = None) -> SourceData:
 @functools.lru_cache(maxsize=4)
 def _cached(name: str, data_dir: str | None, search_path: str | None) -> SourceData:
     return SOURCES.get(name)(Path(data_dir) if data_dir is not None else None)
-
-
-def register_all() -> None:
-    # Imported lazily so that `import lifelong` reads nothing and stays fast.
-    from lifelong.data.sources import digits, idx_sources  # noqa: F401
 
 
 def split_exact(y: np.ndarray, *, n_test: int, purpose: str) -> tuple[np.ndarray, np.ndarray]:
