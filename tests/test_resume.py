@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lifelong.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from lifelong.cli import main
 from lifelong.errors import StateError
+from lifelong.runs.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from lifelong.store import Store
 from lifelong.train import Progress
 from tests.conftest import sigkill_at_first_checkpoint

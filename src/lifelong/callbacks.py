@@ -1,7 +1,7 @@
 """Callbacks observe a run through frozen events; they cannot change its results.
 
 Owns the event types and the `Callback` base, plus the tqdm progress bar. The results store
-callback lives in `lifelong.runner` next to the store it writes. If a callback raises, the run
+callback lives in `lifelong.runs.runner` next to the store it writes. If a callback raises, the run
 stops; rows already stored stay.
 """
 

@@ -45,7 +45,7 @@ DEFAULT_THREADS = 1
 
 
 def _seeds(text: str) -> list[int]:
-    from lifelong.sweep import parse_seeds
+    from lifelong.runs.sweep import parse_seeds
 
     try:
         return parse_seeds(text)
@@ -238,7 +238,7 @@ def _nan_to_null(obj: Any) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from lifelong.runner import execute, plan
+    from lifelong.runs.runner import execute, plan
     from lifelong.tables import format_matrix, format_warnings
 
     chosen = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
@@ -315,8 +315,8 @@ def _loggers(args: argparse.Namespace) -> list[tuple[str, str | None]]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lifelong.executors import Executor, LocalPool, RayExecutor
-    from lifelong.sweep import (
+    from lifelong.runs.executors import Executor, LocalPool, RayExecutor
+    from lifelong.runs.sweep import (
         format_summary,
         parse_grid,
         parse_seeds,
@@ -362,8 +362,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     import torch
 
     from lifelong.experiments import get_experiment
-    from lifelong.planning import RunSpec
-    from lifelong.runner import execute_runs
+    from lifelong.runs.planning import RunSpec
+    from lifelong.runs.runner import execute_runs
     from lifelong.store import Store
     from lifelong.tables import format_matrix
 

@@ -4,7 +4,7 @@ Owns `ScoreRow` (one reference: published, ours ± std over seeds, the gap in po
 miss, and its source), `score_rows` (an experiment's rows from its finished runs, the one
 computation the command line and the HTML report share), `format_scores` and `reproduce`,
 which runs every experiment that declares references at its paper protocol into one store.
-Does not own running (`lifelong.runner`), the experiments' protocols or their references
+Does not own running (`lifelong.runs.runner`), the experiments' protocols or their references
 (`lifelong.experiments`), or the page (`lifelong.report`).
 
 A row passes when ours lies within the reference's `tolerance` of the published value (2
@@ -159,7 +159,7 @@ def reproduce(names: Sequence[str] | None = None, *, quick: bool = False,
     checkpoints, so a stopped reproduction picks up where it stopped. Every plan is made
     (and every problem reported) before anything trains.
     """
-    from lifelong.runner import execute, plan
+    from lifelong.runs.runner import execute, plan
 
     experiments = reproducible(names)
     plans = []

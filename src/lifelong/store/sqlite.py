@@ -24,8 +24,8 @@ from types import TracebackType
 from typing import Any
 
 from lifelong.errors import ConfigError, RunBusyError, StateError
-from lifelong.provenance import installed_versions
 from lifelong.registry import suggest
+from lifelong.runs.provenance import installed_versions
 from lifelong.store.records import (
     ROWS_SQL,
     SUMMARY_SQL,

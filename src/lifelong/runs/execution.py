@@ -4,8 +4,8 @@ Owns `RunJob` (everything a run needs, as plain values, so it can be sent to ano
 or machine), `run_job` (build the stream, model, strategy and the experiment's observers; resume
 from a checkpoint; train; checkpoint after each task) and `JobResult`. A run's outcome is only
 what it returns (its result, with what its `Recorder`s kept) and what the store holds. Does not
-own choosing where runs execute (`lifelong.executors`) or the driver's bookkeeping
-(`lifelong.runner`).
+own choosing where runs execute (`lifelong.runs.executors`) or the driver's bookkeeping
+(`lifelong.runs.runner`).
 """
 
 from __future__ import annotations
@@ -19,18 +19,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import Callback, ProgressBar, Recorder, RunStart, TaskEnd
-from lifelong.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from lifelong.runs.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from lifelong.data.builders import MEASURED_ORDERS, build_stream
 from lifelong.data.task import Stream
 from lifelong.errors import DivergenceError
-from lifelong.models import build_model
-from lifelong.planning import RunSpec
-from lifelong.strategies import build_strategy
+from lifelong.runs.planning import RunSpec
+from lifelong.strategies import strategy_for
 from lifelong.strategies.base import Strategy
 from lifelong.train import Progress, RunResult, TrainConfig, fit_stream
 
 if TYPE_CHECKING:
-    from lifelong.curriculum import Affinity
     from lifelong.store import Store
 
 
@@ -47,7 +45,7 @@ class RunJob:
         resume: continue from the run's checkpoint where one exists.
         imports: the user's ``--import`` modules, imported again by a worker process.
         loggers: ``(kind, where)`` of the tracking integrations to log the run to
-            (`lifelong.integrations.build_loggers`: MLflow, TensorBoard).
+            (`lifelong.runs.integrations.build_loggers`: MLflow, TensorBoard).
     """
 
     spec: RunSpec
@@ -110,46 +108,19 @@ def stream_key(spec: RunSpec) -> str:
         if measured else []))
 
 
-AFFINITY_BUDGET = 128  # training examples of the target task in `task_affinity`: 4 steps
-
-
 def stream_for(spec: RunSpec) -> Stream:
     """The run's stream, in its `order`. An order a chooser picks by measuring the tasks
     (`easy-to-hard`, `greedy-affinity`) is measured here, with the run's own model, strategy,
-    training and seed (`lifelong.curriculum.task_affinity`, a budget of `AFFINITY_BUDGET`
-    examples), so the run is reproducible from its config alone."""
+    training and seed (`lifelong.curriculum.measured_affinity`, its default budget), so the
+    run is reproducible from its config alone."""
     s = dict(spec.config["stream"])
     name, order = s.pop("name"), s.pop("order", None)
     if order not in MEASURED_ORDERS:
         return build_stream(name, seed=spec.seed, order=order, **s)
-    from lifelong.curriculum import choose
+    from lifelong.curriculum import choose, measured_affinity
 
-    stream, affinity = measured_affinity(spec.config, spec.strategy, spec.seed,
-                                         budget=AFFINITY_BUDGET)
+    stream, affinity = measured_affinity(spec.config, spec.strategy, spec.seed)
     return stream.reorder(choose(order, stream, affinity=affinity, seed=spec.seed).order)
-
-
-def strategy_for(config: dict[str, Any], strategy: str, stream: Stream, seed: int) -> Strategy:
-    """Strategy `strategy` around a fresh model, both as a run config's `model` and
-    `strategy` sections say, shaped for `stream` and initialised from `seed`."""
-    model = build_model(config["model"]["name"], stream, seed=seed,
-                        **{k: v for k, v in config["model"].items() if k != "name"})
-    return build_strategy(strategy, model,
-                          **{k: v for k, v in config["strategy"].items() if k != "name"})
-
-
-def measured_affinity(config: dict[str, Any], strategy: str, seed: int, *,
-                      budget: int) -> tuple[Stream, Affinity]:
-    """A run config's stream in its built order (`order` left out), and its tasks' affinity
-    (`lifelong.curriculum.task_affinity`) measured with the config's model, strategy and
-    training at `seed`."""
-    from lifelong.curriculum import task_affinity
-
-    s = {k: v for k, v in config["stream"].items() if k not in ("name", "order")}
-    stream = build_stream(config["stream"]["name"], seed=seed, **s)
-    affinity = task_affinity(stream, lambda at: strategy_for(config, strategy, stream, at),
-                             TrainConfig(**config["train"]), budget=budget, seed=seed)
-    return stream, affinity
 
 
 def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = None,
@@ -180,7 +151,7 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
                       disable=None if progress is None else not progress)
     tracked: list[Callback] = []
     if job.loggers:
-        from lifelong.integrations import build_loggers
+        from lifelong.runs.integrations import build_loggers
 
         tracked = build_loggers(job.loggers, run_id=spec.run_id,
                                 run_name=f"{spec.label or spec.strategy} seed {spec.seed}",

@@ -1,12 +1,12 @@
 """Where runs execute: in this process, in a pool of local processes, or on Ray.
 
 Owns the `Executor` interface — `map(groups)` yields each run's `JobResult` as it finishes (a
-group of several trains as one vectorised model, `lifelong.group_runs`; one task or worker
+group of several trains as one vectorised model, `lifelong.runs.groups`; one task or worker
 per group) — and
 its three implementations. `InProcess` (what `lifelong run` uses) records rows in the store as
 tasks end. `LocalPool` (the default of `lifelong sweep`) and `RayExecutor` (`--executor ray`)
 send each run to a worker and return its result to the driver, which alone writes the store.
-Does not own what a run does (`lifelong.execution`) or the store.
+Does not own what a run does (`lifelong.runs.execution`) or the store.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lifelong.errors import ConfigError
-from lifelong.execution import JobResult, run_job, stream_key
-from lifelong.group_runs import Group, run_group, run_group_in_worker
+from lifelong.runs.execution import JobResult, run_job, stream_key
+from lifelong.runs.groups import Group, run_group, run_group_in_worker
 
 if TYPE_CHECKING:
     from lifelong.data.task import Stream
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    """Runs groups of jobs (`lifelong.group_runs`: a group of one is a plain run); yields one
+    """Runs groups of jobs (`lifelong.runs.groups`: a group of one is a plain run); yields one
     `JobResult` per job, in the order they finish."""
 
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]: ...
@@ -42,7 +42,7 @@ class InProcess:
         self.store, self.progress = store, progress
 
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
-        from lifelong.execution import stream_for
+        from lifelong.runs.execution import stream_for
 
         built: tuple[str, Stream] | None = None
         for group in groups:

@@ -5,8 +5,8 @@ options, such as ``strategy.strength``, form a group, when the strategy and mode
 `run_group` (build every member, train them with `lifelong.group.fit_group`, record each as an
 ordinary run, marked with its group's size). A group larger than memory allows is split; a group
 in which a member diverges, or that cannot train together after all, is trained one run at a
-time (`lifelong.execution.run_job`), so every run ends as it would alone. Does not own the
-group loop (`lifelong.group`) or where groups execute (`lifelong.executors`).
+time (`lifelong.runs.execution.run_job`), so every run ends as it would alone. Does not own the
+group loop (`lifelong.group`) or where groups execute (`lifelong.runs.executors`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from torch import Tensor
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import Callback, ProgressBar, Recorder
-from lifelong.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
+from lifelong.runs.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 from lifelong.errors import ConfigError, DivergenceError
-from lifelong.execution import JobResult, RunJob, StoreRecorder, run_job, strategy_for, stream_for
+from lifelong.runs.execution import JobResult, RunJob, StoreRecorder, run_job, stream_for
 from lifelong.group import Member, fit_group, groupable
-from lifelong.strategies import STRATEGIES
+from lifelong.strategies import STRATEGIES, strategy_for
 from lifelong.train import Progress, TrainConfig
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
     tracked: list[Callback] = []
     for job, member in zip(jobs, members, strict=True):
         if job.loggers:
-            from lifelong.integrations import build_loggers
+            from lifelong.runs.integrations import build_loggers
 
             loggers = build_loggers(
                 job.loggers, run_id=job.run_id, experiment=job.experiment,
@@ -202,7 +202,7 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
 def run_group_in_worker(jobs: Group) -> list[JobResult]:
     """`run_group` in a worker process or on a Ray node (no store, no progress bar); any
     error comes back as ``"failed"`` results, as `run_job_in_worker` does for one run."""
-    from lifelong.execution import run_job_in_worker
+    from lifelong.runs.execution import run_job_in_worker
 
     if len(jobs) == 1:
         return [run_job_in_worker(jobs[0])]
