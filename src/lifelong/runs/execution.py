@@ -24,6 +24,7 @@ from lifelong.data.builders import MEASURED_ORDERS, build_stream
 from lifelong.data.task import Stream
 from lifelong.errors import DivergenceError
 from lifelong.runs.planning import RunSpec
+from lifelong.store.writes import NewRun
 from lifelong.strategies import strategy_for
 from lifelong.strategies.base import Strategy
 from lifelong.train import Progress, RunResult, TrainConfig, fit_stream
@@ -60,6 +61,19 @@ class RunJob:
     def run_id(self) -> str:
         return self.spec.run_id
 
+    def new_run(self, stream: str, task_keys: Sequence[str], *, num_tasks: int | None = None,
+                group_size: int | None = None) -> NewRun:
+        """The run as the store keeps it when it begins (`Store.begin`), on the stream named
+        `stream` with these task keys (`num_tasks`: their number unless given); a member of a
+        vectorised group of `group_size` records it with its versions."""
+        versions = dict(self.meta["versions"])
+        if group_size is not None:
+            versions["group_size"] = str(group_size)
+        return NewRun(self.run_id, self.experiment, self.spec.strategy, stream, self.spec.seed,
+                      self.spec.config, len(task_keys) if num_tasks is None else num_tasks,
+                      tuple(task_keys), versions, self.meta["git_commit"],
+                      self.spec.label or self.spec.strategy)
+
 
 @dataclass(frozen=True, slots=True)
 class JobResult:
@@ -81,23 +95,17 @@ class JobResult:
 
 
 class StoreRecorder(Callback):
-    """Writes row 0 (and a resumed run's finished rows) at the start and each task's row
-    (with costs, diagnostics, warnings and curve) as it ends."""
+    """Feeds the store a run's events as they happen (`Store.record`): row 0 (and a resumed
+    run's finished rows) at its start, each task's row as it ends."""
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store, self.run_id = store, run_id
 
     def on_run_start(self, event: RunStart) -> None:
-        self.store.record_row(self.run_id, row=0, accuracies=event.initial_accuracies)
-        for done in event.completed:
-            self.on_task_end(done)
+        self.store.record(self.run_id, event)
 
     def on_task_end(self, event: TaskEnd) -> None:
-        self.store.record_row(
-            self.run_id, row=event.task_index + 1, accuracies=event.accuracies,
-            costs=event.costs.as_dict(), diagnostics=event.diagnostics,
-            warnings=event.warnings,
-            curve=[(p.step, j, a) for p in event.curve for j, a in enumerate(p.accuracies)])
+        self.store.record(self.run_id, event)
 
 
 def stream_key(spec: RunSpec) -> str:
@@ -158,11 +166,7 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
                                 experiment=job.experiment, config=spec.config)
     hooks: list[Callback] = [bar, *callbacks, *tracked, *observers]
     if store is not None:
-        store.begin_run(spec.run_id, experiment=job.experiment, strategy=spec.strategy,
-                        stream=stream.name, seed=spec.seed, config=spec.config,
-                        num_tasks=len(stream), task_keys=[t.key for t in stream.tasks],
-                        versions=job.meta["versions"], git_commit=job.meta["git_commit"],
-                        label=spec.label or spec.strategy)
+        store.begin(job.new_run(stream.name, [t.key for t in stream.tasks]))
         hooks.insert(1, StoreRecorder(store, spec.run_id))
 
     def save(progress: Progress) -> None:
@@ -219,19 +223,15 @@ def record_result(store: Store, job: RunJob, res: JobResult) -> None:
 def _record(store: Store, job: RunJob, res: JobResult) -> None:
     spec = job.spec
     result = res.result
-    store.begin_run(spec.run_id, experiment=job.experiment, strategy=spec.strategy,
-                    stream=result.stream if result else str(spec.config["stream"]["name"]),
-                    seed=spec.seed, config=spec.config, num_tasks=max(res.num_tasks, 1),
-                    task_keys=res.task_keys, versions=job.meta["versions"],
-                    git_commit=job.meta["git_commit"], label=spec.label or spec.strategy)
+    store.begin(job.new_run(result.stream if result else str(spec.config["stream"]["name"]),
+                            res.task_keys, num_tasks=max(res.num_tasks, 1)))
     if result is None:
         store.fail_run(spec.run_id, error=res.error or res.status)
         return
-    recorder = StoreRecorder(store, spec.run_id)
     rows = result.matrix
     ends = [TaskEnd(i, key, rows[i + 1], result.costs[i],
                     tuple(p for p in result.curves if p.task_index == i),
                     diagnostics=result.diagnostics[i], warnings=result.warnings[i])
             for i, key in enumerate(result.tasks)]
-    recorder.on_run_start(RunStart(result.strategy, result.stream, result.tasks, 1,
-                                   result.seed, rows[0], completed=tuple(ends)))
+    store.record(spec.run_id, RunStart(result.strategy, result.stream, result.tasks, 1,
+                                       result.seed, rows[0], completed=tuple(ends)))

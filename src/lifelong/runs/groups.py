@@ -159,13 +159,8 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
             tracked += loggers
             member.callbacks = [*member.callbacks, *loggers]
         if store is not None:
-            versions = {**job.meta["versions"], "group_size": str(size)}
-            store.begin_run(job.run_id, experiment=job.experiment, strategy=job.spec.strategy,
-                            stream=member.stream.name, seed=job.spec.seed,
-                            config=job.spec.config, num_tasks=len(member.stream),
-                            task_keys=[t.key for t in member.stream.tasks], versions=versions,
-                            git_commit=job.meta["git_commit"],
-                            label=job.spec.label or job.spec.strategy)
+            store.begin(job.new_run(member.stream.name, [t.key for t in member.stream.tasks],
+                                    group_size=size))
             member.callbacks = [StoreRecorder(store, job.run_id), *member.callbacks]
 
     def save(g: int, progress: Progress) -> None:
