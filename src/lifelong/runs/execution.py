@@ -12,21 +12,27 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import Callback, ProgressBar, Recorder, RunStart, TaskEnd
-from lifelong.runs.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from lifelong.data.builders import MEASURED_ORDERS, build_stream
 from lifelong.data.task import Stream
 from lifelong.errors import DivergenceError
+from lifelong.runs.checkpoint import (
+    Checkpoint,
+    CheckpointFolder,
+    Checkpoints,
+    checkpoint_path,
+    from_bytes,
+    to_bytes,
+)
 from lifelong.runs.planning import RunSpec
 from lifelong.store.writes import NewRun
 from lifelong.strategies import strategy_for
-from lifelong.strategies.base import Strategy
 from lifelong.train import Progress, RunResult, TrainConfig, fit_stream
 
 if TYPE_CHECKING:
@@ -42,8 +48,13 @@ class RunJob:
         experiment: the experiment's registered name (its observers are built where the run
             executes).
         meta: versions and git commit of the driver, recorded with the run.
-        checkpoints: the folder for checkpoints (None: write none).
+        checkpoints: the driver's folder for checkpoints (None: write none). A run in this
+            process writes there; a worker sends its checkpoints to the driver, which writes
+            them there (`lifelong.runs.executors`).
         resume: continue from the run's checkpoint where one exists.
+        resume_from: the bytes of that checkpoint, sent with the job by the driver when the
+            run executes elsewhere, so it resumes on any node (a worker reads no checkpoint
+            from its own disk).
         imports: the user's ``--import`` modules, imported again by a worker process.
         loggers: ``(kind, where)`` of the tracking integrations to log the run to
             (`lifelong.runs.integrations.build_loggers`: MLflow, TensorBoard).
@@ -54,6 +65,7 @@ class RunJob:
     meta: dict[str, Any]
     checkpoints: str | None = None
     resume: bool = False
+    resume_from: bytes | None = None
     imports: tuple[str, ...] = ()
     loggers: tuple[tuple[str, str | None], ...] = ()
 
@@ -131,15 +143,52 @@ def stream_for(spec: RunSpec) -> Stream:
     return stream.reorder(choose(order, stream, affinity=affinity, seed=spec.seed).order)
 
 
+class Outbox:
+    """A worker's checkpoints: each is sent to the driver (`put`, a queue the executor drains
+    and writes beside its store; None: dropped). A worker loads none from its own disk: a
+    resumed run's checkpoint comes with its job (`RunJob.resume_from`)."""
+
+    def __init__(self, put: Callable[[tuple[str, bytes]], object] | None) -> None:
+        self.put = put
+
+    def save(self, run_id: str, data: bytes) -> None:
+        if self.put is not None:
+            self.put((run_id, data))
+
+    def load(self, run_id: str) -> bytes | None:
+        return None
+
+
+def checkpoints_of(job: RunJob, given: Checkpoints | None) -> Checkpoints | None:
+    """Where `job`'s checkpoints go: None where it keeps none, else `given` (a worker's
+    `Outbox`) or, in the driver's process, its folder."""
+    if not job.checkpoints:
+        return None
+    return given if given is not None else CheckpointFolder(job.checkpoints)
+
+
+def resume_point(job: RunJob, checkpoints: Checkpoints | None) -> Checkpoint | None:
+    """The checkpoint `job` continues from: the one sent with it, or with `job.resume` the
+    one `checkpoints` holds; None to train from its first task."""
+    data = job.resume_from
+    if data is None and job.resume and checkpoints is not None:
+        data = checkpoints.load(job.run_id)
+    if data is None:
+        return None
+    where = checkpoint_path(job.checkpoints or ".", job.run_id)
+    return from_bytes(data, job.run_id, where=str(where))
+
+
 def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = None,
-            progress: bool | None = False, callbacks: Sequence[Callback] = ()) -> JobResult:
+            progress: bool | None = False, callbacks: Sequence[Callback] = (),
+            checkpoints: Checkpoints | None = None) -> JobResult:
     """Execute `job` here and return its result.
 
     With `store`, the run's rows are recorded as each task ends (the run is left 'running':
     the driver marks it completed once its files are written). With `job.checkpoints`, a
-    checkpoint is written after each task and, with `job.resume`, a run's checkpoint is
-    continued from. A `DivergenceError` becomes a ``"diverged"`` result (and a failed run in
-    `store`); any other error propagates.
+    checkpoint is saved after each task (to `checkpoints`, by default the driver's folder)
+    and, with `job.resume`, a run's checkpoint is continued from. A `DivergenceError` becomes
+    a ``"diverged"`` result (and a failed run in `store`); any other error propagates.
     """
     from lifelong.experiments import get_experiment
 
@@ -148,8 +197,8 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
     strategy = strategy_for(spec.config, spec.strategy, stream, spec.seed)
     observers = get_experiment(job.experiment).callbacks(spec.run_id, strategy)
     recorders = [cb for cb in observers if isinstance(cb, Recorder)]
-    path = checkpoint_path(job.checkpoints, spec.run_id) if job.checkpoints else None
-    ckpt = load_checkpoint(path, spec.run_id) if path is not None and job.resume else None
+    sink = checkpoints_of(job, checkpoints)
+    ckpt = resume_point(job, sink)
     if ckpt is not None:
         strategy.load_state_dict(ckpt.strategy)
         for rec in recorders:
@@ -170,16 +219,17 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
         hooks.insert(1, StoreRecorder(store, spec.run_id))
 
     def save(progress: Progress) -> None:
-        if path is not None:
-            save_checkpoint(path, Checkpoint(spec.run_id, progress, strategy.state_dict(),
-                                             {r.key: r.artifact() for r in recorders}))
+        if sink is not None:
+            sink.save(spec.run_id, to_bytes(Checkpoint(
+                spec.run_id, progress, strategy.state_dict(),
+                {r.key: r.artifact() for r in recorders})))
 
     keys = tuple(t.key for t in stream.tasks)
     try:
         result = fit_stream(strategy, stream, TrainConfig(**spec.config["train"]),
                             seed=spec.seed, callbacks=hooks,
                             resume=ckpt.progress if ckpt is not None else None,
-                            checkpoint=save if path is not None else None)
+                            checkpoint=save if sink is not None else None)
     except BaseException as e:
         for logger in tracked:  # an integration's run ends as failed, not left open
             close = getattr(logger, "close", None)
@@ -197,15 +247,16 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
                      recorded=store is not None, num_tasks=len(stream), task_keys=keys)
 
 
-def run_job_in_worker(job: RunJob) -> JobResult:
-    """`run_job` in a worker process or on a Ray node: no store, no progress bar, and any
-    error comes back as a ``"failed"`` result instead of ending the worker (a sweep goes on)."""
+def run_job_in_worker(job: RunJob, outbox: Outbox | None = None) -> JobResult:
+    """`run_job` in a worker process or on a Ray node: no store, no progress bar, checkpoints
+    sent to the driver through `outbox`, and any error comes back as a ``"failed"`` result
+    instead of ending the worker (a sweep goes on)."""
     try:
         if job.imports:
             from lifelong.extensions import import_extensions
 
             import_extensions(job.imports)
-        return run_job(job, progress=False)
+        return run_job(job, progress=False, checkpoints=outbox or Outbox(None))
     except Exception as e:  # noqa: BLE001 - every error is the run's, reported to the driver
         where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
         at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""

@@ -21,14 +21,14 @@ import torch
 from lifelong import config as cfgmod
 from lifelong.callbacks import Costs, CurvePoint
 from lifelong.errors import ConfigError, DivergenceError, RunBusyError
-from lifelong.runs.execution import JobResult, RunJob, record_result
-from lifelong.runs.executors import Executor, InProcess
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference
+from lifelong.runs.execution import JobResult, RunJob, record_result
+from lifelong.runs.executors import Executor, InProcess
+from lifelong.runs.files import write_files
 from lifelong.runs.groups import balance, group_jobs
 from lifelong.runs.planning import Plan, RunSpec, plan
 from lifelong.runs.provenance import REUSE_KEYS, installed_versions, run_meta, with_user_code
-from lifelong.runs.files import write_files
 from lifelong.store import DEFAULT_PATH, Store
 from lifelong.train import RunResult
 
@@ -112,8 +112,9 @@ def execute_runs(experiment: Experiment, specs: Sequence[RunSpec], *,
             if on_result:
                 on_result(spec.run_id, True)
             continue
-        jobs[spec.run_id] = RunJob(spec, experiment.name, own, str(checkpoint_dir(store)),
-                                   resume, tuple(imports), tuple(loggers))
+        jobs[spec.run_id] = RunJob(spec, experiment.name, own,
+                                   checkpoints=str(checkpoint_dir(store)), resume=resume,
+                                   imports=tuple(imports), loggers=tuple(loggers))
     runner = executor if executor is not None else InProcess(store, progress=progress)
     groups = group_jobs(list(jobs.values()), vectorize=vectorize)
     # A pool of several workers gets at least one group each (`parallelism`: 1 in-process).

@@ -20,8 +20,8 @@ from pathlib import Path
 from statistics import fmean, stdev
 
 from lifelong.errors import ConfigError
-from lifelong.runs.executors import Executor
 from lifelong.experiments.base import Outcome
+from lifelong.runs.executors import Executor
 from lifelong.runs.planning import Plan, RunSpec, plan
 from lifelong.runs.runner import Failure, check_out, execute_runs
 from lifelong.store import Store
