@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from lifelong.catalog import catalog, first_sentence, format_catalog
 from lifelong.cli import main
+from lifelong.cli.catalog import catalog, first_sentence, format_catalog
 from lifelong.train import TrainConfig
 
 

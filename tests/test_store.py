@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from lifelong.errors import ConfigError, StateError
+from lifelong.report.tables import format_run, format_runs_table
 from lifelong.store import SCHEMA_VERSION, CurveRow, NewRun, Store
-from lifelong.tables import format_run, format_runs_table
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MATRIX = [[0.1, 0.2, 0.3], [0.9, 0.25, 0.3], [0.8, 0.95, 0.35], [0.7, 0.85, 0.99]]

@@ -19,8 +19,8 @@ from lifelong.errors import ConfigError
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
+    from lifelong.report.tables import format_matrix, format_warnings
     from lifelong.runs.runner import execute, plan
-    from lifelong.tables import format_matrix, format_warnings
 
     chosen = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
     if args.threads:  # before any run; 0 leaves PyTorch's own choice
@@ -124,10 +124,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     import torch
 
     from lifelong.experiments import get_experiment
+    from lifelong.report.tables import format_matrix
     from lifelong.runs.planning import RunSpec
     from lifelong.runs.runner import execute_runs
     from lifelong.store import Store
-    from lifelong.tables import format_matrix
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,7 +158,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import torch
 
-    from lifelong.reproduce import format_scores, reproduce
+    from lifelong.report.scores import format_scores
+    from lifelong.runs.reproduce import reproduce
 
     if args.threads:
         torch.set_num_threads(args.threads)

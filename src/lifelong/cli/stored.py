@@ -22,7 +22,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from lifelong.catalog import catalog, format_catalog
+    from lifelong.cli.catalog import catalog, format_catalog
 
     cat = catalog()
     if args.json:
@@ -33,8 +33,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from lifelong.report.tables import format_runs_table
     from lifelong.store import Store
-    from lifelong.tables import format_runs_table
 
     if not Path(args.store).exists():  # nothing stored yet: say so, create nothing
         rows = []
@@ -49,8 +49,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from lifelong.report.tables import format_run
     from lifelong.store import Store
-    from lifelong.tables import format_run
 
     with Store(args.store, create=False) as store:
         record = store.get_run(args.run_id)

@@ -4,7 +4,7 @@ Owns opening (checking the file is a store of a version this code reads, migrati
 one, marking runs left 'running' by a dead process as failed), transactions and the queries.
 Does not own the writes (`writes.py`: the events a store is fed, each one transaction), the
 tables' SQL (`schema.py`), turning rows back into values (`records.py`), metrics, run ids,
-training, or the plain-text tables of ``lifelong runs`` (`tables.py`).
+training, or the plain-text tables of ``lifelong runs`` (`lifelong.report.tables`).
 """
 
 from __future__ import annotations

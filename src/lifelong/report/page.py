@@ -27,7 +27,7 @@ from lifelong.errors import ConfigError
 from lifelong.experiments.base import Experiment, Outcome
 from lifelong.io import atomic_write_text
 from lifelong.metrics import summary
-from lifelong.reproduce import ScoreRow, score_rows, tally
+from lifelong.report.scores import ScoreRow, score_rows, tally
 from lifelong.runs.runner import result_of
 from lifelong.store import RunRecord, Store, StoredFigure
 
@@ -51,7 +51,7 @@ class Comparison:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceRow:
-    """One scored reference (`lifelong.reproduce.ScoreRow`), formatted for the page."""
+    """One scored reference (`lifelong.report.scores.ScoreRow`), formatted for the page."""
 
     experiment: str
     label: str
@@ -147,7 +147,7 @@ def _render(**context: Any) -> str:
     """The page from `report_html.TEMPLATE`, every value autoescaped."""
     import jinja2
 
-    from lifelong.report_html import TEMPLATE
+    from lifelong.report.template import TEMPLATE
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(**context)
