@@ -212,11 +212,12 @@ def test_completed_runs_are_reused_unless_rerun_or_the_code_changed(capsys, tmp_
 def test_the_code_hash_follows_every_source_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import lifelong.runs.provenance as provenance
 
-    fake = tmp_path / "lifelong"
+    fake = tmp_path / "lifelong"  # the package; provenance lives in its `runs` package
     (fake / "sub").mkdir(parents=True)
-    (fake / "provenance.py").write_text("x = 1\n")
+    (fake / "runs").mkdir()
+    (fake / "runs" / "provenance.py").write_text("x = 1\n")
     (fake / "sub" / "m.py").write_text("y = 2\n")
-    monkeypatch.setattr(provenance, "__file__", str(fake / "provenance.py"))
+    monkeypatch.setattr(provenance, "__file__", str(fake / "runs" / "provenance.py"))
     before = provenance.code_hash()
     assert provenance.code_hash() == before  # stable
     (fake / "sub" / "m.py").write_text("y = 3\n")

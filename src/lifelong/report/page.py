@@ -2,7 +2,7 @@
 
 Owns reading the store for the report, grouping completed runs into comparisons (same label,
 same stream config, over seeds), their statistics and mean accuracy-matrix heatmaps, the
-published-vs-ours tables and the page's text. Does not own the page's layout (`report_html`),
+published-vs-ours tables and the page's text. Does not own the page's layout (`template`),
 the metrics (`lifelong.metrics`), drawing (`lifelong.plots`) or the store (`lifelong.store`).
 
 Heatmaps are drawn per comparison, never per run, so a store of hundreds of runs stays quick.
@@ -144,7 +144,7 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
 
 
 def _render(**context: Any) -> str:
-    """The page from `report_html.TEMPLATE`, every value autoescaped."""
+    """The page from `template.TEMPLATE`, every value autoescaped."""
     import jinja2
 
     from lifelong.report.template import TEMPLATE
