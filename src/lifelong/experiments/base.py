@@ -142,7 +142,7 @@ class Experiment:
 
     def check_options(self, options: dict[str, Any]) -> list[str]:
         """Problems with the values of the experiment's own options (their names are checked
-        by `lifelong.runs.runner.plan`), as messages that name the option; empty if fine."""
+        by `lifelong.runs.planning.plan`), as messages that name the option; empty if fine."""
         return []
 
     def strategy_variants(self, name: str, options: dict[str, Any],
