@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lifelong.catalog import catalog, first_sentence, format_catalog, methods_markdown
 from lifelong.cli import main
+from lifelong.cli.catalog import catalog, first_sentence, format_catalog, methods_markdown
 from lifelong.train import TrainConfig
 
 

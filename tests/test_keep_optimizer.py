@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from lifelong import TrainConfig, build_model, build_stream, fit_stream
-from lifelong.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from lifelong.config import run_id
 from lifelong.errors import ConfigError
 from lifelong.group import Member, fit_group
+from lifelong.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from lifelong.strategies import build_strategy
 from lifelong.train import LifelongWarning, Progress
 

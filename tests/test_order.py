@@ -71,7 +71,7 @@ def test_the_cli_carries_the_order_and_refuses_a_bad_one(tmp_path, capsys) -> No
 
 def test_the_order_study_equals_separate_runs_and_ranks_the_choosers(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from lifelong import TrainConfig, build_model, build_strategy, fit_stream
-    from lifelong.runner import execute, plan
+    from lifelong.runs.runner import execute, plan
 
     p = plan("task-order", quick=True, strategies=["naive"],
              sets=["options.orders=3", "train.epochs=1", "stream.train_per_task=200",
@@ -102,8 +102,8 @@ def test_the_order_study_equals_separate_runs_and_ranks_the_choosers(tmp_path) -
 
 def test_a_measuring_chooser_orders_a_run_from_its_own_config(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     from lifelong import TrainConfig, build_model, build_strategy
+    from lifelong.curriculum import BUDGET as AFFINITY_BUDGET
     from lifelong.curriculum import choose, task_affinity
-    from lifelong.execution import AFFINITY_BUDGET
 
     sets = ["--set", "strategy.name=naive", "--set", "stream.name=rotated", "--set",
             "stream.num_tasks=3", "--set", "stream.train_per_task=300", "--set",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lifelong.catalog import catalog
+from lifelong.cli.catalog import catalog
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -14,7 +14,7 @@ import pytest
 from lifelong.errors import StateError
 from lifelong.metrics import acc, bwt
 from lifelong.report import write_report
-from lifelong.store import Store
+from lifelong.store import NewRun, Store
 
 SCRIPT_LABEL = "<script>alert(1)</script>"
 ERROR_HTML = '<img src=x onerror="alert(2)"> boom'
@@ -76,15 +76,16 @@ def add_user_runs(store: Store) -> None:
     and a failed run whose error holds markup."""
     stream = {"name": "toy", "num_tasks": 2}
     for seed, (rid, matrix) in enumerate(USER_RUNS.items()):
-        store.begin_run(rid, experiment="user-exp", strategy="naive", stream="toy", seed=seed,
-                        config={"stream": stream}, num_tasks=2, label=SCRIPT_LABEL)
+        store.begin(NewRun(rid, experiment="user-exp", strategy="naive", stream="toy",
+                           seed=seed, config={"stream": stream}, num_tasks=2,
+                           label=SCRIPT_LABEL))
         for row, accs in enumerate(matrix):
             costs = ({"train_seconds": 1.0 + seed + row, "peak_memory_bytes": row * 2.0**20,
                       "parameters": 100.0 * row} if row else None)
             store.record_row(rid, row=row, accuracies=accs, costs=costs)
         store.finish_run(rid, metrics={"acc": acc(matrix)})
-    store.begin_run("user-bad", experiment="user-exp", strategy="naive", stream="toy", seed=2,
-                    config={"stream": stream}, num_tasks=2, label=SCRIPT_LABEL)
+    store.begin(NewRun("user-bad", experiment="user-exp", strategy="naive", stream="toy",
+                       seed=2, config={"stream": stream}, num_tasks=2, label=SCRIPT_LABEL))
     store.record_row("user-bad", row=0, accuracies=[0.1, 0.1])
     store.fail_run("user-bad", error=ERROR_HTML)
 
@@ -93,7 +94,7 @@ def add_user_runs(store: Store) -> None:
 def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with real quick runs of `single` (naive, seeds 0 and 1) and `forgetting`
     (naive and joint, seed 0, with its figure), plus the hand-written `user-exp` runs."""
-    from lifelong.runner import execute, plan
+    from lifelong.runs.runner import execute, plan
 
     root = tmp_path_factory.mktemp("report")
     path = root / "s.sqlite"

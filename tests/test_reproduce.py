@@ -14,7 +14,7 @@ import pytest
 
 from lifelong.cli import main
 from lifelong.experiments.base import Experiment, Outcome, Reference
-from lifelong.reproduce import format_scores, score_rows
+from lifelong.report.scores import format_scores, score_rows
 from lifelong.train import RunResult
 from tests.conftest import sigkill_at_first_checkpoint
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lifelong.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from lifelong.cli import main
 from lifelong.errors import StateError
+from lifelong.runs.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from lifelong.store import Store
 from lifelong.train import Progress
 from tests.conftest import sigkill_at_first_checkpoint
@@ -111,3 +111,55 @@ def test_checkpoints_load_without_pickles(tmp_path: Path) -> None:
     torch.save({"format": 1, "run_id": "r", "payload": Path("/")}, path)
     with pytest.raises(StateError, match="not a readable lifelong checkpoint"):
         load_checkpoint(path, "r")
+
+
+class Kept:
+    """Checkpoints kept in memory, in the order they were saved."""
+
+    def __init__(self) -> None:
+        self.saved: list[bytes] = []
+
+    def save(self, run_id: str, data: bytes) -> None:
+        self.saved.append(data)
+
+    def load(self, run_id: str) -> bytes | None:
+        return None
+
+
+def test_a_worker_resumes_from_the_checkpoint_its_job_brings_and_sends_its_own_back(
+        tmp_path: Path) -> None:
+    # A worker on another node cannot read the driver's disk: the driver sends a resumed run's
+    # checkpoint with its job, and the worker sends every checkpoint back through a queue,
+    # which the driver writes beside its store.
+    import queue
+
+    from lifelong.runs.execution import RunJob, run_job
+    from lifelong.runs.executors import drain, with_checkpoint
+    from lifelong.runs.groups import run_group_in_worker
+    from lifelong.runs.planning import plan
+    from lifelong.runs.provenance import run_meta
+
+    (spec,) = plan("single", quick=True, sets=["strategy.name=ewc", "stream.num_tasks=3"]).runs
+    kept = Kept()
+    whole = run_job(RunJob(spec, "single", run_meta(1), checkpoints=str(tmp_path / "unused")),
+                    checkpoints=kept)
+    assert whole.result is not None and len(kept.saved) == 3
+    assert not (tmp_path / "unused").exists()  # every checkpoint went to `kept`
+
+    driver = tmp_path / "driver"
+    checkpoint_path(driver, spec.run_id).parent.mkdir()
+    checkpoint_path(driver, spec.run_id).write_bytes(kept.saved[0])  # stopped after task 1
+    job = with_checkpoint(RunJob(spec, "single", run_meta(1), checkpoints=str(driver),
+                                 resume=True))
+    assert job.resume_from == kept.saved[0]
+    checkpoint_path(driver, spec.run_id).unlink()  # the worker must not need the file
+    outbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    (res,) = run_group_in_worker((job,), outbox)
+    assert res.status == "completed" and res.resumed_tasks == 1 and res.result is not None
+    assert res.result.matrix == whole.result.matrix
+    assert not checkpoint_path(driver, spec.run_id).exists()  # the worker wrote no file
+    assert outbox.qsize() == 2  # tasks 2 and 3
+    drain(outbox, [(job,)])
+    last = load_checkpoint(checkpoint_path(driver, spec.run_id), spec.run_id)
+    assert last is not None and last.tasks_done == 3
+    assert last.progress.ends[-1].accuracies == whole.result.matrix[-1]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from lifelong.errors import ConfigError, StateError
-from lifelong.store import SCHEMA_VERSION, CurveRow, Store
-from lifelong.tables import format_run, format_runs_table
+from lifelong.report.tables import format_run, format_runs_table
+from lifelong.store import SCHEMA_VERSION, CurveRow, NewRun, Store
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MATRIX = [[0.1, 0.2, 0.3], [0.9, 0.25, 0.3], [0.8, 0.95, 0.35], [0.7, 0.85, 0.99]]
@@ -25,7 +25,7 @@ def begin(store: Store, run_id: str = "abc123", **overrides: object) -> None:
     args: dict[str, object] = dict(experiment="permuted", strategy="ewc", stream="permuted-mnist",
                                    seed=0, config={"lr": 0.1, "b": [1, 2]}, num_tasks=3)
     args.update(overrides)
-    store.begin_run(run_id, **args)  # type: ignore[arg-type]
+    store.begin(NewRun(run_id, **args))  # type: ignore[arg-type]
 
 
 def record_all(store: Store, run_id: str = "abc123") -> None:
@@ -117,7 +117,7 @@ def test_fail_run_keeps_the_rows_recorded_so_far(tmp_path: Path) -> None:
 
 def test_invalid_rows_are_refused_and_nothing_is_written(tmp_path: Path) -> None:
     with Store(tmp_path / "s.sqlite") as store:
-        with pytest.raises(StateError, match="call begin_run first"):
+        with pytest.raises(StateError, match="call begin first"):
             store.record_row("nope", row=0, accuracies=[0.1])
         begin(store)
         with pytest.raises(StateError, match="row 0 comes next"):
@@ -208,10 +208,10 @@ def test_killed_write_leaves_whole_rows_and_marks_the_run_interrupted(tmp_path: 
     child = run_python(
         """
         import sqlite3, sys, time
-        from lifelong.store import Store
+        from lifelong.store import NewRun, Store
         store = Store(sys.argv[1])
-        store.begin_run("r1", experiment="e", strategy="naive", stream="s", seed=0, config={},
-                        num_tasks=3)
+        store.begin(NewRun("r1", experiment="e", strategy="naive", stream="s", seed=0,
+                           config={}, num_tasks=3))
         store.record_row("r1", row=0, accuracies=[0.1, 0.1, 0.1])
         store.record_row("r1", row=1, accuracies=[0.9, 0.1, 0.1], costs={"train_seconds": 1.0})
         con = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -244,14 +244,14 @@ def test_concurrent_writers_from_two_processes(tmp_path: Path) -> None:
     go = tmp_path / "go"
     code = """
         import os, sys, time
-        from lifelong.store import Store
+        from lifelong.store import NewRun, Store
         while not os.path.exists(sys.argv[3]):  # start together, on a store not yet created
             time.sleep(0.005)
         with Store(sys.argv[1]) as store:
             for i in range(30):
                 run_id = f"{sys.argv[2]}-{i}"
-                store.begin_run(run_id, experiment="e", strategy="naive", stream="s", seed=i,
-                                config={"i": i}, num_tasks=2)
+                store.begin(NewRun(run_id, experiment="e", strategy="naive", stream="s",
+                                   seed=i, config={"i": i}, num_tasks=2))
                 for row in range(3):
                     store.record_row(run_id, row=row, accuracies=[0.5, 0.5],
                                      costs={"train_seconds": 0.1} if row else None)
@@ -347,8 +347,8 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> Non
         record_all(store, "new1")
         store.finish_run("new1", metrics={"acc": 0.5})
     with Store(path) as store:  # opening the migrated file again changes nothing
-        store.begin_run("new2", experiment="e", strategy="s", stream="x", seed=0, config={},
-                        num_tasks=1, task_keys=["x/0"], label="s strength=10")
+        store.begin(NewRun("new2", experiment="e", strategy="s", stream="x", seed=0, config={},
+                           num_tasks=1, task_keys=("x/0",), label="s strength=10"))
         store.record_row("new2", row=0, accuracies=[0.1])
         store.record_row("new2", row=1, accuracies=[0.2], diagnostics={"d": 1.0},
                          warnings=["w"])

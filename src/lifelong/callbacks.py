@@ -1,8 +1,8 @@
 """Callbacks observe a run through frozen events; they cannot change its results.
 
-Owns the event types and the `Callback` base, plus the tqdm progress bar. The results store
-callback lives in `lifelong.runner` next to the store it writes. If a callback raises, the run
-stops; rows already stored stay.
+Owns the event types and the `Callback` base, plus the tqdm progress bar. The store is fed
+these events (`Store.record`) by the callback in `lifelong.runs.execution`. If a callback
+raises, the run stops; rows already stored stay.
 """
 
 from __future__ import annotations

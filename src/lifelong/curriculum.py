@@ -3,9 +3,11 @@
 Owns `task_affinity` (a cheap version of Taskonomy's task affinity, Zamir et al. 2018, CVPR:
 how much a model trained on task i helps a small budget of training on task j, and how much
 that budget costs task i), its result `Affinity`, the order choosers (`CHOOSERS`, `choose`)
-and `check_order`. Does not own reordering a stream (`Stream.reorder`, which keeps every task's
-key and data) nor the orders a stream option names without training (`NAMED_ORDERS` in
-`lifelong.data.builders`, reused here for ``given``, ``reverse`` and ``random``).
+and `check_order`, and `measured_affinity` (the affinity of a run config's stream, measured
+with its own model, strategy and training). Does not own reordering a stream
+(`Stream.reorder`, which keeps every task's key and data) nor the orders a stream option
+names without training (`NAMED_ORDERS` in `lifelong.data.builders`, reused here for
+``given``, ``reverse`` and ``random``).
 
 Affinity is measured on each task's validation split (`Task.validation`, held out of its
 training examples), never on its test set: the orders chosen from it are then scored on the
@@ -21,7 +23,7 @@ from typing import Any
 
 import torch
 
-from lifelong.data.builders import resolve_order
+from lifelong.data.builders import build_stream, resolve_order
 from lifelong.data.task import Stream, Task, check_order
 from lifelong.errors import ConfigError
 from lifelong.evaluate import accuracy
@@ -325,3 +327,17 @@ def choose(name: str, stream_or_t: Stream | int, *, affinity: Affinity | None = 
     if problems := check_order(choice.order, t):
         raise ConfigError([f"order chooser '{name}': {p}" for p in problems])
     return choice
+
+
+def measured_affinity(config: Mapping[str, Any], strategy: str, seed: int, *,
+                      budget: int = BUDGET) -> tuple[Stream, Affinity]:
+    """A run config's stream in its built order (`order` left out), and its tasks' affinity
+    (`task_affinity`) measured with the config's model, strategy and training at `seed`."""
+    from lifelong.strategies import strategy_for
+
+    cfg = dict(config)
+    s = {k: v for k, v in cfg["stream"].items() if k not in ("name", "order")}
+    stream = build_stream(cfg["stream"]["name"], seed=seed, **s)
+    affinity = task_affinity(stream, lambda at: strategy_for(cfg, strategy, stream, at),
+                             TrainConfig(**cfg["train"]), budget=budget, seed=seed)
+    return stream, affinity

@@ -10,11 +10,10 @@ from typing import Any
 
 from matplotlib.axes import Axes
 
-from lifelong.curriculum import CHOOSERS, DEPARTURES, choose
+from lifelong.curriculum import CHOOSERS, DEPARTURES, choose, measured_affinity
 from lifelong.experiments.base import Outcome
 from lifelong.metrics import summary
 from lifelong.plots import new_figure, save
-from lifelong.runner import measured_affinity
 
 
 def affinity_and_choices(outcomes: Sequence[Outcome], out_dir: Path, options: dict[str, Any],

@@ -1,33 +1,26 @@
-"""The results store in one SQLite file: the `Store` connection, its writes and its reads.
+"""The results store in one SQLite file: the `Store` connection, its transactions and reads.
 
 Owns opening (checking the file is a store of a version this code reads, migrating an older
-one, marking runs left 'running' by a dead process as failed) and every write, each one
-transaction, so a killed process leaves whole matrix rows or none. Does not own the tables'
-SQL (`schema.py`), turning rows back into values (`records.py`), metrics, run ids, training,
-or the plain-text tables of ``lifelong runs`` (`tables.py`).
+one, marking runs left 'running' by a dead process as failed), transactions and the queries.
+Does not own the writes (`writes.py`: the events a store is fed, each one transaction), the
+tables' SQL (`schema.py`), turning rows back into values (`records.py`), metrics, run ids,
+training, or the plain-text tables of ``lifelong runs`` (`lifelong.report.tables`).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import socket
 import sqlite3
-import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from lifelong.errors import ConfigError, RunBusyError, StateError
-from lifelong.provenance import installed_versions
+from lifelong.errors import ConfigError, StateError
 from lifelong.registry import suggest
 from lifelong.store.records import (
-    ROWS_SQL,
     SUMMARY_SQL,
     RunRecord,
     RunSummary,
@@ -37,16 +30,16 @@ from lifelong.store.records import (
 from lifelong.store.schema import (
     APPLICATION_ID,
     MIGRATIONS,
-    RUN_TABLES,
     SCHEMA,
     SCHEMA_VERSION,
 )
+from lifelong.store.writes import Writes, process_alive
 
 DEFAULT_PATH = Path("runs/lifelong.sqlite")
 BUSY_TIMEOUT_S = 30.0  # how long parallel sweep workers wait for the write lock
 
 
-class Store:
+class Store(Writes):
     """The results store in one SQLite file (WAL mode, so readers never block the writer).
 
     Args:
@@ -93,136 +86,6 @@ class Store:
         """Close the connection (committed rows are already on disk)."""
         self._con.close()
 
-    def begin_run(
-        self, run_id: str, *, experiment: str, strategy: str, stream: str, seed: int,
-        config: dict[str, Any], num_tasks: int, versions: dict[str, str] | None = None,
-        git_commit: str | None = None, task_keys: Sequence[str] = (), label: str | None = None,
-    ) -> None:
-        """Record a run as 'running' with this process's pid; an old run of that id is replaced.
-
-        Args:
-            versions: python/torch/lifelong versions; read from the environment when None.
-            task_keys: the stream's task keys in training order (the run's `order`).
-            label: how tables name the run (default: the strategy).
-        """
-        if not run_id or num_tasks < 1:
-            raise StateError(f"run {run_id!r}: needs a non-empty id and num_tasks >= 1, "
-                             f"got num_tasks={num_tasks}")
-        config_json = _json(config, f"run {run_id!r}: config")
-        versions_json = _json(installed_versions() if versions is None else versions, "versions")
-        host, pid = socket.gethostname(), os.getpid()
-        with self._tx() as con:
-            old = con.execute("SELECT status, pid, host FROM runs WHERE run_id = ?",
-                              (run_id,)).fetchone()
-            if old and old[0] == "running" and old[2] == host and old[1] != pid and _alive(old[1]):
-                raise RunBusyError(f"run {run_id!r} is being written by process {old[1]} on "
-                                 f"{host} ({self.path}); wait for it or stop that process")
-            for table in RUN_TABLES:
-                con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-            con.execute(
-                "INSERT INTO runs (run_id, experiment, strategy, stream, seed, config_json,"
-                " versions_json, git_commit, status, pid, host, started_at, num_tasks, label)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                (run_id, experiment, strategy, stream, int(seed), config_json, versions_json,
-                 git_commit, pid, host, _now(), int(num_tasks), label))
-            con.executemany("INSERT INTO task_keys (run_id, position, key) VALUES (?, ?, ?)",
-                            [(run_id, i, str(k)) for i, k in enumerate(task_keys)])
-
-    def record_row(
-        self, run_id: str, *, row: int, accuracies: Sequence[float],
-        costs: Mapping[str, float] | None = None,
-        curve: Sequence[tuple[int, int, float]] | None = None,
-        diagnostics: Mapping[str, float] | None = None, warnings: Sequence[str] = (),
-    ) -> None:
-        """Record row `row` of the accuracy matrix, with that task's costs, curve points,
-        diagnostics and warnings, in one transaction.
-
-        Args:
-            run_id: a run begun with `begin_run` and still running.
-            row: 0 for the untrained model, i after training task i; rows come in order.
-            accuracies: accuracy on each task, finite and in [0, 1].
-            costs: costs of training task ``row - 1`` (train_seconds, eval_seconds,
-                peak_memory_bytes, parameters, ...); only for row > 0.
-            curve: (step, eval_task, accuracy) points measured while training task ``row - 1``.
-            diagnostics: what the strategy reported about task ``row - 1`` (name → number;
-                NaN allowed, stored as NULL).
-            warnings: messages raised while learning task ``row - 1``.
-
-        Raises:
-            StateError: the run is unknown or not running, or a value is out of range, in
-                which case nothing is written.
-        """
-        accs = [float(a) for a in accuracies]
-        cost_items = [(str(k), float(v)) for k, v in (costs or {}).items()]
-        diag_items = [(str(k), float(v)) for k, v in (diagnostics or {}).items()]
-        messages = [str(m) for m in warnings]
-        points = sorted({(int(s), int(t)): float(a) for s, t, a in (curve or ())}.items())
-        with self._tx() as con:
-            num_tasks, recorded = self._running(run_id)
-            problems = []
-            if not 0 <= row <= num_tasks:
-                problems.append(f"row must be in 0..{num_tasks} (0 = untrained, i = after task i)")
-            elif row != recorded:
-                problems.append(f"row {recorded} comes next; rows are recorded in order")
-            if len(accs) != num_tasks:
-                problems.append(f"{len(accs)} accuracies given for {num_tasks} tasks")
-            problems += [f"accuracy on task {j} is {a}, expected a finite value in [0, 1]"
-                         for j, a in enumerate(accs) if not 0.0 <= a <= 1.0]
-            if row == 0 and (cost_items or points or diag_items or messages):
-                problems.append("costs, curves, diagnostics and warnings belong to a trained "
-                                "task (row >= 1)")
-            problems += [f"cost {k!r} is {v}, expected a finite number"
-                         for k, v in cost_items if not math.isfinite(v)]
-            problems += [f"diagnostic {k!r} is {v}, expected a finite number or NaN"
-                         for k, v in diag_items if math.isinf(v)]
-            problems += [f"curve point (step={s}, eval_task={t}, accuracy={a}) needs step >= 0, "
-                         f"eval_task in 0..{num_tasks - 1} and accuracy in [0, 1]"
-                         for (s, t), a in points
-                         if s < 0 or not 0 <= t < num_tasks or not 0.0 <= a <= 1.0]
-            if len(points) != len(curve or ()):
-                problems.append("a (step, eval_task) pair repeats in the curve")
-            if problems:
-                raise StateError(f"run {run_id!r}, row {row}: " + "; ".join(problems))
-            con.executemany('INSERT INTO cells (run_id, "row", col, accuracy) VALUES (?, ?, ?, ?)',
-                            [(run_id, row, j, a) for j, a in enumerate(accs)])
-            con.executemany("INSERT INTO costs VALUES (?, ?, ?, ?)",
-                            [(run_id, row - 1, k, v) for k, v in cost_items])
-            con.executemany("INSERT INTO curves VALUES (?, ?, ?, ?, ?)",
-                            [(run_id, row - 1, s, t, a) for (s, t), a in points])
-            con.executemany("INSERT INTO diagnostics VALUES (?, ?, ?, ?)",
-                            [(run_id, row - 1, k, None if math.isnan(v) else v)
-                             for k, v in diag_items])
-            con.executemany("INSERT INTO warnings VALUES (?, ?, ?, ?)",
-                            [(run_id, row - 1, i, m) for i, m in enumerate(messages)])
-
-    def finish_run(self, run_id: str, *, metrics: Mapping[str, float],
-                   artifacts: Mapping[str, Any] | None = None) -> None:
-        """Store the summary metrics (NaN = undefined) and what the run's recorders kept
-        (`artifacts`: JSON values by name), and mark the run 'completed'."""
-        values = {str(k): float(v) for k, v in metrics.items()}
-        kept = [(run_id, str(k), _json(v, f"run {run_id!r}: artifact {k!r}"))
-                for k, v in (artifacts or {}).items()]
-        with self._tx() as con:
-            num_tasks, recorded = self._running(run_id)
-            if recorded != num_tasks + 1:
-                raise StateError(f"run {run_id!r}: {recorded} of {num_tasks + 1} matrix rows "
-                                 "recorded; record every row before finish_run, or call fail_run")
-            if bad := sorted(k for k, v in values.items() if math.isinf(v)):
-                raise StateError(f"run {run_id!r}: metrics {bad} are infinite; expected finite "
-                                 "numbers, or NaN where a metric is undefined")
-            con.executemany("INSERT INTO metrics VALUES (?, ?, ?)",
-                            [(run_id, k, None if math.isnan(v) else v) for k, v in values.items()])
-            con.executemany("INSERT INTO artifacts VALUES (?, ?, ?)", kept)
-            con.execute("UPDATE runs SET status = 'completed', finished_at = ?, error = NULL"
-                        " WHERE run_id = ?", (_now(), run_id))
-
-    def fail_run(self, run_id: str, *, error: str) -> None:
-        """Mark a running run 'failed' with `error`; the rows recorded so far are kept."""
-        with self._tx() as con:
-            self._running(run_id)
-            con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ?"
-                        " WHERE run_id = ?", (_now(), error, run_id))
-
     def is_completed(self, run_id: str) -> bool:
         """Whether `run_id` (an exact id) finished successfully, so a sweep can skip it."""
         with self._errors():
@@ -246,14 +109,6 @@ class Store:
         """
         with self._errors():
             return read_record(self._con, self._resolve(run_id))
-
-    def record_figure(self, experiment: str, path: Path, run_ids: Sequence[str]) -> None:
-        """Keep the PNG at `path`, an `experiment`'s figure of the runs `run_ids`, replacing
-        the figure of the same experiment and file name (the report embeds them)."""
-        png = path.read_bytes()
-        with self._tx() as con:
-            con.execute("INSERT OR REPLACE INTO figures VALUES (?, ?, ?, ?, ?)",
-                        (experiment, path.name, json.dumps(list(run_ids)), png, _now()))
 
     def figures(self, experiment: str | None = None) -> list[StoredFigure]:
         """The stored figures, of one experiment or of all, by experiment and name."""
@@ -322,22 +177,11 @@ class Store:
         dead = [(f"interrupted (process {pid} ended without finishing)", rid, pid, host)
                 for rid, pid in self._con.execute("SELECT run_id, pid FROM runs WHERE"
                                                   " status = 'running' AND host = ?", (host,))
-                if not _alive(pid)]
+                if not process_alive(pid)]
         if dead:
             with self._tx() as con:  # `pid = ?`: skip a run re-begun meanwhile by a live process
                 con.executemany("UPDATE runs SET status = 'failed', error = ? WHERE run_id = ?"
                                 " AND status = 'running' AND pid = ? AND host = ?", dead)
-
-    def _running(self, run_id: str) -> tuple[int, int]:
-        """(num_tasks, rows recorded) of a run that must exist and be running."""
-        got = self._con.execute(f"SELECT status, num_tasks, ({ROWS_SQL}) FROM runs r"
-                                " WHERE run_id = ?", (run_id,)).fetchone()
-        if got is None:
-            raise StateError(f"run {run_id!r} is not in {self.path}; call begin_run first")
-        if got[0] != "running":
-            raise StateError(f"run {run_id!r} is {got[0]}, not running; call begin_run to "
-                             "record it again")
-        return int(got[1]), int(got[2])
 
     def _resolve(self, key: str) -> str:
         ids: list[str] = [r for (r,) in self._con.execute("SELECT run_id FROM runs")]
@@ -355,7 +199,7 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group several writes (e.g. `begin_run` and every `record_row` of a run that
+        """Group several writes (e.g. `begin` and every `record` of a run that
         executed elsewhere) into one transaction: all of them are stored, or none."""
         with self._tx():
             yield
@@ -398,29 +242,3 @@ class Store:
             else:
                 msg = f"{exc}; check the file, its folder and their permissions"
             raise StateError(f"{self.path}: {msg}") from None
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` exists on this host (a zombie counts until it is reaped)."""
-    if sys.platform == "win32":  # os.kill would terminate the process there; assume alive
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        pass
-    return True
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _json(obj: Any, what: str) -> str:
-    """Canonical JSON (sorted keys, no spaces), so equal configs are stored identically."""
-    try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{what} cannot be stored as JSON ({exc}); use plain numbers, "
-                          "strings, lists and dicts") from None

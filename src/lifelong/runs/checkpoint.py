@@ -5,16 +5,17 @@ Owns the checkpoint file: the loop's `Progress` (row 0 of R and every finished t
 `state_dict()` (weights, memories, importances, generator states)
 and what the run's recorders kept. One file per run, replaced atomically after each task and
 loaded with ``torch.load(weights_only=True)`` — plain values and tensors, never an arbitrary
-pickle. Does not own deciding when to resume or remove it (`lifelong.execution`,
-`lifelong.runner`).
+pickle. Does not own deciding when to resume or remove it (`lifelong.runs.execution`,
+`lifelong.runs.runner`).
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -44,15 +45,27 @@ def checkpoint_path(folder: str | Path, run_id: str) -> Path:
     return Path(folder) / f"{run_id}.pt"
 
 
-def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
-    """Write `ckpt` to `path` atomically (a crash leaves the previous checkpoint whole)."""
+def to_bytes(ckpt: Checkpoint) -> bytes:
+    """`ckpt` as the bytes of its file (plain values and CPU tensors, ``torch.save``)."""
     p = ckpt.progress
     plain = {
         "format": FORMAT, "run_id": ckpt.run_id, "row0": list(p.row0), "step": p.step,
         "ends": [_end_to_plain(e) for e in p.ends], "optimizer": p.optimizer,
         "strategy": ckpt.strategy,
         "artifacts": ckpt.artifacts}
-    return atomic_write(path, lambda fh: torch.save(plain, fh))
+    buffer = io.BytesIO()
+    torch.save(plain, buffer)
+    return buffer.getvalue()
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a checkpoint's bytes to `path` atomically (a crash leaves the previous one whole)."""
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
+    """Write `ckpt` to `path` atomically (a crash leaves the previous checkpoint whole)."""
+    return write_bytes(path, to_bytes(ckpt))
 
 
 def load_checkpoint(path: str | Path, run_id: str) -> Checkpoint | None:
@@ -65,27 +78,61 @@ def load_checkpoint(path: str | Path, run_id: str) -> Checkpoint | None:
     path = Path(path)
     if not path.exists():
         return None
+    return from_bytes(path.read_bytes(), run_id, where=str(path))
+
+
+def from_bytes(data: bytes, run_id: str, *, where: str) -> Checkpoint:
+    """The checkpoint of `run_id` in `data`, the bytes of the file at `where` (named in errors).
+
+    Raises:
+        StateError: unreadable, of another format, or of another run; the message says to
+            delete the file (the run then trains from its first task).
+    """
     fix = "delete it to train the run from its first task"
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise StateError(f"{path}: not a readable lifelong checkpoint ({first}); {fix}") from None
+        raise StateError(f"{where}: not a readable lifelong checkpoint ({first}); {fix}"
+                         ) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-        raise StateError(f"{path}: checkpoint format {got!r}, this lifelong reads {FORMAT}; "
+        raise StateError(f"{where}: checkpoint format {got!r}, this lifelong reads {FORMAT}; "
                          f"{fix}")
     if raw.get("run_id") != run_id:
-        raise StateError(f"{path}: a checkpoint of run {raw.get('run_id')!r}, not {run_id!r}; "
-                         f"{fix}")
+        raise StateError(f"{where}: a checkpoint of run {raw.get('run_id')!r}, not "
+                         f"{run_id!r}; {fix}")
     try:
         progress = Progress(tuple(float(a) for a in raw["row0"]),
                             tuple(_end_from_plain(e) for e in raw["ends"]), int(raw["step"]),
                             raw.get("optimizer"))
         return Checkpoint(run_id, progress, dict(raw["strategy"]), dict(raw["artifacts"]))
     except (KeyError, TypeError, ValueError) as e:
-        raise StateError(f"{path}: checkpoint is incomplete ({type(e).__name__}: {e}); "
+        raise StateError(f"{where}: checkpoint is incomplete ({type(e).__name__}: {e}); "
                          f"{fix}") from None
+
+
+class Checkpoints(Protocol):
+    """Where a run's checkpoints go (`save`, after each task) and come from (`load`)."""
+
+    def save(self, run_id: str, data: bytes) -> None: ...
+
+    def load(self, run_id: str) -> bytes | None: ...
+
+
+class CheckpointFolder:
+    """The driver's checkpoints: ``<folder>/<run_id>.pt``, each replaced atomically, whether
+    its bytes come from a run in this process or from a worker (`lifelong.runs.executors`)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def save(self, run_id: str, data: bytes) -> None:
+        write_bytes(checkpoint_path(self.folder, run_id), data)
+
+    def load(self, run_id: str) -> bytes | None:
+        path = checkpoint_path(self.folder, run_id)
+        return path.read_bytes() if path.exists() else None
 
 
 def _end_to_plain(e: TaskEnd) -> dict[str, Any]:

@@ -2,10 +2,9 @@
 
 Owns `ScoreRow` (one reference: published, ours ± std over seeds, the gap in points, pass or
 miss, and its source), `score_rows` (an experiment's rows from its finished runs, the one
-computation the command line and the HTML report share), `format_scores` and `reproduce`,
-which runs every experiment that declares references at its paper protocol into one store.
-Does not own running (`lifelong.runner`), the experiments' protocols or their references
-(`lifelong.experiments`), or the page (`lifelong.report`).
+computation the command line and the HTML report share), `format_scores` and `tally`. Does
+not own running the experiments (`lifelong.runs.reproduce`), their protocols or references
+(`lifelong.experiments`), or the page (`lifelong.report.page`).
 
 A row passes when ours lies within the reference's `tolerance` of the published value (2
 points by default: percentage points of an accuracy, or of an error given in %). A reference
@@ -17,11 +16,10 @@ published numbers reproduced.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import stdev
-from typing import Any, Literal
+from typing import Literal
 
 from lifelong.experiments.base import Experiment, Outcome
 
@@ -121,63 +119,3 @@ def tally(rows: Sequence[ScoreRow]) -> str:
             f"{count['miss']} missed, {count['not run']} not run"
             + (f"; {sum(r.verdict == 'pass' for r in base)} of {len(base)} baselines "
                "matched" if base else ""))
-
-
-def reproducible(names: Sequence[str] | None = None) -> list[Experiment]:
-    """The registered experiments that declare references (or those named, checked)."""
-    from lifelong.errors import ConfigError
-    from lifelong.experiments import EXPERIMENTS, get_experiment
-
-    if names:
-        chosen = [get_experiment(n) for n in names]
-        if empty := [e.name for e in chosen if not e.references]:
-            raise ConfigError(f"reproduce: {', '.join(empty)} declare{'s' * (len(empty) == 1)}"
-                              " no published numbers to reproduce; choose among "
-                              f"{', '.join(e.name for e in reproducible())}")
-        return chosen
-    return [e for e in (EXPERIMENTS.get(n)() for n in EXPERIMENTS.names()) if e.references]
-
-
-@dataclass(frozen=True, slots=True)
-class Reproduction:
-    """What `reproduce` returns: the rows, and each experiment's runs and figures."""
-
-    rows: tuple[ScoreRow, ...]
-    experiments: tuple[dict[str, Any], ...]
-
-
-def reproduce(names: Sequence[str] | None = None, *, quick: bool = False,
-              store_path: str | Path, out_dir: str | Path, progress: bool | None = None,
-              rerun: bool = False, imports: Sequence[str] = (), vectorize: bool = True,
-              on_experiment: Callable[[str], None] | None = None) -> Reproduction:
-    """Run every experiment with references at its paper protocol into one store and score it.
-
-    Each experiment runs at its defaults plus `Experiment.reproduce_sets`, over
-    `Experiment.reproduce_seeds` (the first seed alone with `quick`). Runs the store holds
-    completed by the same code are reused and runs stopped mid-stream continue from their
-    checkpoints, so a stopped reproduction picks up where it stopped. Every plan is made
-    (and every problem reported) before anything trains.
-    """
-    from lifelong.runner import execute, plan
-
-    experiments = reproducible(names)
-    plans = []
-    for e in experiments:
-        seeds = e.reproduce_seeds
-        if quick and seeds:
-            seeds = seeds[:1]
-        plans.append(plan(e.name, sets=list(e.reproduce_sets), seeds=seeds, quick=quick))
-    rows: list[ScoreRow] = []
-    done: list[dict[str, Any]] = []
-    for p in plans:
-        if on_experiment:
-            on_experiment(p.experiment.name)
-        res = execute(p, store_path=store_path, out_dir=out_dir, progress=progress,
-                      rerun=rerun, resume=True, imports=imports, vectorize=vectorize)
-        rows += score_rows(p.experiment, res.outcomes)
-        done.append({"experiment": p.experiment.name, "runs": len(res.outcomes),
-                     "reused": sum(o.reused for o in res.outcomes),
-                     "resumed": sum(o.resumed_tasks > 0 for o in res.outcomes),
-                     "figures": [str(f) for f in res.figures],
-                     "protocol_note": res.protocol_note})
-    return Reproduction(tuple(rows), tuple(done))

@@ -5,8 +5,8 @@ options, such as ``strategy.strength``, form a group, when the strategy and mode
 `run_group` (build every member, train them with `lifelong.group.fit_group`, record each as an
 ordinary run, marked with its group's size). A group larger than memory allows is split; a group
 in which a member diverges, or that cannot train together after all, is trained one run at a
-time (`lifelong.execution.run_job`), so every run ends as it would alone. Does not own the
-group loop (`lifelong.group`) or where groups execute (`lifelong.executors`).
+time (`lifelong.runs.execution.run_job`), so every run ends as it would alone. Does not own the
+group loop (`lifelong.group`) or where groups execute (`lifelong.runs.executors`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,19 @@ from torch import Tensor
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import Callback, ProgressBar, Recorder
-from lifelong.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 from lifelong.errors import ConfigError, DivergenceError
-from lifelong.execution import JobResult, RunJob, StoreRecorder, run_job, strategy_for, stream_for
 from lifelong.group import Member, fit_group, groupable
-from lifelong.strategies import STRATEGIES
+from lifelong.runs.checkpoint import Checkpoint, Checkpoints, checkpoint_path, to_bytes
+from lifelong.runs.execution import (
+    JobResult,
+    Outbox,
+    RunJob,
+    StoreRecorder,
+    checkpoints_of,
+    run_job,
+    stream_for,
+)
+from lifelong.strategies import STRATEGIES, strategy_for
 from lifelong.train import Progress, TrainConfig
 
 if TYPE_CHECKING:
@@ -114,14 +122,16 @@ def _stream_bytes(stream: Stream) -> int:
 
 
 def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None = False,
-              budget: int | None = None) -> list[JobResult]:
+              budget: int | None = None, checkpoints: Checkpoints | None = None
+              ) -> list[JobResult]:
     """Execute the runs of `jobs` as one vectorised group (one run alone as `run_job`).
 
-    With `store`, each member's rows are recorded as tasks end, as `run_job` does. Returns one
+    With `store`, each member's rows are recorded as tasks end, and each member's checkpoints
+    go to `checkpoints` (by default the driver's folder), as `run_job` does. Returns one
     `JobResult` per job, in order.
     """
     if len(jobs) == 1:
-        return [run_job(jobs[0], store=store, progress=progress)]
+        return [run_job(jobs[0], store=store, progress=progress, checkpoints=checkpoints)]
     from lifelong.experiments import get_experiment
 
     built: dict[str, Stream] = {}
@@ -140,7 +150,7 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
             if fits < len(jobs):
                 return [r for k in range(0, len(jobs), fits)
                         for r in run_group(jobs[k:k + fits], store=store, progress=progress,
-                                           budget=budget)]
+                                           budget=budget, checkpoints=checkpoints)]
     size = len(jobs)
     labels = sorted({j.spec.label or j.spec.strategy for j in jobs})
     seeds = ",".join(str(j.spec.seed) for j in jobs)
@@ -150,7 +160,7 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
     tracked: list[Callback] = []
     for job, member in zip(jobs, members, strict=True):
         if job.loggers:
-            from lifelong.integrations import build_loggers
+            from lifelong.runs.integrations import build_loggers
 
             loggers = build_loggers(
                 job.loggers, run_id=job.run_id, experiment=job.experiment,
@@ -159,21 +169,17 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
             tracked += loggers
             member.callbacks = [*member.callbacks, *loggers]
         if store is not None:
-            versions = {**job.meta["versions"], "group_size": str(size)}
-            store.begin_run(job.run_id, experiment=job.experiment, strategy=job.spec.strategy,
-                            stream=member.stream.name, seed=job.spec.seed,
-                            config=job.spec.config, num_tasks=len(member.stream),
-                            task_keys=[t.key for t in member.stream.tasks], versions=versions,
-                            git_commit=job.meta["git_commit"],
-                            label=job.spec.label or job.spec.strategy)
+            store.begin(job.new_run(member.stream.name, [t.key for t in member.stream.tasks],
+                                    group_size=size))
             member.callbacks = [StoreRecorder(store, job.run_id), *member.callbacks]
 
     def save(g: int, progress: Progress) -> None:
         job = jobs[g]
-        if job.checkpoints:
-            save_checkpoint(checkpoint_path(job.checkpoints, job.run_id), Checkpoint(
+        sink = checkpoints_of(job, checkpoints)
+        if sink is not None:
+            sink.save(job.run_id, to_bytes(Checkpoint(
                 job.run_id, progress, members[g].strategy.state_dict(),
-                {r.key: r.artifact() for r in recorders[g]}))
+                {r.key: r.artifact() for r in recorders[g]})))
 
     try:
         results = fit_group(members, TrainConfig(**jobs[0].spec.config["train"]),
@@ -183,8 +189,8 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
         # again on its own, so each ends (completed or diverged) as it would alone.
         for logger in tracked:
             getattr(logger, "close", lambda: None)()
-        return [run_job(dataclasses.replace(job, resume=False), store=store, progress=progress)
-                for job in jobs]
+        return [run_job(dataclasses.replace(job, resume=False, resume_from=None), store=store,
+                        progress=progress, checkpoints=checkpoints) for job in jobs]
     except BaseException as e:
         for logger in tracked:
             getattr(logger, "close", lambda: None)()
@@ -199,18 +205,20 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
             for job, m, r, recs in zip(jobs, members, results, recorders, strict=True)]
 
 
-def run_group_in_worker(jobs: Group) -> list[JobResult]:
-    """`run_group` in a worker process or on a Ray node (no store, no progress bar); any
-    error comes back as ``"failed"`` results, as `run_job_in_worker` does for one run."""
-    from lifelong.execution import run_job_in_worker
+def run_group_in_worker(jobs: Group, outbox: Any = None) -> list[JobResult]:
+    """`run_group` in a worker process or on a Ray node (no store, no progress bar); each
+    checkpoint is put on the queue `outbox` (None: dropped) for the driver to write. Any error
+    comes back as ``"failed"`` results, as `run_job_in_worker` does for one run."""
+    from lifelong.runs.execution import run_job_in_worker
 
+    sink = Outbox(outbox.put if outbox is not None else None)
     if len(jobs) == 1:
-        return [run_job_in_worker(jobs[0])]
+        return [run_job_in_worker(jobs[0], sink)]
     try:
         if jobs[0].imports:
             from lifelong.extensions import import_extensions
 
             import_extensions(jobs[0].imports)
-        return run_group(jobs)
+        return run_group(jobs, checkpoints=sink)
     except Exception:  # noqa: BLE001 - retried one by one, so each failure is its own
-        return [run_job_in_worker(job) for job in jobs]
+        return [run_job_in_worker(job, sink) for job in jobs]

@@ -1,25 +1,31 @@
 """Where runs execute: in this process, in a pool of local processes, or on Ray.
 
 Owns the `Executor` interface — `map(groups)` yields each run's `JobResult` as it finishes (a
-group of several trains as one vectorised model, `lifelong.group_runs`; one task or worker
+group of several trains as one vectorised model, `lifelong.runs.groups`; one task or worker
 per group) — and
 its three implementations. `InProcess` (what `lifelong run` uses) records rows in the store as
 tasks end. `LocalPool` (the default of `lifelong sweep`) and `RayExecutor` (`--executor ray`)
 send each run to a worker and return its result to the driver, which alone writes the store.
-Does not own what a run does (`lifelong.execution`) or the store.
+Checkpoints travel the same way: a worker puts each on a queue the driver drains into the
+folder beside its store, and a run resumed elsewhere gets its checkpoint with its job, so a
+run resumes on any node. Does not own what a run does (`lifelong.runs.execution`) or the store.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
+import queue
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lifelong.errors import ConfigError
-from lifelong.execution import JobResult, run_job, stream_key
-from lifelong.group_runs import Group, run_group, run_group_in_worker
+from lifelong.runs.checkpoint import CheckpointFolder
+from lifelong.runs.execution import JobResult, RunJob, run_job, stream_key
+from lifelong.runs.groups import Group, run_group, run_group_in_worker
 
 if TYPE_CHECKING:
     from lifelong.data.task import Stream
@@ -27,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    """Runs groups of jobs (`lifelong.group_runs`: a group of one is a plain run); yields one
+    """Runs groups of jobs (`lifelong.runs.groups`: a group of one is a plain run); yields one
     `JobResult` per job, in the order they finish."""
 
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]: ...
@@ -42,7 +48,7 @@ class InProcess:
         self.store, self.progress = store, progress
 
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
-        from lifelong.execution import stream_for
+        from lifelong.runs.execution import stream_for
 
         built: tuple[str, Stream] | None = None
         for group in groups:
@@ -64,6 +70,34 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def with_checkpoint(job: RunJob) -> RunJob:
+    """`job` with its checkpoint's bytes from the driver's folder, where it resumes from one,
+    so the worker that runs it needs no access to the driver's disk."""
+    if not (job.resume and job.checkpoints) or job.resume_from is not None:
+        return job
+    data = CheckpointFolder(job.checkpoints).load(job.run_id)
+    return job if data is None else dataclasses.replace(job, resume_from=data)
+
+
+def wants_checkpoints(groups: Sequence[Group]) -> bool:
+    return any(job.checkpoints for group in groups for job in group)
+
+
+def drain(outbox: Any, groups: Sequence[Group]) -> None:
+    """Write every checkpoint waiting on `outbox` (``(run_id, bytes)`` pairs put by workers)
+    into its run's folder on the driver. A worker's put returns once the queue holds it, so
+    a run's last checkpoint is here before its result."""
+    folders = {job.run_id: job.checkpoints for group in groups for job in group}
+    while True:
+        try:
+            run_id, data = outbox.get_nowait()
+        except queue.Empty:  # (Ray's queue raises a subclass of it)
+            return
+        folder = folders.get(run_id)
+        if folder:
+            CheckpointFolder(folder).save(run_id, data)
 
 
 def _init_worker(threads: int) -> None:
@@ -90,13 +124,23 @@ class LocalPool:
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
         if not groups:
             return
+        groups = [tuple(with_checkpoint(job) for job in group) for group in groups]
         ctx = multiprocessing.get_context("spawn")  # fork after torch started threads can hang
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(groups)), mp_context=ctx,
-                                 initializer=_init_worker, initargs=(self.threads,)) as pool:
+        # A manager's queue: a put returns once the manager holds it (an mp.Queue's feeder
+        # thread could block a worker's exit on a full pipe, and lose the order with results).
+        with ExitStack() as stack:
+            outbox = (stack.enter_context(ctx.Manager()).Queue()
+                      if wants_checkpoints(groups) else None)
+            pool = stack.enter_context(ProcessPoolExecutor(
+                max_workers=min(self.workers, len(groups)), mp_context=ctx,
+                initializer=_init_worker, initargs=(self.threads,)))
             pending: dict[Future[list[JobResult]], Group] = {
-                pool.submit(run_group_in_worker, group): group for group in groups}
+                pool.submit(run_group_in_worker, group, outbox): group for group in groups}
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, timeout=0.5 if outbox is not None else None,
+                               return_when=FIRST_COMPLETED)
+                if outbox is not None:
+                    drain(outbox, groups)
                 for future in done:
                     group = pending.pop(future)
                     try:
@@ -142,13 +186,22 @@ class RayExecutor:
 
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
         ray = self.ray
-        queue = list(groups)
+        groups = [tuple(with_checkpoint(job) for job in group) for group in groups]
+        outbox = None
+        if wants_checkpoints(groups):
+            from ray.util.queue import Queue
+
+            outbox = Queue(actor_options={"num_cpus": 0})  # an actor: reachable from any node
+        todo = list(groups)
         pending: dict[Any, Group] = {}
-        while queue or pending:
-            while queue and len(pending) < self.max_parallel:
-                group = queue.pop(0)
-                pending[self._remote.remote(group)] = group
-            done, _ = ray.wait(list(pending), num_returns=1)
+        while todo or pending:
+            while todo and len(pending) < self.max_parallel:
+                group = todo.pop(0)
+                pending[self._remote.remote(group, outbox)] = group
+            done, _ = ray.wait(list(pending), num_returns=1,
+                               timeout=0.5 if outbox is not None else None)
+            if outbox is not None:
+                drain(outbox, groups)
             for ref in done:
                 group = pending.pop(ref)
                 try:

@@ -3,9 +3,9 @@
 Owns the driver's side of running experiments: `execute_runs` (skip runs the store holds
 completed by the same code, hand the others to an `Executor`, record their results, write their
 files, remove finished checkpoints) and `execute` (then let the experiment report, and keep its
-figures in the store). Planning is `lifelong.planning`, one run's execution
-`lifelong.execution`, where runs execute `lifelong.executors`, provenance
-`lifelong.provenance`, run files `lifelong.run_files`.
+figures in the store). Planning is `lifelong.runs.planning`, one run's execution
+`lifelong.runs.execution`, where runs execute `lifelong.runs.executors`, provenance
+`lifelong.runs.provenance`, run files `lifelong.runs.files`.
 """
 
 from __future__ import annotations
@@ -21,25 +21,19 @@ import torch
 from lifelong import config as cfgmod
 from lifelong.callbacks import Costs, CurvePoint
 from lifelong.errors import ConfigError, DivergenceError, RunBusyError
-from lifelong.execution import (
-    JobResult,
-    RunJob,
-    measured_affinity,
-    record_result,
-    strategy_for,
-)
-from lifelong.executors import Executor, InProcess
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference
-from lifelong.group_runs import balance, group_jobs
-from lifelong.planning import Plan, RunSpec, plan
-from lifelong.provenance import REUSE_KEYS, installed_versions, run_meta, with_user_code
-from lifelong.run_files import write_files
+from lifelong.runs.execution import JobResult, RunJob, record_result
+from lifelong.runs.executors import Executor, InProcess
+from lifelong.runs.files import write_files
+from lifelong.runs.groups import balance, group_jobs
+from lifelong.runs.planning import Plan, RunSpec, plan
+from lifelong.runs.provenance import REUSE_KEYS, installed_versions, run_meta, with_user_code
 from lifelong.store import DEFAULT_PATH, Store
 from lifelong.train import RunResult
 
 __all__ = ["ExperimentResult", "Plan", "RunSpec", "execute", "execute_runs",
-           "installed_versions", "measured_affinity", "plan", "strategy_for"]
+           "installed_versions", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +86,9 @@ def execute_runs(experiment: Experiment, specs: Sequence[RunSpec], *,
     `rerun` or the experiment needs live runs (`Experiment.reuses_runs`). Every run writes a
     checkpoint after each task (`checkpoint_dir`); with `resume`, a run that has one
     continues from it. A finished run's checkpoint is removed unless `keep_checkpoints`.
-    `loggers` are ``(kind, where)`` pairs of `lifelong.integrations.build_loggers`. With
+    `loggers` are ``(kind, where)`` pairs of `lifelong.runs.integrations.build_loggers`. With
     `vectorize`, runs that differ only in seed or in numeric strategy options train as one
-    vectorised group where the strategy and model allow it (`lifelong.group_runs`); each is
+    vectorised group where the strategy and model allow it (`lifelong.runs.groups`); each is
     still its own run, with the R it would have alone.
 
     A run whose loss becomes NaN stops everything with its `DivergenceError`, unless the
@@ -118,8 +112,9 @@ def execute_runs(experiment: Experiment, specs: Sequence[RunSpec], *,
             if on_result:
                 on_result(spec.run_id, True)
             continue
-        jobs[spec.run_id] = RunJob(spec, experiment.name, own, str(checkpoint_dir(store)),
-                                   resume, tuple(imports), tuple(loggers))
+        jobs[spec.run_id] = RunJob(spec, experiment.name, own,
+                                   checkpoints=str(checkpoint_dir(store)), resume=resume,
+                                   imports=tuple(imports), loggers=tuple(loggers))
     runner = executor if executor is not None else InProcess(store, progress=progress)
     groups = group_jobs(list(jobs.values()), vectorize=vectorize)
     # A pool of several workers gets at least one group each (`parallelism`: 1 in-process).
@@ -188,7 +183,7 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
             store.record_figure(p.experiment.name, f, [o.run_id for o in outcomes])
     for kind, where in loggers:
         if kind == "mlflow" and figures:
-            from lifelong.integrations import log_figures
+            from lifelong.runs.integrations import log_figures
 
             log_figures(where, p.experiment.name, figures, [o.run_id for o in outcomes])
     ours = p.experiment.ours(outcomes)

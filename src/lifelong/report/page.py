@@ -2,7 +2,7 @@
 
 Owns reading the store for the report, grouping completed runs into comparisons (same label,
 same stream config, over seeds), their statistics and mean accuracy-matrix heatmaps, the
-published-vs-ours tables and the page's text. Does not own the page's layout (`report_html`),
+published-vs-ours tables and the page's text. Does not own the page's layout (`template`),
 the metrics (`lifelong.metrics`), drawing (`lifelong.plots`) or the store (`lifelong.store`).
 
 Heatmaps are drawn per comparison, never per run, so a store of hundreds of runs stays quick.
@@ -27,8 +27,8 @@ from lifelong.errors import ConfigError
 from lifelong.experiments.base import Experiment, Outcome
 from lifelong.io import atomic_write_text
 from lifelong.metrics import summary
-from lifelong.reproduce import ScoreRow, score_rows, tally
-from lifelong.runner import result_of
+from lifelong.report.scores import ScoreRow, score_rows, tally
+from lifelong.runs.runner import result_of
 from lifelong.store import RunRecord, Store, StoredFigure
 
 COMPARISON_HEADER = ("label", "stream", "seeds", "ACC", "BWT", "FWT", "forgetting",
@@ -51,7 +51,7 @@ class Comparison:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceRow:
-    """One scored reference (`lifelong.reproduce.ScoreRow`), formatted for the page."""
+    """One scored reference (`lifelong.report.scores.ScoreRow`), formatted for the page."""
 
     experiment: str
     label: str
@@ -144,10 +144,10 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
 
 
 def _render(**context: Any) -> str:
-    """The page from `report_html.TEMPLATE`, every value autoescaped."""
+    """The page from `template.TEMPLATE`, every value autoescaped."""
     import jinja2
 
-    from lifelong.report_html import TEMPLATE
+    from lifelong.report.template import TEMPLATE
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(**context)

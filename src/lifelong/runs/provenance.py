@@ -32,7 +32,7 @@ def installed_versions() -> dict[str, str]:
 def code_hash() -> str:
     """A hash of the `lifelong` package's source files as they are on disk: it changes with
     any edit of the code, committed or not, installed from git or from a wheel."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent  # the `lifelong` package, not `runs/`
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())

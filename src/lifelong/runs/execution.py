@@ -4,33 +4,38 @@ Owns `RunJob` (everything a run needs, as plain values, so it can be sent to ano
 or machine), `run_job` (build the stream, model, strategy and the experiment's observers; resume
 from a checkpoint; train; checkpoint after each task) and `JobResult`. A run's outcome is only
 what it returns (its result, with what its `Recorder`s kept) and what the store holds. Does not
-own choosing where runs execute (`lifelong.executors`) or the driver's bookkeeping
-(`lifelong.runner`).
+own choosing where runs execute (`lifelong.runs.executors`) or the driver's bookkeeping
+(`lifelong.runs.runner`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lifelong import config as cfgmod
 from lifelong.callbacks import Callback, ProgressBar, Recorder, RunStart, TaskEnd
-from lifelong.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from lifelong.data.builders import MEASURED_ORDERS, build_stream
 from lifelong.data.task import Stream
 from lifelong.errors import DivergenceError
-from lifelong.models import build_model
-from lifelong.planning import RunSpec
-from lifelong.strategies import build_strategy
-from lifelong.strategies.base import Strategy
+from lifelong.runs.checkpoint import (
+    Checkpoint,
+    CheckpointFolder,
+    Checkpoints,
+    checkpoint_path,
+    from_bytes,
+    to_bytes,
+)
+from lifelong.runs.planning import RunSpec
+from lifelong.store.writes import NewRun
+from lifelong.strategies import strategy_for
 from lifelong.train import Progress, RunResult, TrainConfig, fit_stream
 
 if TYPE_CHECKING:
-    from lifelong.curriculum import Affinity
     from lifelong.store import Store
 
 
@@ -43,11 +48,16 @@ class RunJob:
         experiment: the experiment's registered name (its observers are built where the run
             executes).
         meta: versions and git commit of the driver, recorded with the run.
-        checkpoints: the folder for checkpoints (None: write none).
+        checkpoints: the driver's folder for checkpoints (None: write none). A run in this
+            process writes there; a worker sends its checkpoints to the driver, which writes
+            them there (`lifelong.runs.executors`).
         resume: continue from the run's checkpoint where one exists.
+        resume_from: the bytes of that checkpoint, sent with the job by the driver when the
+            run executes elsewhere, so it resumes on any node (a worker reads no checkpoint
+            from its own disk).
         imports: the user's ``--import`` modules, imported again by a worker process.
         loggers: ``(kind, where)`` of the tracking integrations to log the run to
-            (`lifelong.integrations.build_loggers`: MLflow, TensorBoard).
+            (`lifelong.runs.integrations.build_loggers`: MLflow, TensorBoard).
     """
 
     spec: RunSpec
@@ -55,12 +65,26 @@ class RunJob:
     meta: dict[str, Any]
     checkpoints: str | None = None
     resume: bool = False
+    resume_from: bytes | None = None
     imports: tuple[str, ...] = ()
     loggers: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def run_id(self) -> str:
         return self.spec.run_id
+
+    def new_run(self, stream: str, task_keys: Sequence[str], *, num_tasks: int | None = None,
+                group_size: int | None = None) -> NewRun:
+        """The run as the store keeps it when it begins (`Store.begin`), on the stream named
+        `stream` with these task keys (`num_tasks`: their number unless given); a member of a
+        vectorised group of `group_size` records it with its versions."""
+        versions = dict(self.meta["versions"])
+        if group_size is not None:
+            versions["group_size"] = str(group_size)
+        return NewRun(self.run_id, self.experiment, self.spec.strategy, stream, self.spec.seed,
+                      self.spec.config, len(task_keys) if num_tasks is None else num_tasks,
+                      tuple(task_keys), versions, self.meta["git_commit"],
+                      self.spec.label or self.spec.strategy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,23 +107,17 @@ class JobResult:
 
 
 class StoreRecorder(Callback):
-    """Writes row 0 (and a resumed run's finished rows) at the start and each task's row
-    (with costs, diagnostics, warnings and curve) as it ends."""
+    """Feeds the store a run's events as they happen (`Store.record`): row 0 (and a resumed
+    run's finished rows) at its start, each task's row as it ends."""
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store, self.run_id = store, run_id
 
     def on_run_start(self, event: RunStart) -> None:
-        self.store.record_row(self.run_id, row=0, accuracies=event.initial_accuracies)
-        for done in event.completed:
-            self.on_task_end(done)
+        self.store.record(self.run_id, event)
 
     def on_task_end(self, event: TaskEnd) -> None:
-        self.store.record_row(
-            self.run_id, row=event.task_index + 1, accuracies=event.accuracies,
-            costs=event.costs.as_dict(), diagnostics=event.diagnostics,
-            warnings=event.warnings,
-            curve=[(p.step, j, a) for p in event.curve for j, a in enumerate(p.accuracies)])
+        self.store.record(self.run_id, event)
 
 
 def stream_key(spec: RunSpec) -> str:
@@ -110,57 +128,67 @@ def stream_key(spec: RunSpec) -> str:
         if measured else []))
 
 
-AFFINITY_BUDGET = 128  # training examples of the target task in `task_affinity`: 4 steps
-
-
 def stream_for(spec: RunSpec) -> Stream:
     """The run's stream, in its `order`. An order a chooser picks by measuring the tasks
     (`easy-to-hard`, `greedy-affinity`) is measured here, with the run's own model, strategy,
-    training and seed (`lifelong.curriculum.task_affinity`, a budget of `AFFINITY_BUDGET`
-    examples), so the run is reproducible from its config alone."""
+    training and seed (`lifelong.curriculum.measured_affinity`, its default budget), so the
+    run is reproducible from its config alone."""
     s = dict(spec.config["stream"])
     name, order = s.pop("name"), s.pop("order", None)
     if order not in MEASURED_ORDERS:
         return build_stream(name, seed=spec.seed, order=order, **s)
-    from lifelong.curriculum import choose
+    from lifelong.curriculum import choose, measured_affinity
 
-    stream, affinity = measured_affinity(spec.config, spec.strategy, spec.seed,
-                                         budget=AFFINITY_BUDGET)
+    stream, affinity = measured_affinity(spec.config, spec.strategy, spec.seed)
     return stream.reorder(choose(order, stream, affinity=affinity, seed=spec.seed).order)
 
 
-def strategy_for(config: dict[str, Any], strategy: str, stream: Stream, seed: int) -> Strategy:
-    """Strategy `strategy` around a fresh model, both as a run config's `model` and
-    `strategy` sections say, shaped for `stream` and initialised from `seed`."""
-    model = build_model(config["model"]["name"], stream, seed=seed,
-                        **{k: v for k, v in config["model"].items() if k != "name"})
-    return build_strategy(strategy, model,
-                          **{k: v for k, v in config["strategy"].items() if k != "name"})
+class Outbox:
+    """A worker's checkpoints: each is sent to the driver (`put`, a queue the executor drains
+    and writes beside its store; None: dropped). A worker loads none from its own disk: a
+    resumed run's checkpoint comes with its job (`RunJob.resume_from`)."""
+
+    def __init__(self, put: Callable[[tuple[str, bytes]], object] | None) -> None:
+        self.put = put
+
+    def save(self, run_id: str, data: bytes) -> None:
+        if self.put is not None:
+            self.put((run_id, data))
+
+    def load(self, run_id: str) -> bytes | None:
+        return None
 
 
-def measured_affinity(config: dict[str, Any], strategy: str, seed: int, *,
-                      budget: int) -> tuple[Stream, Affinity]:
-    """A run config's stream in its built order (`order` left out), and its tasks' affinity
-    (`lifelong.curriculum.task_affinity`) measured with the config's model, strategy and
-    training at `seed`."""
-    from lifelong.curriculum import task_affinity
+def checkpoints_of(job: RunJob, given: Checkpoints | None) -> Checkpoints | None:
+    """Where `job`'s checkpoints go: None where it keeps none, else `given` (a worker's
+    `Outbox`) or, in the driver's process, its folder."""
+    if not job.checkpoints:
+        return None
+    return given if given is not None else CheckpointFolder(job.checkpoints)
 
-    s = {k: v for k, v in config["stream"].items() if k not in ("name", "order")}
-    stream = build_stream(config["stream"]["name"], seed=seed, **s)
-    affinity = task_affinity(stream, lambda at: strategy_for(config, strategy, stream, at),
-                             TrainConfig(**config["train"]), budget=budget, seed=seed)
-    return stream, affinity
+
+def resume_point(job: RunJob, checkpoints: Checkpoints | None) -> Checkpoint | None:
+    """The checkpoint `job` continues from: the one sent with it, or with `job.resume` the
+    one `checkpoints` holds; None to train from its first task."""
+    data = job.resume_from
+    if data is None and job.resume and checkpoints is not None:
+        data = checkpoints.load(job.run_id)
+    if data is None:
+        return None
+    where = checkpoint_path(job.checkpoints or ".", job.run_id)
+    return from_bytes(data, job.run_id, where=str(where))
 
 
 def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = None,
-            progress: bool | None = False, callbacks: Sequence[Callback] = ()) -> JobResult:
+            progress: bool | None = False, callbacks: Sequence[Callback] = (),
+            checkpoints: Checkpoints | None = None) -> JobResult:
     """Execute `job` here and return its result.
 
     With `store`, the run's rows are recorded as each task ends (the run is left 'running':
     the driver marks it completed once its files are written). With `job.checkpoints`, a
-    checkpoint is written after each task and, with `job.resume`, a run's checkpoint is
-    continued from. A `DivergenceError` becomes a ``"diverged"`` result (and a failed run in
-    `store`); any other error propagates.
+    checkpoint is saved after each task (to `checkpoints`, by default the driver's folder)
+    and, with `job.resume`, a run's checkpoint is continued from. A `DivergenceError` becomes
+    a ``"diverged"`` result (and a failed run in `store`); any other error propagates.
     """
     from lifelong.experiments import get_experiment
 
@@ -169,8 +197,8 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
     strategy = strategy_for(spec.config, spec.strategy, stream, spec.seed)
     observers = get_experiment(job.experiment).callbacks(spec.run_id, strategy)
     recorders = [cb for cb in observers if isinstance(cb, Recorder)]
-    path = checkpoint_path(job.checkpoints, spec.run_id) if job.checkpoints else None
-    ckpt = load_checkpoint(path, spec.run_id) if path is not None and job.resume else None
+    sink = checkpoints_of(job, checkpoints)
+    ckpt = resume_point(job, sink)
     if ckpt is not None:
         strategy.load_state_dict(ckpt.strategy)
         for rec in recorders:
@@ -180,31 +208,28 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
                       disable=None if progress is None else not progress)
     tracked: list[Callback] = []
     if job.loggers:
-        from lifelong.integrations import build_loggers
+        from lifelong.runs.integrations import build_loggers
 
         tracked = build_loggers(job.loggers, run_id=spec.run_id,
                                 run_name=f"{spec.label or spec.strategy} seed {spec.seed}",
                                 experiment=job.experiment, config=spec.config)
     hooks: list[Callback] = [bar, *callbacks, *tracked, *observers]
     if store is not None:
-        store.begin_run(spec.run_id, experiment=job.experiment, strategy=spec.strategy,
-                        stream=stream.name, seed=spec.seed, config=spec.config,
-                        num_tasks=len(stream), task_keys=[t.key for t in stream.tasks],
-                        versions=job.meta["versions"], git_commit=job.meta["git_commit"],
-                        label=spec.label or spec.strategy)
+        store.begin(job.new_run(stream.name, [t.key for t in stream.tasks]))
         hooks.insert(1, StoreRecorder(store, spec.run_id))
 
     def save(progress: Progress) -> None:
-        if path is not None:
-            save_checkpoint(path, Checkpoint(spec.run_id, progress, strategy.state_dict(),
-                                             {r.key: r.artifact() for r in recorders}))
+        if sink is not None:
+            sink.save(spec.run_id, to_bytes(Checkpoint(
+                spec.run_id, progress, strategy.state_dict(),
+                {r.key: r.artifact() for r in recorders})))
 
     keys = tuple(t.key for t in stream.tasks)
     try:
         result = fit_stream(strategy, stream, TrainConfig(**spec.config["train"]),
                             seed=spec.seed, callbacks=hooks,
                             resume=ckpt.progress if ckpt is not None else None,
-                            checkpoint=save if path is not None else None)
+                            checkpoint=save if sink is not None else None)
     except BaseException as e:
         for logger in tracked:  # an integration's run ends as failed, not left open
             close = getattr(logger, "close", None)
@@ -222,15 +247,16 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
                      recorded=store is not None, num_tasks=len(stream), task_keys=keys)
 
 
-def run_job_in_worker(job: RunJob) -> JobResult:
-    """`run_job` in a worker process or on a Ray node: no store, no progress bar, and any
-    error comes back as a ``"failed"`` result instead of ending the worker (a sweep goes on)."""
+def run_job_in_worker(job: RunJob, outbox: Outbox | None = None) -> JobResult:
+    """`run_job` in a worker process or on a Ray node: no store, no progress bar, checkpoints
+    sent to the driver through `outbox`, and any error comes back as a ``"failed"`` result
+    instead of ending the worker (a sweep goes on)."""
     try:
         if job.imports:
             from lifelong.extensions import import_extensions
 
             import_extensions(job.imports)
-        return run_job(job, progress=False)
+        return run_job(job, progress=False, checkpoints=outbox or Outbox(None))
     except Exception as e:  # noqa: BLE001 - every error is the run's, reported to the driver
         where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
         at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
@@ -248,19 +274,15 @@ def record_result(store: Store, job: RunJob, res: JobResult) -> None:
 def _record(store: Store, job: RunJob, res: JobResult) -> None:
     spec = job.spec
     result = res.result
-    store.begin_run(spec.run_id, experiment=job.experiment, strategy=spec.strategy,
-                    stream=result.stream if result else str(spec.config["stream"]["name"]),
-                    seed=spec.seed, config=spec.config, num_tasks=max(res.num_tasks, 1),
-                    task_keys=res.task_keys, versions=job.meta["versions"],
-                    git_commit=job.meta["git_commit"], label=spec.label or spec.strategy)
+    store.begin(job.new_run(result.stream if result else str(spec.config["stream"]["name"]),
+                            res.task_keys, num_tasks=max(res.num_tasks, 1)))
     if result is None:
         store.fail_run(spec.run_id, error=res.error or res.status)
         return
-    recorder = StoreRecorder(store, spec.run_id)
     rows = result.matrix
     ends = [TaskEnd(i, key, rows[i + 1], result.costs[i],
                     tuple(p for p in result.curves if p.task_index == i),
                     diagnostics=result.diagnostics[i], warnings=result.warnings[i])
             for i, key in enumerate(result.tasks)]
-    recorder.on_run_start(RunStart(result.strategy, result.stream, result.tasks, 1,
-                                   result.seed, rows[0], completed=tuple(ends)))
+    store.record(spec.run_id, RunStart(result.strategy, result.stream, result.tasks, 1,
+                                       result.seed, rows[0], completed=tuple(ends)))
