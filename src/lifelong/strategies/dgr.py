@@ -84,8 +84,9 @@ class DGR(Strategy):
         "in task-IL each replayed input is labelled by one past task's head, drawn uniformly; "
         "van de Ven & Tolias label every replayed input by every past head and average the "
         "losses over past tasks",
-        "a fresh Adam optimizer for the generator at every task, as the loop gives the "
-        "solver (van de Ven & Tolias keep one Adam state for each across tasks)"))
+        "a fresh Adam optimizer for the generator at every task (van de Ven & Tolias keep "
+        "one Adam state for it across tasks; the solver's is kept with "
+        "train.keep_optimizer=true)"))
 
     def __init__(self, model: nn.Module, *, latent: int = 32, width: int = 400,
                  layers: int = 1, generator_lr: float = 1e-3, distill: bool = False,
