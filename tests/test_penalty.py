@@ -719,3 +719,28 @@ def test_a_group_at_the_defaults_equals_its_plain_runs(name: str, optimizer: str
     for r in group:
         m = member(r.seed)
         assert r.matrix == fit_stream(m.strategy, m.stream, cfg, seed=r.seed).matrix
+
+
+def test_l2_can_hold_every_head_and_only_the_last_anchor_as_hsu_et_al(
+        split_digits: Stream) -> None:
+    """`heads=all` holds the other tasks' head rows too; `anchor=last` keeps one term, the
+    weights after the latest task (Hsu et al.'s code); the defaults hold a task's own head in
+    one term per task."""
+    two = Stream(split_digits.name, "task", split_digits.tasks[:2], split_digits.num_classes,
+                 split_digits.num_outputs, split_digits.input_shape)
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, device="cpu")
+    fitted = {}
+    for options in ({}, {"heads": "all", "anchor": "last"}):
+        s = build_strategy("l2", build_model("mlp", two, hidden=[16], seed=0), **options)
+        fit_stream(s, two, cfg, seed=0)
+        fitted[bool(options)] = s
+    own, hsu = fitted[False], fitted[True]
+    assert isinstance(own, QuadraticAnchor) and isinstance(hsu, QuadraticAnchor)
+    assert len(own.state.importances) == 2 and len(hsu.state.importances) == 1
+    head = [n for n in own.state.importances[0] if "head" in n and n.endswith("weight")][0]
+    assert 0 < float(own.state.importances[0][head].mean()) < 1  # only task 0's rows held
+    assert float(hsu.state.importances[0][head].min()) == 1.0  # every row held
+    last = {n: p.detach() for n, p in hsu.model.named_parameters()}
+    assert all(torch.equal(hsu.state.anchors[0][n], last[n]) for n in hsu.state.anchors[0])
+    with pytest.raises(ConfigError, match="heads="):
+        build_strategy("l2", nn.Linear(2, 2), heads="some")

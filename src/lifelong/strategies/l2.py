@@ -7,11 +7,13 @@ Owns the Ω = 1 importance (and which weights it covers). The penalty lives in `
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 
 import torch
 from torch import nn
 
 from lifelong.data.task import Task
+from lifelong.errors import ConfigError
 from lifelong.models.heads import MultiHead
 from lifelong.quadratic import Params, Step
 from lifelong.strategies import STRATEGIES
@@ -39,6 +41,13 @@ class L2(QuadraticAnchor):
         stiffness_cap: the earlier per-weight cap (off; see `_penalty.py`).
         normalize: off: Ω = 1 has no scale to take out (on, it would only rescale a
             multi-head model's penalty by the share of weights its heads leave unheld).
+        heads: ``"own"`` (the default): a task holds only its own head's rows, as above;
+            ``"all"``: every weight, the other tasks' heads included, as Hsu et al.'s code
+            (GT-RIPL/Continual-Learning-Benchmark, `agents/regularization.py`: an identity
+            importance over all parameters).
+        anchor: ``"every"`` (the default): one term per past task; ``"last"``: one term,
+            anchored at the weights after the latest task and replaced at each task, as the
+            same code (its L2 keeps a single slot).
     """
 
     name = "l2"
@@ -51,13 +60,26 @@ class L2(QuadraticAnchor):
 
     def __init__(self, model: nn.Module, *, strength: float = 1.0,
                  step: Step = "gradient", stiffness_cap: bool = False,
-                 normalize: bool = False) -> None:
+                 normalize: bool = False, heads: Literal["own", "all"] = "own",
+                 anchor: Literal["every", "last"] = "every") -> None:
         super().__init__(model, strength=strength, step=step, stiffness_cap=stiffness_cap,
                          normalize=normalize)
+        problems = []
+        if heads not in ("own", "all"):
+            problems.append(f"strategy 'l2': heads={heads!r} must be 'own' (a task holds its "
+                            "own head) or 'all' (every weight, as Hsu et al.'s code)")
+        if anchor not in ("every", "last"):
+            problems.append(f"strategy 'l2': anchor={anchor!r} must be 'every' (one term per "
+                            "past task) or 'last' (the weights after the latest task only)")
+        if problems:
+            raise ConfigError(problems)
+        self.heads, self.anchor = heads, anchor
 
     def importance(self, task: Task) -> Params:
         omega = {n: torch.ones_like(p) for n, p in self.model.named_parameters()
                  if p.requires_grad}
+        if self.heads == "all":
+            return omega
         for where, m in self.model.named_modules():
             if isinstance(m, MultiHead) and m.num_heads > 1:
                 rows = torch.zeros(m.num_heads, m.num_outputs, device=self.device)
@@ -68,3 +90,9 @@ class L2(QuadraticAnchor):
                         w = omega[key]
                         omega[key] = w * rows.view(-1, *([1] * (w.dim() - 1)))
         return omega
+
+    def after_task(self, task: Task) -> None:
+        super().after_task(task)
+        if self.anchor == "last":  # one slot: the latest weights, Ω = 1
+            self.state.anchors = self.state.anchors[-1:]
+            self.state.importances = self.state.importances[-1:]
