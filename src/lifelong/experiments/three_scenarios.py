@@ -71,7 +71,9 @@ class RowSpec:
 ROWS: tuple[RowSpec, ...] = (
     RowSpec("naive", "naive", theirs="Adam", published=(0.9346, 0.5516, 0.1971)),
     RowSpec("naive sgd", "naive", train=SGD, theirs="SGD", published=(0.9798, 0.6320, 0.1946)),
-    RowSpec("l2", "l2", {"strength": 1.0, "step": "gradient", "normalize": False}, theirs="L2",
+    # Their L2 holds every weight (all heads) in one slot, the latest weights.
+    RowSpec("l2", "l2", {"strength": 1.0, "step": "gradient", "normalize": False,
+                         "heads": "all", "anchor": "last"}, theirs="L2",
             published=(0.9818, 0.6600, 0.2252)),
     RowSpec("ewc", "ewc", {"strength": 200.0, "step": "gradient", "online": False,
                            "normalize": False}, theirs="EWC", published=(0.9770, 0.5885, 0.1980)),
