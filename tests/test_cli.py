@@ -278,3 +278,12 @@ def test_a_scenario_the_strategy_does_not_support_is_one_error_with_exit_code_2(
     assert err.count("lifelong: error:") == 1
     assert ("strategy 'task-only' does not support the class-incremental scenario "
             "(it supports: task)") in err
+
+
+def test_version_prints_the_packages_one_version(capsys) -> None:  # type: ignore[no-untyped-def]
+    import lifelong
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lifelong {lifelong.__version__}"

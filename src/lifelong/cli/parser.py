@@ -43,7 +43,10 @@ def _threads(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from lifelong import __version__
+
     ap = argparse.ArgumentParser(prog="lifelong", description="Continual learning on PyTorch.")
+    ap.add_argument("--version", action="version", version=f"lifelong {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)  # options every command takes
     common.add_argument("--import", dest="imports", action="append", default=[],
