@@ -52,26 +52,38 @@ def test_sgd_without_momentum_has_no_state_so_keeping_it_changes_nothing() -> No
     assert fresh.matrix == kept.matrix
 
 
-@pytest.mark.parametrize("name", ["naive", "ewc"])
-def test_resume_restores_the_kept_optimizer_bit_for_bit(name: str, tmp_path: Path) -> None:
-    cfg = TrainConfig(**ADAM, keep_optimizer=True)
+KEPT = TrainConfig(**ADAM, keep_optimizer=True)
+
+
+def whole_and_first_checkpoint(name: str, tmp_path: Path) -> tuple[Any, Any, Checkpoint]:
+    """The uninterrupted run (result, strategy) and its checkpoint after task 1, read back
+    through the file (a weights_only load)."""
     saved: list[Path] = []
     s, st = strategy(name)
 
     def save(progress: Progress) -> None:
-        if not saved:  # after task 1, through the checkpoint file (weights_only load)
+        if not saved:
             assert progress.optimizer is not None and progress.optimizer["state"]
             saved.append(save_checkpoint(tmp_path / "r.pt",
                                          Checkpoint("r", progress, s.state_dict(), {})))
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LifelongWarning)
-        whole = fit_stream(s, st, cfg, seed=0, checkpoint=save)
-        ckpt = load_checkpoint(saved[0], "r")
-        assert ckpt is not None and ckpt.tasks_done == 1
-        again, st2 = strategy(name)
-        again.load_state_dict(ckpt.strategy)
-        resumed = fit_stream(again, st2, cfg, seed=0, resume=ckpt.progress)
+    whole = fit_stream(s, st, KEPT, seed=0, checkpoint=save)
+    ckpt = load_checkpoint(saved[0], "r")
+    assert ckpt is not None and ckpt.tasks_done == 1
+    return whole, s, ckpt
+
+
+def resumed_from(name: str, ckpt: Checkpoint, progress: Progress) -> tuple[Any, Any]:
+    again, st = strategy(name)
+    again.load_state_dict(ckpt.strategy)
+    return fit_stream(again, st, KEPT, seed=0, resume=progress), again
+
+
+@pytest.mark.parametrize("name", ["naive", "ewc"])
+@pytest.mark.filterwarnings("ignore::lifelong.train.LifelongWarning")
+def test_resume_restores_the_kept_optimizer_bit_for_bit(name: str, tmp_path: Path) -> None:
+    whole, s, ckpt = whole_and_first_checkpoint(name, tmp_path)
+    resumed, again = resumed_from(name, ckpt, ckpt.progress)
     assert resumed.matrix == whole.matrix
     weights = [{k: v for k, v in m.state_dict().items() if isinstance(v, torch.Tensor)}
                for m in (again.model, s.model)]
@@ -79,26 +91,12 @@ def test_resume_restores_the_kept_optimizer_bit_for_bit(name: str, tmp_path: Pat
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+@pytest.mark.filterwarnings("ignore::lifelong.train.LifelongWarning")
 def test_without_the_kept_state_a_resume_would_differ(tmp_path: Path) -> None:
     """The test above can fail: a resume that drops the saved moments trains differently."""
-    cfg = TrainConfig(**ADAM, keep_optimizer=True)
-    saved: list[Path] = []
-    s, st = strategy()
-
-    def save(progress: Progress) -> None:
-        if not saved:
-            saved.append(save_checkpoint(tmp_path / "r.pt",
-                                         Checkpoint("r", progress, s.state_dict(), {})))
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LifelongWarning)
-        whole = fit_stream(s, st, cfg, seed=0, checkpoint=save)
-        ckpt = load_checkpoint(saved[0], "r")
-        assert ckpt is not None
-        again, st2 = strategy()
-        again.load_state_dict(ckpt.strategy)
-        p = ckpt.progress
-        blind = fit_stream(again, st2, cfg, seed=0, resume=Progress(p.row0, p.ends, p.step))
+    whole, _, ckpt = whole_and_first_checkpoint("naive", tmp_path)
+    p = ckpt.progress
+    blind, _ = resumed_from("naive", ckpt, Progress(p.row0, p.ends, p.step))
     assert blind.matrix != whole.matrix
 
 
