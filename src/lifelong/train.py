@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -237,11 +237,8 @@ class TaskLoop:
         model = self.strategy.model
         model.train()
         for epoch, steps in enumerate(passes):
-            if self.cfg.lr_decay_every is not None:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.cfg.lr_at(epoch)
-            order = torch.randperm(n, generator=generator(self.seed, "batches", self.task.key,
-                                                          epoch)).to(device)
+            set_lr(self.optimizer, self.cfg, epoch)
+            order = batch_order(n, self.seed, self.task, epoch).to(device)
             step_losses = []
             for i in range(steps):
                 idx = order[i * bs:(i + 1) * bs]
@@ -253,17 +250,13 @@ class TaskLoop:
                     for cb in self.step_callbacks:
                         cb.on_step_end(step_event)
                 if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
-                    self._curve_point()
+                    self.curve.append(curve_point(self.strategy, self.stream, self.task,
+                                                  self.step, self.cfg, self.callbacks))
             losses = torch.stack(step_losses)
             total = float(losses.sum())  # one host sync per epoch
             if not math.isfinite(total):
-                bad = int((~torch.isfinite(losses)).nonzero()[0, 0]) + 1
-                raise DivergenceError(
-                    f"{self.strategy.name}: loss became {float(losses[bad - 1])} at task "
-                    f"{self.task.index + 1}/{len(self.stream)} ({self.task.key}), epoch "
-                    f"{epoch + 1}, step {bad} (lr={self.cfg.lr}); lower train.lr or the "
-                    "strategy's strength" + (f", {hint}" if (hint := self.strategy
-                                                           .divergence_hint()) else ""))
+                raise DivergenceError(divergence(self.strategy, self.stream, self.task, epoch,
+                                                 losses, self.cfg))
             event = EpochEnd(self.task.index, epoch, steps, total / steps)
             for cb in self.callbacks:
                 cb.on_epoch_end(event)
@@ -281,12 +274,42 @@ class TaskLoop:
         self.step_fn.capped = capped
         return True
 
-    def _curve_point(self) -> None:
-        point = CurvePoint(self.task.index, self.step, tuple(accuracies(
-            self.strategy, self.stream, batch_size=self.cfg.eval_batch_size)))
-        self.curve.append(point)  # (`accuracies` restores the training mode itself)
-        for cb in self.callbacks:
-            cb.on_curve_point(point)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int) -> None:
+    """The learning rate of a task's epoch `epoch` under `cfg`'s step schedule, if any."""
+    if cfg.lr_decay_every is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(epoch)
+
+
+def batch_order(n: int, seed: int, task: Task, epoch: int) -> torch.Tensor:
+    """The order in which a run visits a task's `n` training examples in epoch `epoch`: drawn
+    from (seed, task key, epoch) alone, so a run alone and a member of a group agree."""
+    return torch.randperm(n, generator=generator(seed, "batches", task.key, epoch))
+
+
+def curve_point(strategy: Strategy, stream: Stream, task: Task, step: int, cfg: TrainConfig,
+                callbacks: Sequence[Callback]) -> CurvePoint:
+    """A learning-curve point at `step` of `task`, sent to `callbacks` (`accuracies` restores
+    the training mode itself)."""
+    point = CurvePoint(task.index, step, tuple(accuracies(
+        strategy, stream, batch_size=cfg.eval_batch_size)))
+    for cb in callbacks:
+        cb.on_curve_point(point)
+    return point
+
+
+def divergence(strategy: Strategy, stream: Stream, task: Task, epoch: int, losses: torch.Tensor,
+               cfg: TrainConfig, who: str = "") -> str:
+    """Why a run diverged: where its epoch's step `losses` first became NaN or infinite, and
+    what to lower (the strategy's own hint added)."""
+    bad = int((~torch.isfinite(losses)).nonzero()[0, 0]) + 1
+    hint = strategy.divergence_hint()
+    return (f"{who or strategy.name}: loss became {float(losses[bad - 1])} at task "
+            f"{task.index + 1}/{len(stream)} ({task.key}), epoch {epoch + 1}, step {bad} "
+            f"(lr={cfg.lr}); lower train.lr or the strategy's strength"
+            + (f", {hint}" if hint else ""))
 
 
 def passes_per_task(cfg: TrainConfig, stream: Stream) -> int:
@@ -301,10 +324,18 @@ def passes_per_task(cfg: TrainConfig, stream: Stream) -> int:
 def make_optimizer(strategy: Strategy, cfg: TrainConfig,
                    carry: torch.optim.Optimizer | None = None) -> torch.optim.Optimizer:
     """The optimizer over the strategy's trainable parameters, taking over the state
-    `carry` holds for any of them (`keep_optimizer` across a change of parameters); with
-    `cfg.grad_clip`, it clips their gradient norm before each step (after the strategy's
-    `after_backward`, so a projected gradient is clipped as it will be applied)."""
-    params = list(strategy.trainable_parameters())
+    `carry` holds for any of them (`keep_optimizer` across a change of parameters)."""
+    return build_optimizer(list(strategy.trainable_parameters()), cfg, carry)
+
+
+def build_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig,
+                    carry: torch.optim.Optimizer | None = None,
+                    clip: Sequence[Sequence[torch.Tensor]] | None = None
+                    ) -> torch.optim.Optimizer:
+    """`cfg`'s optimizer over `params` (with `carry`'s state for any of them). With
+    `cfg.grad_clip`, it clips the gradient norm of each of `clip` (default: `params` as one;
+    a group clips each member's own) before each step, after the strategy's `after_backward`,
+    so a projected gradient is clipped as it will be applied."""
     optimizer: torch.optim.Optimizer
     if cfg.optimizer == "adam":
         optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -316,12 +347,13 @@ def make_optimizer(strategy: Strategy, cfg: TrainConfig,
             if p in carry.state:
                 optimizer.state[p] = carry.state[p]
     if cfg.grad_clip is not None:
-        limit = float(cfg.grad_clip)
+        limit, sets = float(cfg.grad_clip), [list(params)] if clip is None else clip
 
-        def clip(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-            torch.nn.utils.clip_grad_norm_(params, limit)
+        def clip_norms(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            for ps in sets:
+                torch.nn.utils.clip_grad_norm_(ps, limit)
 
-        optimizer.register_step_pre_hook(clip)
+        optimizer.register_step_pre_hook(clip_norms)
     return optimizer
 
 
@@ -392,113 +424,193 @@ def task_end(strategy: Strategy, stream: Stream, position: int, cfg: TrainConfig
                                 **measured}, warnings=tuple(messages))
 
 
-def fit_stream(
-    strategy: Strategy,
-    stream: Stream,
-    train: TrainConfig | None = None,
-    *,
-    seed: int = 0,
-    callbacks: Sequence[Callback] = (),
-    resume: Progress | None = None,
-    checkpoint: Callable[[Progress], None] | None = None,
-) -> RunResult:
-    """Train `strategy` on each task of `stream` in order and measure the accuracy matrix.
+@dataclass
+class Member:
+    """One run of `fit_members`: its strategy (around its own model), stream, seed and
+    callbacks, and where it continues from (`resume`, None: its first task)."""
+
+    strategy: Strategy
+    stream: Stream
+    seed: int
+    callbacks: Sequence[Callback] = ()
+    resume: Progress | None = None
+
+
+class Trainer(Protocol):
+    """How `fit_members` takes one task's epochs for its members (built once per run, after
+    the members are on their device): `Alone` for one run, `lifelong.group`'s stacked
+    trainer for a group. `train` returns the global step count and, per member, its learning
+    curve and the stiffness cap's fraction and warning (None: no cap)."""
+
+    def train(self, tasks: Sequence[Task], step: int) -> tuple[
+            int, list[list[CurvePoint]], list[tuple[float, str] | None]]: ...
+
+    def optimizer_state(self) -> dict[str, Any] | None: ...
+
+
+class Alone:
+    """One member trains by itself: its strategy's `train_task` over a `TaskLoop`, with a
+    fresh optimizer per task or, with `keep_optimizer`, one kept (and resumed)."""
+
+    def __init__(self, members: Sequence[Member], cfg: TrainConfig,
+                 device: torch.device) -> None:
+        (self.member,) = members
+        self.cfg, self.kept = cfg, None  # the optimizer kept across tasks (keep_optimizer)
+        resume = self.member.resume
+        if cfg.keep_optimizer and resume is not None and resume.optimizer is not None:
+            self.kept = make_optimizer(self.member.strategy, cfg)
+            self.kept.load_state_dict(resume.optimizer)
+
+    def train(self, tasks: Sequence[Task], step: int) -> tuple[
+            int, list[list[CurvePoint]], list[tuple[float, str] | None]]:
+        m, (task,) = self.member, tasks
+        loop = TaskLoop(m.strategy, m.stream, task, self.cfg,
+                        make_optimizer(m.strategy, self.cfg, self.kept), m.seed, m.callbacks,
+                        step)
+        m.strategy.train_task(task, loop)
+        if self.cfg.keep_optimizer:
+            self.kept = loop.optimizer
+        return loop.step, [loop.curve], [loop.step_fn.capped]
+
+    def optimizer_state(self) -> dict[str, Any] | None:
+        return None if self.kept is None else self.kept.state_dict()
+
+
+def fit_stream(strategy: Strategy, stream: Stream, train: TrainConfig | None = None, *,
+               seed: int = 0, callbacks: Sequence[Callback] = (),
+               resume: Progress | None = None,
+               checkpoint: Callable[[Progress], None] | None = None) -> RunResult:
+    """Train `strategy` on each task of `stream` in order and measure the accuracy matrix:
+    `fit_members` with one member (`Alone`); `resume` and `checkpoint` as there."""
+    (result,) = fit_members([Member(strategy, stream, seed, callbacks, resume)], train,
+                            checkpoint=None if checkpoint is None
+                            else lambda g, progress: checkpoint(progress))
+    return result
+
+
+def fit_members(members: Sequence[Member], train: TrainConfig | None = None, *,
+                trainer: Callable[[Sequence[Member], TrainConfig, torch.device],
+                                  Trainer] = Alone,
+                checkpoint: Callable[[int, Progress], None] | None = None,
+                problems: Sequence[str] = (),
+                diagnostics: Mapping[str, float] | None = None) -> list[RunResult]:
+    """Train each member on each task of its stream in order and measure its accuracy matrix;
+    the one task loop of every run, alone (`Alone`) or in a group (`lifelong.group`), which
+    differ only in how a task's epochs are taken (`trainer`).
 
     Row 0 of R is the untrained model; row i+1 is measured after task i. Each task gets a
     fresh optimizer over `strategy.trainable_parameters()` (one kept across tasks with
-    `train.keep_optimizer`). A model with a `GrowingHead` grows
-    to the task's classes first; in row 0 it has no unit yet, so every logit ties and it
-    predicts class 0.
+    `train.keep_optimizer`). A model with a `GrowingHead` grows to the task's classes first;
+    in row 0 it has no unit yet, so every logit ties and it predicts class 0.
 
     Args:
-        resume: continue a run from its `Progress` (its first tasks are not trained again);
-            the strategy must hold the state it had then (`Strategy.load_state_dict`). On the
-            CPU the result equals the uninterrupted run's bit for bit: every draw derives from
-            (seed, task key), and the optimizer is fresh per task or restored from
-            `Progress.optimizer`. Callbacks get the finished
-            tasks in `RunStart.completed`.
-        checkpoint: called after each task with the run's `Progress` (after the callbacks,
-            outside the timings), e.g. to save it with the strategy's state.
+        trainer: builds how a task's epochs are taken, once the members are on their device.
+        checkpoint: called after each task with a member's index and its `Progress` (after
+            the callbacks, outside the timings), e.g. to save it with the strategy's state.
+        problems: the caller's own objections (a group's), reported with the loop's.
+        diagnostics: added to each task's diagnostics (a group's ``group_size``).
+
+    A member's `resume` continues it from its `Progress` (its first tasks are not trained
+    again); its strategy must hold the state it had then (`Strategy.load_state_dict`). On
+    the CPU the result equals the uninterrupted run's bit for bit: every draw derives from
+    (seed, task key), and the optimizer is fresh per task or restored from
+    `Progress.optimizer`. Callbacks get the finished tasks in `RunStart.completed`. The
+    members of a group continue from one point (equal tasks done and steps).
 
     Raises:
-        ConfigError: bad training options, the strategy does not support the scenario, or
-            `resume` is from another stream or order.
-        DivergenceError: the loss became NaN or infinite.
+        ConfigError: bad training options, a strategy does not support the scenario, a
+            `resume` is from another stream or order, or the members' streams or resume
+            points differ.
+        DivergenceError: a loss became NaN or infinite.
     """
     cfg = train or TrainConfig()
-    problems = cfg.problems()
-    if stream.scenario not in strategy.card.scenarios:
-        ok = ", ".join(sorted(strategy.card.scenarios))
-        problems.append(f"strategy '{strategy.name}' does not support the {stream.scenario}-"
-                        f"incremental scenario (it supports: {ok})")
-    done = resume.ends if resume is not None else ()
-    keys = tuple(t.key for t in stream.tasks)
-    if tuple(e.task_key for e in done) != keys[:len(done)] or (
-            resume is not None and len(resume.row0) != len(stream)):
-        problems.append(f"the run to resume finished tasks {[e.task_key for e in done]}, which "
-                        f"do not begin this stream ({list(keys)}); resume it with its own "
-                        "config, or train it again")
-    if problems:
-        raise ConfigError(problems)
-    warn_caveat(strategy, stream)
+    out = [*cfg.problems(), *problems]
+    first = members[0]
+    point = (len(first.resume.ends), first.resume.step) if first.resume else (0, 0)
+    for m in members:
+        if m.stream.scenario not in m.strategy.card.scenarios:
+            ok = ", ".join(sorted(m.strategy.card.scenarios))
+            out.append(f"strategy '{m.strategy.name}' does not support the "
+                       f"{m.stream.scenario}-incremental scenario (it supports: {ok})")
+        done = m.resume.ends if m.resume is not None else ()
+        keys = tuple(t.key for t in m.stream.tasks)
+        if tuple(e.task_key for e in done) != keys[:len(done)] or (
+                m.resume is not None and len(m.resume.row0) != len(m.stream)):
+            out.append(f"the run to resume finished tasks {[e.task_key for e in done]}, which "
+                       f"do not begin this stream ({list(keys)}); resume it with its own "
+                       "config, or train it again")
+        if len(m.stream) != len(first.stream) or m.stream.scenario != first.stream.scenario:
+            out.append("the members' streams differ in length or scenario")
+        if ((len(m.resume.ends), m.resume.step) if m.resume else (0, 0)) != point:
+            out.append("the members continue from different points; resume them one by one")
+    if out:
+        raise ConfigError(list(dict.fromkeys(out)))
     device = resolve_device(cfg.device)
-    strategy.to(device)
-    strategy.attach(seed=seed)
-
-    row0 = resume.row0 if resume is not None else tuple(
-        accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
-    start = RunStart(strategy.name, stream.name, keys, passes_per_task(cfg, stream), seed,
-                     row0, stream, completed=done)
-    for cb in callbacks:
-        cb.on_run_start(start)
-    rows = [row0, *(e.accuracies for e in done)]
-    ends: list[TaskEnd] = list(done)
-    step = resume.step if resume is not None else 0
-    kept: torch.optim.Optimizer | None = None  # with cfg.keep_optimizer, across tasks
-    if cfg.keep_optimizer and resume is not None and resume.optimizer is not None:
-        kept = make_optimizer(strategy, cfg)
-        kept.load_state_dict(resume.optimizer)
-    for position in range(len(done), len(stream)):  # a part of a stream keeps its indices
-        task = stream.tasks[position]
+    for m in members:
+        warn_caveat(m.strategy, m.stream)
+        m.strategy.to(device)
+        m.strategy.attach(seed=m.seed)
+    trains = trainer(members, cfg, device)
+    size, (start, step) = len(members), point
+    rows: list[list[tuple[float, ...]]] = []
+    ends: list[list[TaskEnd]] = []
+    for m in members:
+        done = m.resume.ends if m.resume is not None else ()
+        row0 = m.resume.row0 if m.resume is not None else tuple(
+            accuracies(m.strategy, m.stream, batch_size=cfg.eval_batch_size))
+        begin = RunStart(m.strategy.name, m.stream.name, tuple(t.key for t in m.stream.tasks),
+                         passes_per_task(cfg, m.stream), m.seed, row0, m.stream,
+                         completed=done)
+        for cb in m.callbacks:
+            cb.on_run_start(begin)
+        rows.append([row0, *(e.accuracies for e in done)])
+        ends.append(list(done))
+    for position in range(start, len(first.stream)):  # a part of a stream keeps its indices
+        tasks = [m.stream.tasks[position] for m in members]
         if device.type == "cuda":  # the peak of this task alone
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
-        # A growing head (an opt-in model option) gains units for the task's new classes
-        # before `before_task`, so the strategy sees the grown model and the fresh optimizer
-        # below includes the new units. Class-IL labels are the global ids in `task.classes`;
-        # elsewhere they are task-local positions.
-        grow_model(strategy.model,
-                   task.classes if stream.scenario == "class" else range(len(task.classes)),
-                   generator=generator(seed, "grow", task.key))
-        strategy.before_task(task)
-        optimizer = make_optimizer(strategy, cfg, kept)
-        loop = TaskLoop(strategy, stream, task, cfg, optimizer, seed, callbacks, step)
-        strategy.train_task(task, loop)
-        if cfg.keep_optimizer:
-            kept = loop.optimizer
+        for m, task in zip(members, tasks, strict=True):
+            # A growing head (an opt-in model option) gains units for the task's new classes
+            # before `before_task`, so the strategy sees the grown model and the fresh
+            # optimizer includes the new units. Class-IL labels are the global ids in
+            # `task.classes`; elsewhere they are task-local positions.
+            grow_model(m.strategy.model, task.classes if m.stream.scenario == "class"
+                       else range(len(task.classes)),
+                       generator=generator(m.seed, "grow", task.key))
+            m.strategy.before_task(task)
+        step, curves, capped = trains.train(tasks, step)
         ta = time.perf_counter()
-        strategy.after_task(task)
-        step = loop.step
-        t1 = time.perf_counter()
-        row = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
-        measured = own_accuracies(strategy, stream, task, cfg)
-        t2 = time.perf_counter()
-        rows.append(row)
-        event = task_end(strategy, stream, position, cfg, row, loop.curve, measured,
-                         train_seconds=t1 - t0, eval_seconds=t2 - t1,
-                         after_task_seconds=t1 - ta, device=device,
-                         capped=loop.step_fn.capped)
-        ends.append(event)
-        for cb in callbacks:
-            cb.on_task_end(event)
+        spent = []  # each member's own consolidation
+        for m, task in zip(members, tasks, strict=True):
+            c0 = time.perf_counter()
+            m.strategy.after_task(task)
+            spent.append(time.perf_counter() - c0)
+        for g, (m, task) in enumerate(zip(members, tasks, strict=True)):
+            e0 = time.perf_counter()
+            row = tuple(accuracies(m.strategy, m.stream, batch_size=cfg.eval_batch_size))
+            measured = own_accuracies(m.strategy, m.stream, task, cfg)
+            e1 = time.perf_counter()
+            rows[g].append(row)
+            event = task_end(m.strategy, m.stream, position, cfg, row, curves[g],
+                             {**measured, **(diagnostics or {})},
+                             train_seconds=(ta - t0) / size + spent[g], eval_seconds=e1 - e0,
+                             after_task_seconds=spent[g], device=device, capped=capped[g])
+            ends[g].append(event)
+            for cb in m.callbacks:
+                cb.on_task_end(event)
         if checkpoint is not None:
-            checkpoint(Progress(row0, tuple(ends), step,
-                                None if kept is None else kept.state_dict()))
-    matrix = tuple(rows)
-    for cb in callbacks:
-        cb.on_run_end(RunEnd(matrix))
-    return RunResult(
-        strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix,
-        costs=tuple(e.costs for e in ends), curves=tuple(p for e in ends for p in e.curve),
-        diagnostics=tuple(e.diagnostics for e in ends),
-        warnings=tuple(e.warnings for e in ends), tasks=keys)
+            for g in range(size):
+                checkpoint(g, Progress(rows[g][0], tuple(ends[g]), step,
+                                       trains.optimizer_state()))
+    results = []
+    for m, r, e in zip(members, rows, ends, strict=True):
+        matrix = tuple(r)
+        for cb in m.callbacks:
+            cb.on_run_end(RunEnd(matrix))
+        results.append(RunResult(
+            strategy=m.strategy.name, stream=m.stream.name, seed=m.seed, matrix=matrix,
+            costs=tuple(x.costs for x in e), curves=tuple(p for x in e for p in x.curve),
+            diagnostics=tuple(x.diagnostics for x in e),
+            warnings=tuple(x.warnings for x in e), tasks=tuple(t.key for t in m.stream.tasks)))
+    return results
