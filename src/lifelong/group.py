@@ -31,22 +31,12 @@ from torch import Tensor, nn
 
 from lifelong.callbacks import Callback, CurvePoint, EpochEnd, StepEnd
 from lifelong.data.task import Batch, Task, image_inputs
+from lifelong.epochs import batch_order, build_optimizer, curve_point, divergence, set_lr
 from lifelong.errors import ConfigError, DivergenceError
 from lifelong.models.heads import MultiHead
 from lifelong.optim import LoopStep, plain_sgd, step_sizes
 from lifelong.strategies.base import Strategy
-from lifelong.train import (
-    Member,
-    Progress,
-    RunResult,
-    TrainConfig,
-    batch_order,
-    build_optimizer,
-    curve_point,
-    divergence,
-    fit_members,
-    set_lr,
-)
+from lifelong.train import Member, Progress, RunResult, TrainConfig, fit_members
 
 __all__ = ["Member", "MemberDiverged", "StackedMLP", "fit_group", "groupable", "stackable"]
 
@@ -76,7 +66,8 @@ def stackable(model: nn.Module) -> str:
     if not isinstance(model, MLP):
         return f"model {type(model).__name__} is not an MLP"
     if not isinstance(model.head, MultiHead):
-        return "a growing head changes shape during the run"
+        return ("a growing head adds a chunk of weights per task, and the stacked weights keep "
+                "one shape for the whole run")
     if any(not isinstance(m, (nn.Flatten, nn.Linear, nn.ReLU)) for m in model.features):
         return "dropout draws from the global generator, not the member's own"
     return ""
@@ -204,26 +195,21 @@ class MemberDiverged(DivergenceError):
 
 def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
               checkpoint: Callable[[int, Progress], None] | None = None) -> list[RunResult]:
-    """Train every member on its stream at once; return each member's `RunResult`, equal to
-    what `fit_stream(member.strategy, member.stream, train, seed=member.seed)` returns: on the
-    CPU with one intra-op thread (the CLI's default, `--threads 1`, and every pool worker's)
-    its R and its final `state_dict` bit for bit (`tests/test_group.py`); with more threads,
-    or on a GPU, within float rounding (the batched and the plain products split their sums
-    differently). The epoch losses a member's callbacks see (`EpochEnd`) may differ from
-    its run's in the last bits: with plain cross-entropy the group averages per-example
-    losses where the run takes the fused mean (the gradients are the same). Costs: the
-    group's training time is shared evenly; evaluation and consolidation are each member's
-    own. Each task's diagnostics carry ``group_size``.
-
-    This is `lifelong.train.fit_members` (the one task loop: resume from each member's
-    `Member.resume`, at one point for all, `checkpoint(g, progress)` after each task, the
-    divergence hint) with the stacked trainer, which takes each task's epochs for every
-    member at once.
+    """Train every member on its stream at once: `lifelong.train.fit_members` (the one task
+    loop, so also resume from each `Member.resume`, at one point for all, `checkpoint(g,
+    progress)` after each task and the divergence hint) with the stacked trainer. Each member's
+    `RunResult` equals its `fit_stream`'s: on the CPU with one intra-op thread (the CLI's
+    default and every pool worker's) its R and final `state_dict` bit for bit
+    (`tests/test_group.py`); with more threads or on a GPU within float rounding (batched and
+    plain products split their sums differently). With plain cross-entropy the epoch losses
+    callbacks see (`EpochEnd`) are means of per-example losses, not the fused mean, so may
+    differ in the last bits. The group's training time is shared evenly in the costs; each
+    task's diagnostics carry ``group_size``.
 
     Raises:
         ConfigError: members that cannot train together (`groupable`, `stackable`, streams of
-            different lengths or sizes), or `keep_optimizer` (one kept optimizer over the
-            stacked weights would have to be cut per member to checkpoint it).
+            different lengths or sizes), or `keep_optimizer` (the kept state of the stacked
+            weights would have to be cut per member to checkpoint it).
         MemberDiverged: a member's loss became NaN or infinite (train the group one by one to
             record the others).
     """
