@@ -269,7 +269,7 @@ def test_learning_curves_are_each_members_own() -> None:
     assert [g.curves for g in group] == [s.curves for s in seq] and group[0].curves
 
 
-def test_a_group_checkpoints_each_member_and_a_run_with_a_checkpoint_resumes_alone(
+def test_a_group_checkpoints_each_member_and_resumes_as_a_group_or_alone(
         tmp_path: Path) -> None:
     import dataclasses
 
@@ -288,9 +288,14 @@ def test_a_group_checkpoints_each_member_and_a_run_with_a_checkpoint_resumes_alo
         assert ckpt.tasks_done == len(res.result.matrix) - 1  # the last task's checkpoint
         assert ckpt.progress.ends[-1].accuracies == res.result.matrix[-1]
         tasks.append(ckpt.tasks_done)
-    # With --resume, a run that has a checkpoint continues alone, from where it stopped.
+    # With --resume, runs whose checkpoints stand at one point continue as a group, and a run
+    # alone continues from its own.
     resuming = [dataclasses.replace(j, resume=True) for j in jobs]
-    assert [len(g) for g in group_jobs(resuming)] == [1, 1]
+    assert [len(g) for g in group_jobs(resuming)] == [2]
+    regrouped = run_group(tuple(resuming))
+    assert [r.resumed_tasks for r in regrouped] == tasks
+    assert [r.result.matrix for r in regrouped if r.result] == [
+        r.result.matrix for r in results if r.result]
     again = run_job(resuming[0])
     assert again.resumed_tasks == tasks[0] and again.result is not None
     assert results[0].result is not None and again.result.matrix == results[0].result.matrix

@@ -22,7 +22,7 @@ from lifelong import config as cfgmod
 from lifelong.callbacks import ProgressBar
 from lifelong.errors import ConfigError, DivergenceError
 from lifelong.group import fit_group, groupable
-from lifelong.runs.checkpoint import Checkpoints, checkpoint_path
+from lifelong.runs.checkpoint import Checkpoints, checkpoint_path, load_checkpoint
 from lifelong.runs.execution import JobResult, Outbox, Prepared, RunJob, run_job, stream_for
 from lifelong.strategies import STRATEGIES
 from lifelong.train import TrainConfig
@@ -48,11 +48,17 @@ def group_key(job: RunJob) -> str | None:
             or model.get("dropout") or model.get("growing")
             or cfg["train"].get("keep_optimizer")):
         return None  # (a kept optimizer's state would have to be cut per member to resume)
-    if job.resume and job.checkpoints and checkpoint_path(job.checkpoints,
-                                                          job.run_id).exists():
-        return None  # a run with a checkpoint continues alone, from where it stopped
     strategy = {k: ("<numeric>" if _numeric(v) else v) for k, v in cfg["strategy"].items()}
-    return cfgmod.canonical([job.experiment, {**cfg, "strategy": strategy}, job.loggers])
+    key = [job.experiment, {**cfg, "strategy": strategy}, job.loggers]
+    if job.resume and job.checkpoints and (path := checkpoint_path(
+            job.checkpoints, job.run_id)).exists():
+        try:  # runs with checkpoints at one point (tasks done, steps) continue as a group
+            ckpt = load_checkpoint(path, job.run_id)
+        except Exception:  # noqa: BLE001 - the run alone reports what is wrong with it
+            return None
+        if ckpt is not None:
+            key.append(["resume", ckpt.tasks_done, ckpt.progress.step])
+    return cfgmod.canonical(key)
 
 
 def group_jobs(jobs: Sequence[RunJob], *, vectorize: bool = True) -> list[Group]:
@@ -120,10 +126,8 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
 
     Each member is built, recorded and checkpointed as `run_job` does it (`Prepared`): with
     `store`, its rows are recorded as tasks end, and its checkpoints go to `checkpoints` (by
-    default the driver's folder); a member that continues from a checkpoint resumes inside
-    the group where all continue from one point (`group_key` sends a run with a checkpoint
-    on disk alone, as its point is not known when planning). Returns one `JobResult` per
-    job, in order.
+    default the driver's folder); members that continue from checkpoints (`group_key` groups
+    them by their point) resume inside the group. Returns one `JobResult` per job, in order.
     """
     if len(jobs) == 1:
         return [run_job(jobs[0], store=store, progress=progress, checkpoints=checkpoints)]
