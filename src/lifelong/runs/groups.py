@@ -49,7 +49,7 @@ def group_key(job: RunJob) -> str | None:
             or cfg["train"].get("keep_optimizer")):
         return None  # (a kept optimizer's state would have to be cut per member to resume)
     strategy = {k: ("<numeric>" if _numeric(v) else v) for k, v in cfg["strategy"].items()}
-    key = [job.experiment, {**cfg, "strategy": strategy}, job.loggers]
+    key: list[Any] = [job.experiment, {**cfg, "strategy": strategy}, job.loggers]
     if job.resume and job.checkpoints and (path := checkpoint_path(
             job.checkpoints, job.run_id)).exists():
         try:  # runs with checkpoints at one point (tasks done, steps) continue as a group
