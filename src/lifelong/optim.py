@@ -7,7 +7,7 @@ each parameter. A strategy never sees the optimizer; a penalty-family strategy r
 penalty as a value (`Strategy.quadratic`, `lifelong.quadratic.Quadratic`) and this module
 follows it, as a gradient term or as an implicit step after the optimizer's (the choice and the
 reasons are in `lifelong.quadratic`). Does not own building the optimizer or the epochs
-(`lifelong.train`).
+(`lifelong.epochs`).
 """
 
 from __future__ import annotations
