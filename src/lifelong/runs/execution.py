@@ -33,7 +33,7 @@ from lifelong.runs.checkpoint import (
 from lifelong.runs.planning import RunSpec
 from lifelong.store.writes import NewRun
 from lifelong.strategies import strategy_for
-from lifelong.train import Member, Progress, RunResult, TrainConfig, fit_members
+from lifelong.train import Member, Progress, RunResult, TrainConfig, fit_stream
 
 if TYPE_CHECKING:
     from lifelong.store import Store
@@ -264,9 +264,9 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
                       disable=None if progress is None else not progress)
     member = run.member(store=store, bar=bar, callbacks=callbacks)
     try:
-        (result,) = fit_members([member], TrainConfig(**spec.config["train"]),
-                                checkpoint=None if run.sink is None
-                                else lambda g, progress: run.save(progress))
+        result = fit_stream(member.strategy, member.stream, TrainConfig(**spec.config["train"]),
+                            seed=spec.seed, callbacks=member.callbacks, resume=member.resume,
+                            checkpoint=run.save if run.sink is not None else None)
     except BaseException as e:
         run.failed(store, e)
         if not isinstance(e, DivergenceError):
