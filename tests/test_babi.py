@@ -147,7 +147,7 @@ def test_gradient_clipping_bounds_each_step() -> None:
     stream = small([1], n=64)
     model = build_model("memnet", stream, seed=0)
     strategy = build_strategy("naive", model)
-    from lifelong.train import make_optimizer
+    from lifelong.epochs import make_optimizer
 
     opt = make_optimizer(strategy, TrainConfig(optimizer="sgd", lr=1.0, grad_clip=0.5))
     before = [p.detach().clone() for p in model.parameters()]

@@ -17,7 +17,7 @@ from lifelong.callbacks import Callback, TaskEnd
 from lifelong.cli import main
 from lifelong.data.task import Stream
 from lifelong.errors import ConfigError
-from lifelong.group import Member, fit_group, groupable, stackable
+from lifelong.group import Member, MemberDiverged, fit_group, groupable, stackable
 from lifelong.runs.groups import group_jobs, run_group
 from lifelong.store import Store
 from lifelong.strategies import STRATEGIES, build_strategy
@@ -269,7 +269,7 @@ def test_learning_curves_are_each_members_own() -> None:
     assert [g.curves for g in group] == [s.curves for s in seq] and group[0].curves
 
 
-def test_a_group_checkpoints_each_member_and_a_run_with_a_checkpoint_resumes_alone(
+def test_a_group_checkpoints_each_member_and_resumes_as_a_group_or_alone(
         tmp_path: Path) -> None:
     import dataclasses
 
@@ -288,9 +288,14 @@ def test_a_group_checkpoints_each_member_and_a_run_with_a_checkpoint_resumes_alo
         assert ckpt.tasks_done == len(res.result.matrix) - 1  # the last task's checkpoint
         assert ckpt.progress.ends[-1].accuracies == res.result.matrix[-1]
         tasks.append(ckpt.tasks_done)
-    # With --resume, a run that has a checkpoint continues alone, from where it stopped.
+    # With --resume, runs whose checkpoints stand at one point continue as a group, and a run
+    # alone continues from its own.
     resuming = [dataclasses.replace(j, resume=True) for j in jobs]
-    assert [len(g) for g in group_jobs(resuming)] == [1, 1]
+    assert [len(g) for g in group_jobs(resuming)] == [2]
+    regrouped = run_group(tuple(resuming))
+    assert [r.resumed_tasks for r in regrouped] == tasks
+    assert [r.result.matrix for r in regrouped if r.result] == [
+        r.result.matrix for r in results if r.result]
     again = run_job(resuming[0])
     assert again.resumed_tasks == tasks[0] and again.result is not None
     assert results[0].result is not None and again.result.matrix == results[0].result.matrix
@@ -305,3 +310,47 @@ def test_groups_are_split_so_every_worker_gets_one() -> None:
     assert balance(whole, 2) == [a + b + c, d + e]  # type: ignore[arg-type]
     assert sorted(len(g) for g in balance(whole, 4)) == [1, 1, 1, 2]  # type: ignore[arg-type]
     assert len(balance(((*a,),), 8)) == 1  # type: ignore[arg-type]
+
+
+def test_a_group_resumes_from_its_members_checkpoints() -> None:
+    """The one loop gives a group resume: members restored after task 1 and continued as a
+    group end with the uninterrupted group's R and state, bit for bit."""
+    import copy
+
+    saved: dict[int, Any] = {}
+
+    def keep(g: int, progress: Any) -> None:
+        if len(progress.ends) == 1:
+            saved[g] = (progress, copy.deepcopy(members[g].strategy.state_dict()))
+
+    members = [member("ewc", s) for s in (0, 1)]
+    whole = fit_group(members, CFG, checkpoint=keep)
+    again = [member("ewc", s) for s in (0, 1)]
+    for g, m in enumerate(again):
+        m.strategy.load_state_dict(saved[g][1])
+        m.resume = saved[g][0]
+    resumed = fit_group(again, CFG)
+    assert_same(resumed, whole)
+    for a, b in zip(again, members, strict=True):
+        assert_equal_state(a.strategy.state_dict(), b.strategy.state_dict())
+    with pytest.raises(ConfigError, match="different points"):
+        late = [member("ewc", s) for s in (0, 1)]
+        late[0].strategy.load_state_dict(saved[0][1])
+        late[0].resume = saved[0][0]
+        fit_group(late, CFG)
+
+
+def test_a_diverging_member_is_named_with_the_strategy_s_hint() -> None:
+    class Hinted(STRATEGIES.get("naive")):  # type: ignore[misc]
+        def divergence_hint(self) -> str:
+            return "try the hint"
+
+    members = []
+    for s in (0, 1):
+        st = stream_for(s)
+        members.append(Member(Hinted(build_model("mlp", st, hidden=[8], seed=s)), st, s))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LifelongWarning)
+        with pytest.raises(MemberDiverged, match=r"\(seed 0\).*step 2 .*try the hint") as e:
+            fit_group(members, TrainConfig(lr=1e30, batch_size=16, device="cpu"))
+    assert e.value.index == 0

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 
 from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.data.task import Stream
+from lifelong.epochs import TaskLoop, make_optimizer
 from lifelong.errors import StateError
 from lifelong.models.columns import Columns
 from lifelong.models.mlp import MLP
 from lifelong.strategies import build_strategy
 from lifelong.strategies.base import Batch
-from lifelong.train import TaskLoop, make_optimizer
 
 
 def grown() -> tuple[MLP, torch.Tensor, torch.Tensor, torch.Tensor]:

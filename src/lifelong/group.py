@@ -1,13 +1,14 @@
 """Training a group of runs at once: G members of one configuration as one vectorised model.
 
-Owns `fit_group` (the loop of `lifelong.train.fit_stream`, for G members that differ in seed or
-in a numeric option such as `strategy.strength`), `StackedMLP` (the members' MLPs as weights of
-shape (G, out, in), run with batched matrix products) and `groupable` (whether a strategy and
-model can be trained so). Chosen by measurement (benchmarks/group.py; README "Many seeds at
-once"): `torch.func.vmap` over stacked parameters pays its own per-call overhead, while batched
-weights cost one batched product per layer, and on the CPU with one thread that product (or,
-for tiny products, `F.linear` per member: `SMALL_PRODUCT`) gives each member bit for bit the
-numbers of its own `nn.Linear`.
+Owns what a group adds to the one task loop (`lifelong.train.fit_members`): `StackedMLP` (the
+members' MLPs as weights of shape (G, out, in), run with batched matrix products), the stacked
+trainer that takes a task's epochs for all members at once, `fit_group` (that loop with that
+trainer, for G members that differ in seed or in a numeric option such as
+`strategy.strength`) and `groupable`/`stackable` (what may train so). Chosen by measurement
+(benchmarks/group.py; README "Many seeds at once"): `torch.func.vmap` over stacked parameters
+pays its own per-call overhead, while batched weights cost one batched product per layer, and
+on the CPU with one thread that product (or, for tiny products, `F.linear` per member:
+`SMALL_PRODUCT`) gives each member bit for bit the numbers of its own `nn.Linear`.
 
 Each member keeps everything of its own: its strategy object (memories, importances, anchors,
 generators), its model, initial weights, data order (its generator of (seed, task key,
@@ -21,41 +22,23 @@ optimizer steps all members (SGD and Adam update element by element, as G optimi
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lifelong.callbacks import (
-    Callback,
-    CurvePoint,
-    EpochEnd,
-    RunEnd,
-    RunStart,
-    StepEnd,
-    TaskEnd,
-)
-from lifelong.data.task import Batch, Stream, Task, image_inputs
+from lifelong.callbacks import Callback, CurvePoint, EpochEnd, StepEnd
+from lifelong.data.task import Batch, Task, image_inputs
+from lifelong.epochs import batch_order, build_optimizer, curve_point, divergence, set_lr
 from lifelong.errors import ConfigError, DivergenceError
-from lifelong.evaluate import accuracies
 from lifelong.models.heads import MultiHead
-from lifelong.optim import add_penalty_gradient, plain_sgd, step_sizes, stiffness_limit
-from lifelong.seeding import generator
+from lifelong.optim import LoopStep, plain_sgd, step_sizes
 from lifelong.strategies.base import Strategy
-from lifelong.train import (
-    Progress,
-    RunResult,
-    TrainConfig,
-    own_accuracies,
-    passes_per_task,
-    resolve_device,
-    task_end,
-    warn_caveat,
-)
+from lifelong.train import Member, Progress, RunResult, TrainConfig, fit_members
+
+__all__ = ["Member", "MemberDiverged", "StackedMLP", "fit_group", "groupable", "stackable"]
 
 # The hooks a strategy may override and still train in a group: the loop calls them per member.
 # A strategy that replaces the step or the epoch loop (`train_batch`, `train_task`), prediction
@@ -83,7 +66,8 @@ def stackable(model: nn.Module) -> str:
     if not isinstance(model, MLP):
         return f"model {type(model).__name__} is not an MLP"
     if not isinstance(model.head, MultiHead):
-        return "a growing head changes shape during the run"
+        return ("a growing head adds a chunk of weights per task, and the stacked weights keep "
+                "one shape for the whole run")
     if any(not isinstance(m, (nn.Flatten, nn.Linear, nn.ReLU)) for m in model.features):
         return "dropout draws from the global generator, not the member's own"
     return ""
@@ -201,16 +185,6 @@ class StackedMLP:
                 p.grad = None
 
 
-@dataclass
-class Member:
-    """One run of a group: its strategy (around its own model), stream, seed and callbacks."""
-
-    strategy: Strategy
-    stream: Stream
-    seed: int
-    callbacks: Sequence[Callback] = ()
-
-
 class MemberDiverged(DivergenceError):
     """One member's loss became NaN or infinite; `index` says which."""
 
@@ -221,222 +195,145 @@ class MemberDiverged(DivergenceError):
 
 def fit_group(members: Sequence[Member], train: TrainConfig | None = None, *,
               checkpoint: Callable[[int, Progress], None] | None = None) -> list[RunResult]:
-    """Train every member on its stream at once; return each member's `RunResult`, equal to
-    what `fit_stream(member.strategy, member.stream, train, seed=member.seed)` returns: on the
-    CPU with one intra-op thread (the CLI's default, `--threads 1`, and every pool worker's)
-    its R and its final `state_dict` bit for bit (`tests/test_group.py`); with more threads,
-    or on a GPU, within float rounding (the batched and the plain products split their sums
-    differently). The epoch losses a member's callbacks see (`EpochEnd`) may differ from
-    its run's in the last bits: with plain cross-entropy the group averages per-example
-    losses where the run takes the fused mean (the gradients are the same). Costs: the
-    group's training time is shared evenly; evaluation and consolidation are each member's
-    own. Each task's diagnostics carry ``group_size``. `checkpoint(g, progress)` is called
-    for each member after each task (as `fit_stream`'s `checkpoint`).
+    """Train every member on its stream at once: `lifelong.train.fit_members` (the one task
+    loop, so also resume from each `Member.resume`, at one point for all, `checkpoint(g,
+    progress)` after each task and the divergence hint) with the stacked trainer. Each member's
+    `RunResult` equals its `fit_stream`'s: on the CPU with one intra-op thread (the CLI's
+    default and every pool worker's) its R and final `state_dict` bit for bit
+    (`tests/test_group.py`); with more threads or on a GPU within float rounding (batched and
+    plain products split their sums differently). With plain cross-entropy the epoch losses
+    callbacks see (`EpochEnd`) are means of per-example losses, not the fused mean, so may
+    differ in the last bits. The group's training time is shared evenly in the costs; each
+    task's diagnostics carry ``group_size``.
 
     Raises:
         ConfigError: members that cannot train together (`groupable`, `stackable`, streams of
-            different lengths or sizes).
+            different lengths or sizes), or `keep_optimizer` (the kept state of the stacked
+            weights would have to be cut per member to checkpoint it).
         MemberDiverged: a member's loss became NaN or infinite (train the group one by one to
             record the others).
     """
-    cfg = train or TrainConfig()
-    problems = cfg.problems()
-    if cfg.keep_optimizer:
+    problems = []
+    if train is not None and train.keep_optimizer:
         problems.append("train.keep_optimizer=true: a group cannot yet checkpoint each member's"
                         " share of one kept optimizer; train the runs one by one")
-    first = members[0].stream
     for m in members:
-        why = groupable(m.strategy) or stackable(m.strategy.model)
-        if why:
+        if why := groupable(m.strategy) or stackable(m.strategy.model):
             problems.append(f"strategy '{m.strategy.name}' cannot train in a group: {why}")
-        if len(m.stream) != len(first) or m.stream.scenario != first.scenario:
-            problems.append("the members' streams differ in length or scenario")
-        if m.stream.scenario not in m.strategy.card.scenarios:
-            problems.append(f"strategy '{m.strategy.name}' does not support the "
-                            f"{m.stream.scenario}-incremental scenario")
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    device = resolve_device(cfg.device)
-    for m in members:
-        warn_caveat(m.strategy, m.stream)
-        m.strategy.to(device)
-        m.strategy.attach(seed=m.seed)
-    stacked = StackedMLP([m.strategy.model for m in members])
-    size = len(members)
-    rows = [[tuple(accuracies(m.strategy, m.stream, batch_size=cfg.eval_batch_size))]
-            for m in members]
-    for m, r in zip(members, rows, strict=True):
-        start = RunStart(m.strategy.name, m.stream.name, tuple(t.key for t in m.stream.tasks),
-                         passes_per_task(cfg, m.stream), m.seed, r[0], m.stream)
-        for cb in m.callbacks:
-            cb.on_run_start(start)
-    ends: list[list[TaskEnd]] = [[] for _ in members]
-    step = 0
-    for position in range(len(first)):
-        tasks = [m.stream.tasks[position] for m in members]
-        t0 = time.perf_counter()
-        for m, task in zip(members, tasks, strict=True):
-            m.strategy.before_task(task)
-        curves: list[list[CurvePoint]] = [[] for _ in members]
-        capped: list[tuple[float, str] | None] = [None] * size
-        step = _train_task(members, stacked, tasks, cfg, device, step, curves, capped)
-        ta = time.perf_counter()
-        consolidate = []
-        for m, task in zip(members, tasks, strict=True):
-            c0 = time.perf_counter()
-            m.strategy.after_task(task)
-            consolidate.append(time.perf_counter() - c0)
-        train_share = (ta - t0) / size
-        for g, (m, task) in enumerate(zip(members, tasks, strict=True)):
-            e0 = time.perf_counter()
-            row = tuple(accuracies(m.strategy, m.stream, batch_size=cfg.eval_batch_size))
-            measured = own_accuracies(m.strategy, m.stream, task, cfg)
-            eval_s = time.perf_counter() - e0
-            rows[g].append(row)
-            event = task_end(m.strategy, m.stream, position, cfg, row, curves[g],
-                             {**measured, "group_size": float(size)},
-                             train_seconds=train_share + consolidate[g], eval_seconds=eval_s,
-                             after_task_seconds=consolidate[g], device=device,
-                             capped=capped[g])
-            ends[g].append(event)
-            for cb in m.callbacks:
-                cb.on_task_end(event)
-        if checkpoint is not None:
-            for g in range(size):
-                checkpoint(g, Progress(rows[g][0], tuple(ends[g]), step))
-    results = []
-    for g, m in enumerate(members):
-        matrix = tuple(rows[g])
-        for cb in m.callbacks:
-            cb.on_run_end(RunEnd(matrix))
-        results.append(RunResult(
-            strategy=m.strategy.name, stream=m.stream.name, seed=m.seed, matrix=matrix,
-            costs=tuple(e.costs for e in ends[g]),
-            curves=tuple(p for e in ends[g] for p in e.curve), diagnostics=tuple(e.diagnostics
-                                                                      for e in ends[g]),
-            warnings=tuple(e.warnings for e in ends[g]),
-            tasks=tuple(t.key for t in m.stream.tasks)))
-    return results
+    return fit_members(members, train, trainer=_Stacked, checkpoint=checkpoint,
+                       problems=problems, diagnostics={"group_size": float(len(members))})
 
 
 def _overrides(strategy: Strategy, hook: str) -> bool:
     return getattr(type(strategy), hook) is not getattr(Strategy, hook)
 
 
-def _optimizer(params: Sequence[Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
+class _Stacked:
+    """The `lifelong.train.Trainer` of a group: each step one forward and backward through the
+    `StackedMLP` for every member, each member's own loss, penalty (`LoopStep.penalty`),
+    hooks and clipping, and one optimizer step over the stacked weights."""
 
+    def __init__(self, members: Sequence[Member], cfg: TrainConfig,
+                 device: torch.device) -> None:
+        self.members, self.cfg, self.device = members, cfg, device
+        self.stacked = StackedMLP([m.strategy.model for m in members])
 
-def _train_task(members: Sequence[Member], stacked: StackedMLP, tasks: Sequence[Task],
-                cfg: TrainConfig, device: torch.device, step: int,
-                curves: list[list[CurvePoint]],
-                capped: list[tuple[float, str] | None]) -> int:
-    """The epochs of one task for every member at once; returns the global step count. Every
-    `cfg.eval_every` steps each member's accuracies are measured into `curves[g]`; where a
-    member's penalty is capped, the fraction capped (and its warning) goes to `capped[g]`."""
-    datas = [m.strategy.task_data(t).to(device)
-             for m, t in zip(members, tasks, strict=True)]
-    n = len(datas[0])
-    if any(len(d) != n for d in datas) or n == 0:
-        raise ConfigError(f"the members' training sets differ in size ({[len(d) for d in datas]})"
-                          "; train them one by one (--no-vectorize)")
-    x = torch.stack([image_inputs(d.x, 'a group') for d in datas])
-    y = torch.stack([d.y for d in datas])
-    t = torch.stack([d.t for d in datas])
-    g_index = torch.arange(len(members), device=device)[:, None]
-    heads = stacked.heads > 1
-    optimizer = _optimizer(stacked.params, cfg)
-    member_params = [list(m.strategy.model.parameters()) for m in members]
-    sgd = plain_sgd(optimizer)
-    steppers = [(g, m) for g, m in enumerate(members)
-                if any(type(cb).on_step_end is not Callback.on_step_end for cb in m.callbacks)]
-    bs = cfg.batch_size
-    size = len(members)
-    # Only the hooks a member's class overrides are called, and a member's `.grad` is made a
-    # view of the stacked gradient only where something reads it.
-    penalised = [(g, m) for g, m in enumerate(members) if _overrides(m.strategy, "quadratic")]
-    zero = torch.zeros((), device=device)
-    backwards = [m for m in members if _overrides(m.strategy, "after_backward")]
-    stepping = [m for m in members if _overrides(m.strategy, "after_step")]
-    views = bool(backwards or stepping or cfg.grad_clip is not None)
-    # Plain cross-entropy for every member: one call over all of them (the same per-member
-    # means and gradients as G calls).
-    plain = not any(_overrides(m.strategy, "loss") for m in members)
-    for m in members:
-        m.strategy.model.train()
-    for epoch, steps in enumerate(cfg.passes(n)):
-        if cfg.lr_decay_every is not None:
-            for param_group in optimizer.param_groups:
-                param_group["lr"] = cfg.lr_at(epoch)
-        order = torch.stack([torch.randperm(n, generator=generator(
-            m.seed, "batches", task.key, epoch)) for m, task
-            in zip(members, tasks, strict=True)]).to(device)
-        losses = []
-        for i in range(steps):
-            idx = order[:, i * bs:(i + 1) * bs]
-            xb, yb, tb = x[g_index, idx], y[g_index, idx], t[g_index, idx]
-            optimizer.zero_grad(set_to_none=True)
-            if views:
-                stacked.clear_member_grads()
-            logits = stacked.forward(xb, tb if heads else None)
-            if plain:
-                loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(),
-                                       reduction="none").view(size, -1).mean(1)
-            else:
-                loss = torch.stack([m.strategy.loss(Batch(xb[g], yb[g], tb[g]), logits[g])
-                                    for g, m in enumerate(members)])
-            loss.sum().backward()  # type: ignore[no-untyped-call]
-            stacked.merge_grads(views=views)
-            implicit = []  # the members whose penalty is followed by an implicit step
-            values = [zero] * size  # each member's penalty value, where it joined the gradient
-            for g, m in penalised:
-                if (q := m.strategy.quadratic()) is None:
-                    continue
-                if not q.follows_gradient(sgd):
-                    implicit.append((g, q))
-                    continue
-                limit = stiffness_limit(optimizer) if q.cap else math.inf
-                if q.cap and capped[g] is None:
-                    fraction = q.capped_fraction(limit)
-                    capped[g] = (fraction, q.cap_warning(fraction, limit) if fraction else "")
-                grads = [stacked.grad_of(p) for p in q.params]
-                values[g] = add_penalty_gradient(q, limit, grads)
-            for m in backwards:
-                m.strategy.after_backward()
-            if cfg.grad_clip is not None:
-                for ps in member_params:
-                    torch.nn.utils.clip_grad_norm_(ps, float(cfg.grad_clip))
-            optimizer.step()
-            for _, q in implicit:
-                q.implicit_step(step_sizes(optimizer, q.params,
-                                           [stacked.owner(p) for p in q.params]))
-            for m in stepping:
-                m.strategy.after_step()
-            losses.append(loss.detach() + torch.stack(values) if penalised else loss.detach())
-            step += 1
-            for g, m in steppers:
-                stepped = StepEnd(tasks[g].index, step)
-                for cb in m.callbacks:
-                    cb.on_step_end(stepped)
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                for g, m in enumerate(members):
-                    point = CurvePoint(tasks[g].index, step, tuple(accuracies(
-                        m.strategy, m.stream, batch_size=cfg.eval_batch_size)))
-                    curves[g].append(point)
+    def optimizer_state(self) -> None:
+        return None  # a fresh optimizer per task (`keep_optimizer` is refused)
+
+    def train(self, tasks: Sequence[Task], step: int) -> tuple[
+            int, list[list[CurvePoint]], list[tuple[float, str] | None]]:
+        """The epochs of one task for every member at once (`TaskLoop.run_epochs` for G)."""
+        members, stacked, cfg, device = self.members, self.stacked, self.cfg, self.device
+        datas = [m.strategy.task_data(t).to(device)
+                 for m, t in zip(members, tasks, strict=True)]
+        n = len(datas[0])
+        if any(len(d) != n for d in datas) or n == 0:
+            raise ConfigError("the members' training sets differ in size "
+                              f"({[len(d) for d in datas]}); train them one by one "
+                              "(--no-vectorize)")
+        x = torch.stack([image_inputs(d.x, 'a group') for d in datas])
+        y = torch.stack([d.y for d in datas])
+        t = torch.stack([d.t for d in datas])
+        g_index = torch.arange(len(members), device=device)[:, None]
+        heads = stacked.heads > 1
+        optimizer = build_optimizer(stacked.params, cfg, clip=[
+            list(m.strategy.model.parameters()) for m in members])
+        sgd = plain_sgd(optimizer)
+        steps_of = [LoopStep(m.strategy, optimizer) for m in members]  # each one's penalty
+        curves: list[list[CurvePoint]] = [[] for _ in members]
+        steppers = [(g, m) for g, m in enumerate(members) if any(
+            type(cb).on_step_end is not Callback.on_step_end for cb in m.callbacks)]
+        bs, size = cfg.batch_size, len(members)
+        # Only the hooks a member's class overrides are called, and a member's `.grad` is made
+        # a view of the stacked gradient only where something reads it.
+        penalised = [(g, m) for g, m in enumerate(members) if _overrides(m.strategy,
+                                                                         "quadratic")]
+        zero = torch.zeros((), device=device)
+        backwards = [m for m in members if _overrides(m.strategy, "after_backward")]
+        stepping = [m for m in members if _overrides(m.strategy, "after_step")]
+        views = bool(backwards or stepping or cfg.grad_clip is not None)
+        # Plain cross-entropy for every member: one call over all of them (the same
+        # per-member means and gradients as G calls).
+        plain = not any(_overrides(m.strategy, "loss") for m in members)
+        for m in members:
+            m.strategy.model.train()
+        for epoch, steps in enumerate(cfg.passes(n)):
+            set_lr(optimizer, cfg, epoch)
+            order = torch.stack([batch_order(n, m.seed, task, epoch) for m, task
+                                 in zip(members, tasks, strict=True)]).to(device)
+            losses = []
+            for i in range(steps):
+                idx = order[:, i * bs:(i + 1) * bs]
+                xb, yb, tb = x[g_index, idx], y[g_index, idx], t[g_index, idx]
+                optimizer.zero_grad(set_to_none=True)
+                if views:
+                    stacked.clear_member_grads()
+                logits = stacked.forward(xb, tb if heads else None)
+                if plain:
+                    loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(),
+                                           reduction="none").view(size, -1).mean(1)
+                else:
+                    loss = torch.stack([m.strategy.loss(Batch(xb[g], yb[g], tb[g]), logits[g])
+                                        for g, m in enumerate(members)])
+                loss.sum().backward()  # type: ignore[no-untyped-call]
+                stacked.merge_grads(views=views)
+                implicit = []  # the members whose penalty is followed by an implicit step
+                values = [zero] * size  # each one's penalty value, where it joined the gradient
+                for g, m in penalised:
+                    if (q := m.strategy.quadratic()) is None:
+                        continue
+                    if not q.follows_gradient(sgd):
+                        implicit.append(q)
+                        continue
+                    values[g] = steps_of[g].penalty(q, [stacked.grad_of(p) for p in q.params])
+                for m in backwards:
+                    m.strategy.after_backward()
+                optimizer.step()  # (clipping each member's gradient first: `build_optimizer`)
+                for q in implicit:
+                    q.implicit_step(step_sizes(optimizer, q.params,
+                                               [stacked.owner(p) for p in q.params]))
+                for m in stepping:
+                    m.strategy.after_step()
+                losses.append(loss.detach() + torch.stack(values) if penalised
+                              else loss.detach())
+                step += 1
+                for g, m in steppers:
+                    stepped = StepEnd(tasks[g].index, step)
                     for cb in m.callbacks:
-                        cb.on_curve_point(point)
-        per_member = torch.stack(losses).sum(0)  # one host sync per epoch
-        for g, total in enumerate(per_member.tolist()):
-            if not math.isfinite(total):
-                task = tasks[g]
-                raise MemberDiverged(g, f"{members[g].strategy.name} (seed {members[g].seed}):"
-                                     f" loss became {total} at task {task.index + 1}"
-                                     f" ({task.key}), epoch {epoch + 1} (lr={cfg.lr}); lower "
-                                     "train.lr or the strategy's strength")
-            event = EpochEnd(tasks[g].index, epoch, steps, total / steps)
-            for cb in members[g].callbacks:
-                cb.on_epoch_end(event)
-    return step
+                        cb.on_step_end(stepped)
+                if cfg.eval_every and step % cfg.eval_every == 0:
+                    for g, m in enumerate(members):
+                        curves[g].append(curve_point(m.strategy, m.stream, tasks[g], step, cfg,
+                                                     m.callbacks))
+            per_step = torch.stack(losses)
+            for g, total in enumerate(per_step.sum(0).tolist()):  # one host sync per epoch
+                m = members[g]
+                if not math.isfinite(total):
+                    raise MemberDiverged(g, divergence(
+                        m.strategy, m.stream, tasks[g], epoch, per_step[:, g], cfg,
+                        who=f"{m.strategy.name} (seed {m.seed})"))
+                event = EpochEnd(tasks[g].index, epoch, steps, total / steps)
+                for cb in m.callbacks:
+                    cb.on_epoch_end(event)
+        return step, curves, [s.capped for s in steps_of]

@@ -7,7 +7,7 @@ each parameter. A strategy never sees the optimizer; a penalty-family strategy r
 penalty as a value (`Strategy.quadratic`, `lifelong.quadratic.Quadratic`) and this module
 follows it, as a gradient term or as an implicit step after the optimizer's (the choice and the
 reasons are in `lifelong.quadratic`). Does not own building the optimizer or the epochs
-(`lifelong.train`).
+(`lifelong.epochs`).
 """
 
 from __future__ import annotations
@@ -95,13 +95,19 @@ class LoopStep:
         loss.backward()  # type: ignore[no-untyped-call]
         reported = loss.detach()
         if q is not None and gradient:
-            reported = reported + add_penalty_gradient(q, self._limit(q))
+            reported = reported + self.penalty(q)
         s.after_backward()
         opt.step()
         if q is not None and not gradient:
             q.implicit_step(step_sizes(opt, q.params))
         s.after_step()
         return reported
+
+    def penalty(self, q: Quadratic, grads: list[Tensor] | None = None) -> Tensor:
+        """Add the penalty's gradient, capped at the stiffness SGD can follow where `q.cap`
+        (counted once per task in `capped`), into its parameters' `.grad` or into `grads` (a
+        group's slices of its stacked gradient); returns the penalty's value."""
+        return add_penalty_gradient(q, self._limit(q), grads)
 
     def _limit(self, q: Quadratic) -> float:
         if not q.cap:

@@ -1,10 +1,11 @@
-"""The training loop: tasks × epochs × batches.
+"""The training loop: tasks × epochs × batches, for one run or a group of runs.
 
-Owns `TrainConfig`, `TaskLoop`, `fit_stream` and `RunResult`. Only this module does batching,
-creates optimizers, checks for divergence, times and evaluates; after each task it reads the
-strategy's `TaskReport` and warns when the task was learned no better than chance. Data
-stays as in-memory tensors sliced by index with a generator seeded from (seed, task key,
-epoch): no DataLoader, no global RNG. Same seed ⇒ bit-identical matrix on the CPU.
+Owns `TrainConfig`, `fit_members` (the one task loop: grow, `before_task`, train, `after_task`,
+evaluate, the task's end, callbacks, checkpoint and resume, for G ≥ 1 members), `fit_stream` (a
+run alone: a group of one), `Member`, `Progress` and `RunResult`. How a task's epochs are taken
+is a `Trainer`'s: `lifelong.epochs.Alone` for one run, `lifelong.group`'s stacked trainer for a
+group. After each task it reads the strategy's `TaskReport` and warns when the task was
+learned no better than chance. Same seed ⇒ bit-identical matrix on the CPU.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -24,19 +25,17 @@ from lifelong.callbacks import (
     Callback,
     Costs,
     CurvePoint,
-    EpochEnd,
     RunEnd,
     RunStart,
-    StepEnd,
     TaskEnd,
 )
 from lifelong.chance import chance_warning
-from lifelong.data.task import Stream, Task, TensorData
-from lifelong.errors import ConfigError, DivergenceError
+from lifelong.data.task import Stream, Task
+from lifelong.epochs import Alone
+from lifelong.errors import ConfigError
 from lifelong.evaluate import accuracies, accuracy
 from lifelong.metrics import summary
 from lifelong.models.heads import grow_model
-from lifelong.optim import LoopStep
 from lifelong.seeding import generator
 from lifelong.strategies.base import Strategy
 
@@ -207,88 +206,6 @@ class Progress:
     optimizer: dict[str, Any] | None = None
 
 
-class TaskLoop:
-    """The epoch loop for one task, handed to `Strategy.train_task`."""
-
-    def __init__(self, strategy: Strategy, stream: Stream, task: Task, cfg: TrainConfig,
-                 optimizer: torch.optim.Optimizer, seed: int, callbacks: Sequence[Callback],
-                 step0: int) -> None:
-        self.strategy, self.stream, self.task, self.cfg = strategy, stream, task, cfg
-        self.optimizer, self.seed, self.callbacks = optimizer, seed, callbacks
-        self.step_fn = LoopStep(strategy, optimizer)  # what `train_batch` hands its loss to
-        self.step = step0  # global step counter, owned here and passed to events
-        self.curve: list[CurvePoint] = []
-        self.step_callbacks = [cb for cb in callbacks
-                               if type(cb).on_step_end is not Callback.on_step_end]
-
-    def run_epochs(self, data: TensorData, epochs: int | None = None) -> None:
-        """Train `epochs` (default `cfg.epochs`, or `cfg.steps_per_task` steps where that
-        is set: `TrainConfig.passes`) passes over `data`. If the strategy's
-        trainable parameters changed since the optimizer was built (a model that grew during
-        the task, e.g. Net2Net), a fresh optimizer over the new set is built first."""
-        self.refresh_optimizer()
-        device = self.strategy.device
-        data = data.to(device)
-        n, bs = len(data), self.cfg.batch_size
-        if n == 0:
-            raise ConfigError(f"task {self.task.key} has no training examples")
-        passes = ([math.ceil(n / bs)] * epochs if epochs is not None
-                  else self.cfg.passes(n))
-        model = self.strategy.model
-        model.train()
-        for epoch, steps in enumerate(passes):
-            if self.cfg.lr_decay_every is not None:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.cfg.lr_at(epoch)
-            order = torch.randperm(n, generator=generator(self.seed, "batches", self.task.key,
-                                                          epoch)).to(device)
-            step_losses = []
-            for i in range(steps):
-                idx = order[i * bs:(i + 1) * bs]
-                batch = data.batch(idx)
-                step_losses.append(self.strategy.train_batch(batch, self.step_fn))
-                self.step += 1
-                if self.step_callbacks:
-                    step_event = StepEnd(self.task.index, self.step)
-                    for cb in self.step_callbacks:
-                        cb.on_step_end(step_event)
-                if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
-                    self._curve_point()
-            losses = torch.stack(step_losses)
-            total = float(losses.sum())  # one host sync per epoch
-            if not math.isfinite(total):
-                bad = int((~torch.isfinite(losses)).nonzero()[0, 0]) + 1
-                raise DivergenceError(
-                    f"{self.strategy.name}: loss became {float(losses[bad - 1])} at task "
-                    f"{self.task.index + 1}/{len(self.stream)} ({self.task.key}), epoch "
-                    f"{epoch + 1}, step {bad} (lr={self.cfg.lr}); lower train.lr or the "
-                    "strategy's strength" + (f", {hint}" if (hint := self.strategy
-                                                           .divergence_hint()) else ""))
-            event = EpochEnd(self.task.index, epoch, steps, total / steps)
-            for cb in self.callbacks:
-                cb.on_epoch_end(event)
-
-    def refresh_optimizer(self) -> bool:
-        """Rebuild the optimizer if the set of trainable parameters is not the one it holds
-        (returns whether it did). Its state (momentum) restarts, as at a new task, except with
-        `keep_optimizer`, where the parameters that stay keep theirs."""
-        held = [id(p) for group in self.optimizer.param_groups for p in group["params"]]
-        if held == [id(p) for p in self.strategy.trainable_parameters()]:
-            return False
-        self.optimizer = make_optimizer(self.strategy, self.cfg,
-                                        self.optimizer if self.cfg.keep_optimizer else None)
-        capped, self.step_fn = self.step_fn.capped, LoopStep(self.strategy, self.optimizer)
-        self.step_fn.capped = capped
-        return True
-
-    def _curve_point(self) -> None:
-        point = CurvePoint(self.task.index, self.step, tuple(accuracies(
-            self.strategy, self.stream, batch_size=self.cfg.eval_batch_size)))
-        self.curve.append(point)  # (`accuracies` restores the training mode itself)
-        for cb in self.callbacks:
-            cb.on_curve_point(point)
-
-
 def passes_per_task(cfg: TrainConfig, stream: Stream) -> int:
     """The passes over each task `RunStart` announces (a progress bar's ticks): `cfg.epochs`,
     or with `cfg.steps_per_task` those the first task's data takes (others may differ by
@@ -296,33 +213,6 @@ def passes_per_task(cfg: TrainConfig, stream: Stream) -> int:
     if cfg.steps_per_task is None or not stream.tasks:
         return cfg.epochs
     return len(cfg.passes(len(stream.tasks[0].train)))
-
-
-def make_optimizer(strategy: Strategy, cfg: TrainConfig,
-                   carry: torch.optim.Optimizer | None = None) -> torch.optim.Optimizer:
-    """The optimizer over the strategy's trainable parameters, taking over the state
-    `carry` holds for any of them (`keep_optimizer` across a change of parameters); with
-    `cfg.grad_clip`, it clips their gradient norm before each step (after the strategy's
-    `after_backward`, so a projected gradient is clipped as it will be applied)."""
-    params = list(strategy.trainable_parameters())
-    optimizer: torch.optim.Optimizer
-    if cfg.optimizer == "adam":
-        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
-    if carry is not None:
-        for p in params:
-            if p in carry.state:
-                optimizer.state[p] = carry.state[p]
-    if cfg.grad_clip is not None:
-        limit = float(cfg.grad_clip)
-
-        def clip(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-            torch.nn.utils.clip_grad_norm_(params, limit)
-
-        optimizer.register_step_pre_hook(clip)
-    return optimizer
 
 
 def _peak_memory(device: torch.device) -> int:
@@ -392,113 +282,158 @@ def task_end(strategy: Strategy, stream: Stream, position: int, cfg: TrainConfig
                                 **measured}, warnings=tuple(messages))
 
 
-def fit_stream(
-    strategy: Strategy,
-    stream: Stream,
-    train: TrainConfig | None = None,
-    *,
-    seed: int = 0,
-    callbacks: Sequence[Callback] = (),
-    resume: Progress | None = None,
-    checkpoint: Callable[[Progress], None] | None = None,
-) -> RunResult:
-    """Train `strategy` on each task of `stream` in order and measure the accuracy matrix.
+@dataclass
+class Member:
+    """One run of `fit_members`: its strategy (around its own model), stream, seed and
+    callbacks, and where it continues from (`resume`, None: its first task)."""
 
-    Row 0 of R is the untrained model; row i+1 is measured after task i. Each task gets a
-    fresh optimizer over `strategy.trainable_parameters()` (one kept across tasks with
-    `train.keep_optimizer`). A model with a `GrowingHead` grows
-    to the task's classes first; in row 0 it has no unit yet, so every logit ties and it
-    predicts class 0.
+    strategy: Strategy
+    stream: Stream
+    seed: int
+    callbacks: Sequence[Callback] = ()
+    resume: Progress | None = None
 
-    Args:
-        resume: continue a run from its `Progress` (its first tasks are not trained again);
-            the strategy must hold the state it had then (`Strategy.load_state_dict`). On the
-            CPU the result equals the uninterrupted run's bit for bit: every draw derives from
-            (seed, task key), and the optimizer is fresh per task or restored from
-            `Progress.optimizer`. Callbacks get the finished
-            tasks in `RunStart.completed`.
-        checkpoint: called after each task with the run's `Progress` (after the callbacks,
-            outside the timings), e.g. to save it with the strategy's state.
+
+class Trainer(Protocol):
+    """How `fit_members` takes one task's epochs for its members (built once per run, after
+    the members are on their device): `Alone` for one run, `lifelong.group`'s stacked
+    trainer for a group. `train` returns the global step count and, per member, its learning
+    curve and the stiffness cap's fraction and warning (None: no cap)."""
+
+    def train(self, tasks: Sequence[Task], step: int) -> tuple[
+            int, list[list[CurvePoint]], list[tuple[float, str] | None]]: ...
+
+    def optimizer_state(self) -> dict[str, Any] | None: ...
+
+
+def fit_stream(strategy: Strategy, stream: Stream, train: TrainConfig | None = None, *,
+               seed: int = 0, callbacks: Sequence[Callback] = (),
+               resume: Progress | None = None,
+               checkpoint: Callable[[Progress], None] | None = None) -> RunResult:
+    """Train `strategy` on each task of `stream` in order and measure the accuracy matrix:
+    `fit_members` with one member (`Alone`); `resume` and `checkpoint` as there."""
+    (result,) = fit_members([Member(strategy, stream, seed, callbacks, resume)], train,
+                            checkpoint=None if checkpoint is None
+                            else lambda g, progress: checkpoint(progress))
+    return result
+
+
+def fit_members(members: Sequence[Member], train: TrainConfig | None = None, *,
+                trainer: Callable[[Sequence[Member], TrainConfig, torch.device],
+                                  Trainer] = Alone,
+                checkpoint: Callable[[int, Progress], None] | None = None,
+                problems: Sequence[str] = (),
+                diagnostics: Mapping[str, float] | None = None) -> list[RunResult]:
+    """Train each member on each task of its stream in order and measure its accuracy matrix:
+    the one task loop, for a run alone (`Alone`) or a group (`lifelong.group`), which differ
+    only in how a task's epochs are taken (`trainer`, built once the members are on their
+    device). Row 0 of R is the untrained model; row i+1 is measured after task i. A model with
+    a `GrowingHead` grows to the task's classes first (in row 0 it has no unit, so every logit
+    ties and it predicts class 0).
+
+    A member's `resume` continues it from its `Progress` (its finished tasks are not trained
+    again; its strategy must hold the state it had then, `Strategy.load_state_dict`, and its
+    callbacks get them in `RunStart.completed`); on the CPU it ends as the uninterrupted run,
+    bit for bit: every draw derives from (seed, task key), and the optimizer is fresh per task
+    or restored from `Progress.optimizer`. A group's members continue from one point.
+    `checkpoint(g, progress)` is called after each task for each member (after the callbacks,
+    outside the timings); `problems` are the caller's own objections, reported with the
+    loop's; `diagnostics` are added to every task's (a group's ``group_size``).
 
     Raises:
-        ConfigError: bad training options, the strategy does not support the scenario, or
-            `resume` is from another stream or order.
-        DivergenceError: the loss became NaN or infinite.
+        ConfigError: bad training options, a strategy does not support the scenario, a
+            `resume` from another stream or order, or members whose streams or resume points
+            differ.
+        DivergenceError: a loss became NaN or infinite.
     """
     cfg = train or TrainConfig()
-    problems = cfg.problems()
-    if stream.scenario not in strategy.card.scenarios:
-        ok = ", ".join(sorted(strategy.card.scenarios))
-        problems.append(f"strategy '{strategy.name}' does not support the {stream.scenario}-"
-                        f"incremental scenario (it supports: {ok})")
-    done = resume.ends if resume is not None else ()
-    keys = tuple(t.key for t in stream.tasks)
-    if tuple(e.task_key for e in done) != keys[:len(done)] or (
-            resume is not None and len(resume.row0) != len(stream)):
-        problems.append(f"the run to resume finished tasks {[e.task_key for e in done]}, which "
-                        f"do not begin this stream ({list(keys)}); resume it with its own "
-                        "config, or train it again")
-    if problems:
-        raise ConfigError(problems)
-    warn_caveat(strategy, stream)
+    out = [*cfg.problems(), *problems]
+    first = members[0]
+    point = (len(first.resume.ends), first.resume.step) if first.resume else (0, 0)
+    for m in members:
+        if m.stream.scenario not in m.strategy.card.scenarios:
+            ok = ", ".join(sorted(m.strategy.card.scenarios))
+            out.append(f"strategy '{m.strategy.name}' does not support the "
+                       f"{m.stream.scenario}-incremental scenario (it supports: {ok})")
+        done = m.resume.ends if m.resume is not None else ()
+        keys = tuple(t.key for t in m.stream.tasks)
+        if tuple(e.task_key for e in done) != keys[:len(done)] or (
+                m.resume is not None and len(m.resume.row0) != len(m.stream)):
+            out.append(f"the run to resume finished tasks {[e.task_key for e in done]}, which "
+                       f"do not begin this stream ({list(keys)}); resume it with its own "
+                       "config, or train it again")
+        if len(m.stream) != len(first.stream) or m.stream.scenario != first.stream.scenario:
+            out.append("the members' streams differ in length or scenario")
+        if ((len(m.resume.ends), m.resume.step) if m.resume else (0, 0)) != point:
+            out.append("the members continue from different points; resume them one by one")
+    if out:
+        raise ConfigError(list(dict.fromkeys(out)))
     device = resolve_device(cfg.device)
-    strategy.to(device)
-    strategy.attach(seed=seed)
-
-    row0 = resume.row0 if resume is not None else tuple(
-        accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
-    start = RunStart(strategy.name, stream.name, keys, passes_per_task(cfg, stream), seed,
-                     row0, stream, completed=done)
-    for cb in callbacks:
-        cb.on_run_start(start)
-    rows = [row0, *(e.accuracies for e in done)]
-    ends: list[TaskEnd] = list(done)
-    step = resume.step if resume is not None else 0
-    kept: torch.optim.Optimizer | None = None  # with cfg.keep_optimizer, across tasks
-    if cfg.keep_optimizer and resume is not None and resume.optimizer is not None:
-        kept = make_optimizer(strategy, cfg)
-        kept.load_state_dict(resume.optimizer)
-    for position in range(len(done), len(stream)):  # a part of a stream keeps its indices
-        task = stream.tasks[position]
+    for m in members:
+        warn_caveat(m.strategy, m.stream)
+        m.strategy.to(device)
+        m.strategy.attach(seed=m.seed)
+    trains = trainer(members, cfg, device)
+    size, (start, step) = len(members), point
+    rows: list[list[tuple[float, ...]]] = []
+    ends: list[list[TaskEnd]] = []
+    for m in members:
+        done = m.resume.ends if m.resume is not None else ()
+        row0 = m.resume.row0 if m.resume is not None else tuple(
+            accuracies(m.strategy, m.stream, batch_size=cfg.eval_batch_size))
+        begin = RunStart(m.strategy.name, m.stream.name, tuple(t.key for t in m.stream.tasks),
+                         passes_per_task(cfg, m.stream), m.seed, row0, m.stream,
+                         completed=done)
+        for cb in m.callbacks:
+            cb.on_run_start(begin)
+        rows.append([row0, *(e.accuracies for e in done)])
+        ends.append(list(done))
+    for position in range(start, len(first.stream)):  # a part of a stream keeps its indices
+        tasks = [m.stream.tasks[position] for m in members]
         if device.type == "cuda":  # the peak of this task alone
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
-        # A growing head (an opt-in model option) gains units for the task's new classes
-        # before `before_task`, so the strategy sees the grown model and the fresh optimizer
-        # below includes the new units. Class-IL labels are the global ids in `task.classes`;
-        # elsewhere they are task-local positions.
-        grow_model(strategy.model,
-                   task.classes if stream.scenario == "class" else range(len(task.classes)),
-                   generator=generator(seed, "grow", task.key))
-        strategy.before_task(task)
-        optimizer = make_optimizer(strategy, cfg, kept)
-        loop = TaskLoop(strategy, stream, task, cfg, optimizer, seed, callbacks, step)
-        strategy.train_task(task, loop)
-        if cfg.keep_optimizer:
-            kept = loop.optimizer
+        for m, task in zip(members, tasks, strict=True):
+            # A growing head (an opt-in model option) gains units for the task's new classes
+            # before `before_task`, so the strategy sees the grown model and the fresh
+            # optimizer includes the new units. Class-IL labels are the global ids in
+            # `task.classes`; elsewhere they are task-local positions.
+            grow_model(m.strategy.model, task.classes if m.stream.scenario == "class"
+                       else range(len(task.classes)),
+                       generator=generator(m.seed, "grow", task.key))
+            m.strategy.before_task(task)
+        step, curves, capped = trains.train(tasks, step)
         ta = time.perf_counter()
-        strategy.after_task(task)
-        step = loop.step
-        t1 = time.perf_counter()
-        row = tuple(accuracies(strategy, stream, batch_size=cfg.eval_batch_size))
-        measured = own_accuracies(strategy, stream, task, cfg)
-        t2 = time.perf_counter()
-        rows.append(row)
-        event = task_end(strategy, stream, position, cfg, row, loop.curve, measured,
-                         train_seconds=t1 - t0, eval_seconds=t2 - t1,
-                         after_task_seconds=t1 - ta, device=device,
-                         capped=loop.step_fn.capped)
-        ends.append(event)
-        for cb in callbacks:
-            cb.on_task_end(event)
+        spent = []  # each member's own consolidation
+        for m, task in zip(members, tasks, strict=True):
+            c0 = time.perf_counter()
+            m.strategy.after_task(task)
+            spent.append(time.perf_counter() - c0)
+        for g, (m, task) in enumerate(zip(members, tasks, strict=True)):
+            e0 = time.perf_counter()
+            row = tuple(accuracies(m.strategy, m.stream, batch_size=cfg.eval_batch_size))
+            measured = own_accuracies(m.strategy, m.stream, task, cfg)
+            e1 = time.perf_counter()
+            rows[g].append(row)
+            event = task_end(m.strategy, m.stream, position, cfg, row, curves[g],
+                             {**measured, **(diagnostics or {})},
+                             train_seconds=(ta - t0) / size + spent[g], eval_seconds=e1 - e0,
+                             after_task_seconds=spent[g], device=device, capped=capped[g])
+            ends[g].append(event)
+            for cb in m.callbacks:
+                cb.on_task_end(event)
         if checkpoint is not None:
-            checkpoint(Progress(row0, tuple(ends), step,
-                                None if kept is None else kept.state_dict()))
-    matrix = tuple(rows)
-    for cb in callbacks:
-        cb.on_run_end(RunEnd(matrix))
-    return RunResult(
-        strategy=strategy.name, stream=stream.name, seed=seed, matrix=matrix,
-        costs=tuple(e.costs for e in ends), curves=tuple(p for e in ends for p in e.curve),
-        diagnostics=tuple(e.diagnostics for e in ends),
-        warnings=tuple(e.warnings for e in ends), tasks=keys)
+            for g in range(size):
+                checkpoint(g, Progress(rows[g][0], tuple(ends[g]), step,
+                                       trains.optimizer_state()))
+    results = []
+    for m, r, e in zip(members, rows, ends, strict=True):
+        matrix = tuple(r)
+        for cb in m.callbacks:
+            cb.on_run_end(RunEnd(matrix))
+        results.append(RunResult(
+            strategy=m.strategy.name, stream=m.stream.name, seed=m.seed, matrix=matrix,
+            costs=tuple(x.costs for x in e), curves=tuple(p for x in e for p in x.curve),
+            diagnostics=tuple(x.diagnostics for x in e),
+            warnings=tuple(x.warnings for x in e), tasks=tuple(t.key for t in m.stream.tasks)))
+    return results

@@ -33,7 +33,7 @@ from lifelong.runs.checkpoint import (
 from lifelong.runs.planning import RunSpec
 from lifelong.store.writes import NewRun
 from lifelong.strategies import strategy_for
-from lifelong.train import Progress, RunResult, TrainConfig, fit_stream
+from lifelong.train import Member, Progress, RunResult, TrainConfig, fit_stream
 
 if TYPE_CHECKING:
     from lifelong.store import Store
@@ -179,6 +179,74 @@ def resume_point(job: RunJob, checkpoints: Checkpoints | None) -> Checkpoint | N
     return from_bytes(data, job.run_id, where=str(where))
 
 
+class Prepared:
+    """One run built where it executes, as `run_job` and each member of a group
+    (`lifelong.runs.groups.run_group`) need it: its strategy and the experiment's observers,
+    restored from its checkpoint where it continues from one, and where its checkpoints go.
+    `member` opens it (loggers, the store's record); `save`, `failed` and `completed` are
+    its checkpoint, its end on an error, and its result."""
+
+    def __init__(self, job: RunJob, stream: Stream,
+                 checkpoints: Checkpoints | None = None) -> None:
+        from lifelong.experiments import get_experiment
+
+        spec = job.spec
+        self.job, self.stream = job, stream
+        self.strategy = strategy_for(spec.config, spec.strategy, stream, spec.seed)
+        self.observers = get_experiment(job.experiment).callbacks(spec.run_id, self.strategy)
+        self.recorders = [cb for cb in self.observers if isinstance(cb, Recorder)]
+        self.sink = checkpoints_of(job, checkpoints)
+        self.ckpt = resume_point(job, self.sink)
+        if self.ckpt is not None:
+            self.strategy.load_state_dict(self.ckpt.strategy)
+            for rec in self.recorders:
+                if rec.key in self.ckpt.artifacts:
+                    rec.restore(self.ckpt.artifacts[rec.key])
+        self.tracked: list[Callback] = []
+
+    def member(self, *, store: Store | None, bar: Callback | None,
+               callbacks: Sequence[Callback] = (), group_size: int | None = None) -> Member:
+        """The run as a `Member` of `fit_members`: its loggers built, its start recorded in
+        `store` (as a member of a group of `group_size`), its callbacks in order (`bar`, the
+        store's recorder, `callbacks`, loggers, observers)."""
+        job, spec = self.job, self.job.spec
+        if job.loggers:
+            from lifelong.runs.integrations import build_loggers
+
+            self.tracked = build_loggers(
+                job.loggers, run_id=spec.run_id, experiment=job.experiment,
+                run_name=f"{spec.label or spec.strategy} seed {spec.seed}", config=spec.config)
+        hooks: list[Callback] = [*callbacks, *self.tracked, *self.observers]
+        if store is not None:
+            store.begin(job.new_run(self.stream.name, [t.key for t in self.stream.tasks],
+                                    group_size=group_size))
+            hooks.insert(0, StoreRecorder(store, spec.run_id))
+        return Member(self.strategy, self.stream, spec.seed, [*([bar] if bar else []), *hooks],
+                      self.ckpt.progress if self.ckpt is not None else None)
+
+    def save(self, progress: Progress) -> None:
+        if self.sink is not None:
+            self.sink.save(self.job.run_id, to_bytes(Checkpoint(
+                self.job.run_id, progress, self.strategy.state_dict(),
+                {r.key: r.artifact() for r in self.recorders})))
+
+    def failed(self, store: Store | None, error: BaseException | None) -> None:
+        """End the run's loggers (an integration's run ends as failed, not left open) and,
+        with `error`, fail it in `store`."""
+        for logger in self.tracked:
+            getattr(logger, "close", lambda: None)()
+        if store is not None and error is not None:
+            store.fail_run(self.job.run_id, error=f"{type(error).__name__}: {error}")
+
+    def completed(self, result: RunResult, store: Store | None) -> JobResult:
+        result = dataclasses.replace(result, artifacts={r.key: r.artifact()
+                                                        for r in self.recorders})
+        return JobResult(self.job.run_id, "completed", result,
+                         resumed_tasks=self.ckpt.tasks_done if self.ckpt is not None else 0,
+                         recorded=store is not None, num_tasks=len(self.stream),
+                         task_keys=result.tasks)
+
+
 def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = None,
             progress: bool | None = False, callbacks: Sequence[Callback] = (),
             checkpoints: Checkpoints | None = None) -> JobResult:
@@ -190,61 +258,23 @@ def run_job(job: RunJob, *, stream: Stream | None = None, store: Store | None = 
     and, with `job.resume`, a run's checkpoint is continued from. A `DivergenceError` becomes
     a ``"diverged"`` result (and a failed run in `store`); any other error propagates.
     """
-    from lifelong.experiments import get_experiment
-
     spec = job.spec
-    stream = stream if stream is not None else stream_for(spec)
-    strategy = strategy_for(spec.config, spec.strategy, stream, spec.seed)
-    observers = get_experiment(job.experiment).callbacks(spec.run_id, strategy)
-    recorders = [cb for cb in observers if isinstance(cb, Recorder)]
-    sink = checkpoints_of(job, checkpoints)
-    ckpt = resume_point(job, sink)
-    if ckpt is not None:
-        strategy.load_state_dict(ckpt.strategy)
-        for rec in recorders:
-            if rec.key in ckpt.artifacts:
-                rec.restore(ckpt.artifacts[rec.key])
+    run = Prepared(job, stream if stream is not None else stream_for(spec), checkpoints)
     bar = ProgressBar(desc=f"{spec.label or spec.strategy} seed {spec.seed}",
                       disable=None if progress is None else not progress)
-    tracked: list[Callback] = []
-    if job.loggers:
-        from lifelong.runs.integrations import build_loggers
-
-        tracked = build_loggers(job.loggers, run_id=spec.run_id,
-                                run_name=f"{spec.label or spec.strategy} seed {spec.seed}",
-                                experiment=job.experiment, config=spec.config)
-    hooks: list[Callback] = [bar, *callbacks, *tracked, *observers]
-    if store is not None:
-        store.begin(job.new_run(stream.name, [t.key for t in stream.tasks]))
-        hooks.insert(1, StoreRecorder(store, spec.run_id))
-
-    def save(progress: Progress) -> None:
-        if sink is not None:
-            sink.save(spec.run_id, to_bytes(Checkpoint(
-                spec.run_id, progress, strategy.state_dict(),
-                {r.key: r.artifact() for r in recorders})))
-
-    keys = tuple(t.key for t in stream.tasks)
+    member = run.member(store=store, bar=bar, callbacks=callbacks)
     try:
-        result = fit_stream(strategy, stream, TrainConfig(**spec.config["train"]),
-                            seed=spec.seed, callbacks=hooks,
-                            resume=ckpt.progress if ckpt is not None else None,
-                            checkpoint=save if sink is not None else None)
+        result = fit_stream(member.strategy, member.stream, TrainConfig(**spec.config["train"]),
+                            seed=spec.seed, callbacks=member.callbacks, resume=member.resume,
+                            checkpoint=run.save if run.sink is not None else None)
     except BaseException as e:
-        for logger in tracked:  # an integration's run ends as failed, not left open
-            close = getattr(logger, "close", None)
-            if close is not None:
-                close()
-        if store is not None:
-            store.fail_run(spec.run_id, error=f"{type(e).__name__}: {e}")
+        run.failed(store, e)
         if not isinstance(e, DivergenceError):
             raise
         return JobResult(spec.run_id, "diverged", error=str(e), recorded=store is not None,
-                         num_tasks=len(stream), task_keys=keys)
-    result = dataclasses.replace(result, artifacts={r.key: r.artifact() for r in recorders})
-    return JobResult(spec.run_id, "completed", result,
-                     resumed_tasks=ckpt.tasks_done if ckpt is not None else 0,
-                     recorded=store is not None, num_tasks=len(stream), task_keys=keys)
+                         num_tasks=len(run.stream), task_keys=tuple(t.key for t in
+                                                                    run.stream.tasks))
+    return run.completed(result, store)
 
 
 def run_job_in_worker(job: RunJob, outbox: Outbox | None = None) -> JobResult:

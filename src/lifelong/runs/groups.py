@@ -19,21 +19,13 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 from lifelong import config as cfgmod
-from lifelong.callbacks import Callback, ProgressBar, Recorder
+from lifelong.callbacks import ProgressBar
 from lifelong.errors import ConfigError, DivergenceError
-from lifelong.group import Member, fit_group, groupable
-from lifelong.runs.checkpoint import Checkpoint, Checkpoints, checkpoint_path, to_bytes
-from lifelong.runs.execution import (
-    JobResult,
-    Outbox,
-    RunJob,
-    StoreRecorder,
-    checkpoints_of,
-    run_job,
-    stream_for,
-)
-from lifelong.strategies import STRATEGIES, strategy_for
-from lifelong.train import Progress, TrainConfig
+from lifelong.group import fit_group, groupable
+from lifelong.runs.checkpoint import Checkpoints, checkpoint_path, load_checkpoint
+from lifelong.runs.execution import JobResult, Outbox, Prepared, RunJob, run_job, stream_for
+from lifelong.strategies import STRATEGIES
+from lifelong.train import TrainConfig
 
 if TYPE_CHECKING:
     from lifelong.data.task import Stream
@@ -56,11 +48,17 @@ def group_key(job: RunJob) -> str | None:
             or model.get("dropout") or model.get("growing")
             or cfg["train"].get("keep_optimizer")):
         return None  # (a kept optimizer's state would have to be cut per member to resume)
-    if job.resume and job.checkpoints and checkpoint_path(job.checkpoints,
-                                                          job.run_id).exists():
-        return None  # a run with a checkpoint continues alone, from where it stopped
     strategy = {k: ("<numeric>" if _numeric(v) else v) for k, v in cfg["strategy"].items()}
-    return cfgmod.canonical([job.experiment, {**cfg, "strategy": strategy}, job.loggers])
+    key: list[Any] = [job.experiment, {**cfg, "strategy": strategy}, job.loggers]
+    if job.resume and job.checkpoints and (path := checkpoint_path(
+            job.checkpoints, job.run_id)).exists():
+        try:  # runs with checkpoints at one point (tasks done, steps) continue as a group
+            ckpt = load_checkpoint(path, job.run_id)
+        except Exception:  # noqa: BLE001 - the run alone reports what is wrong with it
+            return None
+        if ckpt is not None:
+            key.append(["resume", ckpt.tasks_done, ckpt.progress.step])
+    return cfgmod.canonical(key)
 
 
 def group_jobs(jobs: Sequence[RunJob], *, vectorize: bool = True) -> list[Group]:
@@ -126,26 +124,21 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
               ) -> list[JobResult]:
     """Execute the runs of `jobs` as one vectorised group (one run alone as `run_job`).
 
-    With `store`, each member's rows are recorded as tasks end, and each member's checkpoints
-    go to `checkpoints` (by default the driver's folder), as `run_job` does. Returns one
-    `JobResult` per job, in order.
+    Each member is built, recorded and checkpointed as `run_job` does it (`Prepared`): with
+    `store`, its rows are recorded as tasks end, and its checkpoints go to `checkpoints` (by
+    default the driver's folder); members that continue from checkpoints (`group_key` groups
+    them by their point) resume inside the group. Returns one `JobResult` per job, in order.
     """
     if len(jobs) == 1:
         return [run_job(jobs[0], store=store, progress=progress, checkpoints=checkpoints)]
-    from lifelong.experiments import get_experiment
-
     built: dict[str, Stream] = {}
-    members: list[Member] = []
-    recorders: list[list[Recorder]] = []
+    runs: list[Prepared] = []
     for job in jobs:
         key = cfgmod.canonical([job.spec.config["stream"], job.spec.seed])
         stream = built.get(key) or built.setdefault(key, stream_for(job.spec))
-        strategy = strategy_for(job.spec.config, job.spec.strategy, stream, job.spec.seed)
-        observers = get_experiment(job.experiment).callbacks(job.run_id, strategy)
-        recorders.append([cb for cb in observers if isinstance(cb, Recorder)])
-        members.append(Member(strategy, stream, job.spec.seed, list(observers)))
-        if len(members) == 1:  # split a group that would not fit, before building the rest
-            each = member_bytes(stream, strategy)
+        runs.append(Prepared(job, stream, checkpoints))
+        if len(runs) == 1:  # split a group that would not fit, before building the rest
+            each = member_bytes(stream, runs[0].strategy)
             fits = max(1, int((budget or MEMORY_SHARE * available_memory()) // max(each, 1)))
             if fits < len(jobs):
                 return [r for k in range(0, len(jobs), fits)
@@ -156,53 +149,23 @@ def run_group(jobs: Group, *, store: Store | None = None, progress: bool | None 
     seeds = ",".join(str(j.spec.seed) for j in jobs)
     bar = ProgressBar(desc=f"{' / '.join(labels)} seeds {seeds} (a group of {size})",
                       disable=None if progress is None else not progress)
-    members[0].callbacks = [bar, *members[0].callbacks]
-    tracked: list[Callback] = []
-    for job, member in zip(jobs, members, strict=True):
-        if job.loggers:
-            from lifelong.runs.integrations import build_loggers
-
-            loggers = build_loggers(
-                job.loggers, run_id=job.run_id, experiment=job.experiment,
-                run_name=f"{job.spec.label or job.spec.strategy} seed {job.spec.seed}",
-                config=job.spec.config)
-            tracked += loggers
-            member.callbacks = [*member.callbacks, *loggers]
-        if store is not None:
-            store.begin(job.new_run(member.stream.name, [t.key for t in member.stream.tasks],
-                                    group_size=size))
-            member.callbacks = [StoreRecorder(store, job.run_id), *member.callbacks]
-
-    def save(g: int, progress: Progress) -> None:
-        job = jobs[g]
-        sink = checkpoints_of(job, checkpoints)
-        if sink is not None:
-            sink.save(job.run_id, to_bytes(Checkpoint(
-                job.run_id, progress, members[g].strategy.state_dict(),
-                {r.key: r.artifact() for r in recorders[g]})))
-
+    members = [run.member(store=store, bar=bar if g == 0 else None, group_size=size)
+               for g, run in enumerate(runs)]
     try:
         results = fit_group(members, TrainConfig(**jobs[0].spec.config["train"]),
-                            checkpoint=save)
+                            checkpoint=lambda g, progress: runs[g].save(progress))
     except (DivergenceError, ConfigError):
         # A member diverged, or the members cannot train together after all: every run
         # again on its own, so each ends (completed or diverged) as it would alone.
-        for logger in tracked:
-            getattr(logger, "close", lambda: None)()
+        for run in runs:
+            run.failed(None, None)
         return [run_job(dataclasses.replace(job, resume=False, resume_from=None), store=store,
                         progress=progress, checkpoints=checkpoints) for job in jobs]
     except BaseException as e:
-        for logger in tracked:
-            getattr(logger, "close", lambda: None)()
-        if store is not None:
-            for job in jobs:
-                store.fail_run(job.run_id, error=f"{type(e).__name__}: {e}")
+        for run in runs:
+            run.failed(store, e)
         raise
-    return [JobResult(job.run_id, "completed",
-                      dataclasses.replace(r, artifacts={x.key: x.artifact() for x in recs}),
-                      recorded=store is not None, num_tasks=len(m.stream),
-                      task_keys=r.tasks)
-            for job, m, r, recs in zip(jobs, members, results, recorders, strict=True)]
+    return [run.completed(r, store) for run, r in zip(runs, results, strict=True)]
 
 
 def run_group_in_worker(jobs: Group, outbox: Any = None) -> list[JobResult]:

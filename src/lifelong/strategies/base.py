@@ -34,8 +34,8 @@ from lifelong.errors import StateError
 from lifelong.seeding import derive_seed
 
 if TYPE_CHECKING:
+    from lifelong.epochs import TaskLoop
     from lifelong.quadratic import Quadratic
-    from lifelong.train import TaskLoop
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from lifelong.strategies._teacher import Teacher, snapshot
 from lifelong.strategies.base import Card, Strategy
 
 if TYPE_CHECKING:
-    from lifelong.train import TaskLoop
+    from lifelong.epochs import TaskLoop
 
 
 @dataclass

@@ -26,7 +26,7 @@ from lifelong.strategies._wrapper import Wrapper, WrapperState
 from lifelong.strategies.base import Card, TaskReport
 
 if TYPE_CHECKING:
-    from lifelong.train import TaskLoop
+    from lifelong.epochs import TaskLoop
 
 
 @dataclass
