@@ -1,7 +1,7 @@
 """What checkpoints cost: a run with a checkpoint after every task against the same run
 without, on the protocols of `overhead.py` (same stream, model, options and seed).
 
-Every run of `lifelong run` and `lifelong sweep` writes one (`lifelong.runs.execution.run_job`):
+Every run of `lifelong run` and `lifelong sweep` writes one (`lifelong.run.execution.run_job`):
 the strategy's state (weights, memories, anchors and importances, generator states) and the
 rows so far, replaced atomically (written, fsynced, renamed) after each task. This measures
 the wall time of `fit_stream` with and without that callback, alternating which goes first,
@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lifelong import build_model, build_strategy, build_stream, fit_stream  # noqa: E402
 from lifelong.data.task import Stream  # noqa: E402
-from lifelong.runs.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from lifelong.run.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from lifelong.train import Progress  # noqa: E402
 from overhead import OPTIONS, PROTOCOLS, SEED, config, scenario_of  # noqa: E402
 

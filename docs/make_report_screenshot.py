@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from lifelong.report import write_report
-from lifelong.runs.runner import execute, plan
+from lifelong.run.runner import execute, plan
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

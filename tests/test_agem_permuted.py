@@ -13,7 +13,7 @@ import torch
 from lifelong.data.builders import build_stream
 from lifelong.errors import ConfigError
 from lifelong.experiments.agem_permuted import PUBLISHED, REPORTED_TASKS, TUNE_GRID, TUNING_TASKS
-from lifelong.runs.runner import RunSpec, execute, plan
+from lifelong.run.runner import RunSpec, execute, plan
 
 
 def _task_keys(runs: Sequence[RunSpec]) -> set[str]:

@@ -222,7 +222,7 @@ def test_babi_experiments_name_no_issue_and_quote_the_single_task_column() -> No
 
 
 def test_a_config_may_list_several_seeds_and_bad_train_options_are_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from lifelong.runs.runner import plan
+    from lifelong.run.runner import plan
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("experiment: single\nseed: [3, 4]\nstream: {name: babi, tasks: [1]}\n"

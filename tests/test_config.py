@@ -10,7 +10,7 @@ import pytest
 from lifelong.cli import main
 from lifelong.config import parse_sets
 from lifelong.errors import ConfigError
-from lifelong.runs.runner import plan
+from lifelong.run.runner import plan
 
 NAIVE = ["strategy.name=naive"]
 
@@ -149,7 +149,7 @@ def test_unwritable_store_and_unreadable_config_are_clear_errors(capsys, tmp_pat
 
 def test_a_run_whose_files_cannot_be_written_is_not_completed(capsys, tmp_path,  # type: ignore[no-untyped-def]
                                                               monkeypatch) -> None:
-    import lifelong.runs.files as run_files
+    import lifelong.run.files as run_files
     from lifelong.store import Store
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -171,8 +171,8 @@ def test_completed_runs_are_reused_unless_rerun_or_the_code_changed(capsys, tmp_
                                                                     monkeypatch) -> None:
     import json
 
-    import lifelong.runs.execution as execution
-    import lifelong.runs.provenance as provenance
+    import lifelong.run.execution as execution
+    import lifelong.run.provenance as provenance
 
     # One run at a time (--no-vectorize), so every training is one counted fit_stream.
     args = ["run", "single", "--quick", "--no-progress", "--json", "--no-vectorize", "--set",
@@ -210,14 +210,14 @@ def test_completed_runs_are_reused_unless_rerun_or_the_code_changed(capsys, tmp_
 
 
 def test_the_code_hash_follows_every_source_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import lifelong.runs.provenance as provenance
+    import lifelong.run.provenance as provenance
 
-    fake = tmp_path / "lifelong"  # the package; provenance lives in its `runs` package
+    fake = tmp_path / "lifelong"  # the package; provenance lives in its `run` package
     (fake / "sub").mkdir(parents=True)
-    (fake / "runs").mkdir()
-    (fake / "runs" / "provenance.py").write_text("x = 1\n")
+    (fake / "run").mkdir()
+    (fake / "run" / "provenance.py").write_text("x = 1\n")
     (fake / "sub" / "m.py").write_text("y = 2\n")
-    monkeypatch.setattr(provenance, "__file__", str(fake / "runs" / "provenance.py"))
+    monkeypatch.setattr(provenance, "__file__", str(fake / "run" / "provenance.py"))
     before = provenance.code_hash()
     assert provenance.code_hash() == before  # stable
     (fake / "sub" / "m.py").write_text("y = 3\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lifelong.errors import ConfigError
-from lifelong.runs.runner import execute, plan
+from lifelong.run.runner import execute, plan
 from lifelong.strategies import STRATEGIES
 
 TINY = ["stream.num_tasks=2", "stream.train_per_task=60", "stream.test_per_task=30",

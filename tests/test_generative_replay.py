@@ -14,7 +14,7 @@ import pytest
 from lifelong.cli import main
 from lifelong.experiments.generative_replay import GenerativeReplay, er_memory_size, vae_parameters
 from lifelong.models.vae import VAE
-from lifelong.runs.runner import plan
+from lifelong.run.runner import plan
 
 
 @pytest.mark.parametrize("layers", [1, 2])

@@ -18,7 +18,7 @@ from lifelong.cli import main
 from lifelong.data.task import Stream
 from lifelong.errors import ConfigError
 from lifelong.group import Member, MemberDiverged, fit_group, groupable, stackable
-from lifelong.runs.groups import group_jobs, run_group
+from lifelong.run.groups import group_jobs, run_group
 from lifelong.store import Store
 from lifelong.strategies import STRATEGIES, build_strategy
 from lifelong.train import LifelongWarning
@@ -203,9 +203,9 @@ def test_run_with_seeds_vectorises_by_default_and_equals_no_vectorize(
 
 
 def test_a_diverging_member_leaves_the_others_to_finish_alone(tmp_path: Path) -> None:
-    from lifelong.runs.execution import RunJob
-    from lifelong.runs.planning import plan
-    from lifelong.runs.provenance import run_meta
+    from lifelong.run.execution import RunJob
+    from lifelong.run.planning import plan
+    from lifelong.run.provenance import run_meta
 
     p = plan("single", quick=True, sets=["strategy.name=ewc", "strategy.step=gradient",
                                          "strategy.normalize=false", "train.lr=0.5"],
@@ -229,10 +229,10 @@ def test_a_diverging_member_leaves_the_others_to_finish_alone(tmp_path: Path) ->
 
 
 def test_a_group_too_large_for_memory_is_split(tmp_path: Path) -> None:
-    from lifelong.runs.execution import RunJob, run_job, stream_for
-    from lifelong.runs.groups import member_bytes
-    from lifelong.runs.planning import plan
-    from lifelong.runs.provenance import run_meta
+    from lifelong.run.execution import RunJob, run_job, stream_for
+    from lifelong.run.groups import member_bytes
+    from lifelong.run.planning import plan
+    from lifelong.run.provenance import run_meta
     from lifelong.strategies import strategy_for
 
     p = plan("single", quick=True, sets=["strategy.name=naive"], seeds=[0, 1, 2, 3, 4])
@@ -249,9 +249,9 @@ def test_a_group_too_large_for_memory_is_split(tmp_path: Path) -> None:
 
 
 def test_a_sweep_over_strengths_groups_them_with_the_seeds() -> None:
-    from lifelong.runs.execution import RunJob
-    from lifelong.runs.provenance import run_meta
-    from lifelong.runs.sweep import parse_grid, plan_sweep
+    from lifelong.run.execution import RunJob
+    from lifelong.run.provenance import run_meta
+    from lifelong.run.sweep import parse_grid, plan_sweep
 
     s = plan_sweep("single", parse_grid(["strategy.name=naive,ewc",
                                          "strategy.strength=1,100"]), seeds=[0, 1], quick=True)
@@ -273,10 +273,10 @@ def test_a_group_checkpoints_each_member_and_resumes_as_a_group_or_alone(
         tmp_path: Path) -> None:
     import dataclasses
 
-    from lifelong.runs.checkpoint import checkpoint_path, load_checkpoint
-    from lifelong.runs.execution import RunJob, run_job
-    from lifelong.runs.planning import plan
-    from lifelong.runs.provenance import run_meta
+    from lifelong.run.checkpoint import checkpoint_path, load_checkpoint
+    from lifelong.run.execution import RunJob, run_job
+    from lifelong.run.planning import plan
+    from lifelong.run.provenance import run_meta
 
     p = plan("single", quick=True, sets=["strategy.name=ewc"], seeds=[0, 1])
     jobs = [RunJob(s, "single", run_meta(1), str(tmp_path)) for s in p.runs]
@@ -302,7 +302,7 @@ def test_a_group_checkpoints_each_member_and_resumes_as_a_group_or_alone(
 
 
 def test_groups_are_split_so_every_worker_gets_one() -> None:
-    from lifelong.runs.groups import balance
+    from lifelong.run.groups import balance
 
     a, b, c, d, e = ("a",), ("b",), ("c",), ("d",), ("e",)
     whole = (a + b + c + d + e,)

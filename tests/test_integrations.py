@@ -20,7 +20,7 @@ from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.callbacks import Callback, Costs, RunEnd, RunStart, TaskEnd
 from lifelong.data.task import Stream
 from lifelong.errors import ConfigError
-from lifelong.runs.integrations import Logger, MLflowLogger, TensorBoardLogger, build_loggers
+from lifelong.run.integrations import Logger, MLflowLogger, TensorBoardLogger, build_loggers
 from lifelong.strategies import build_strategy
 from lifelong.strategies.base import Strategy
 from lifelong.train import Progress, RunResult

@@ -15,7 +15,7 @@ from lifelong import TrainConfig, build_model, build_stream, fit_stream
 from lifelong.config import run_id
 from lifelong.errors import ConfigError
 from lifelong.group import Member, fit_group
-from lifelong.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from lifelong.run.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from lifelong.strategies import build_strategy
 from lifelong.train import LifelongWarning, Progress
 

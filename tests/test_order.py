@@ -71,7 +71,7 @@ def test_the_cli_carries_the_order_and_refuses_a_bad_one(tmp_path, capsys) -> No
 
 def test_the_order_study_equals_separate_runs_and_ranks_the_choosers(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from lifelong import TrainConfig, build_model, build_strategy, fit_stream
-    from lifelong.runs.runner import execute, plan
+    from lifelong.run.runner import execute, plan
 
     p = plan("task-order", quick=True, strategies=["naive"],
              sets=["options.orders=3", "train.epochs=1", "stream.train_per_task=200",

@@ -94,7 +94,7 @@ def add_user_runs(store: Store) -> None:
 def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with real quick runs of `single` (naive, seeds 0 and 1) and `forgetting`
     (naive and joint, seed 0, with its figure), plus the hand-written `user-exp` runs."""
-    from lifelong.runs.runner import execute, plan
+    from lifelong.run.runner import execute, plan
 
     root = tmp_path_factory.mktemp("report")
     path = root / "s.sqlite"

@@ -12,7 +12,7 @@ import torch
 
 from lifelong.cli import main
 from lifelong.errors import StateError
-from lifelong.runs.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from lifelong.run.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from lifelong.store import Store
 from lifelong.train import Progress
 from tests.conftest import sigkill_at_first_checkpoint
@@ -133,11 +133,11 @@ def test_a_worker_resumes_from_the_checkpoint_its_job_brings_and_sends_its_own_b
     # which the driver writes beside its store.
     import queue
 
-    from lifelong.runs.execution import RunJob, run_job
-    from lifelong.runs.executors import drain, with_checkpoint
-    from lifelong.runs.groups import run_group_in_worker
-    from lifelong.runs.planning import plan
-    from lifelong.runs.provenance import run_meta
+    from lifelong.run.execution import RunJob, run_job
+    from lifelong.run.executors import drain, with_checkpoint
+    from lifelong.run.groups import run_group_in_worker
+    from lifelong.run.planning import plan
+    from lifelong.run.provenance import run_meta
 
     (spec,) = plan("single", quick=True, sets=["strategy.name=ewc", "stream.num_tasks=3"]).runs
     kept = Kept()

@@ -15,7 +15,7 @@ from lifelong.cli import main
 from lifelong.config import short
 from lifelong.errors import ConfigError
 from lifelong.experiments.strength_sweep import DEFAULT_GRID, QUICK_GRID
-from lifelong.runs.runner import plan
+from lifelong.run.runner import plan
 
 SMALL = ["--set", "stream.train_per_task=100", "--set", "stream.test_per_task=100"]
 

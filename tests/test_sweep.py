@@ -14,7 +14,7 @@ import pytest
 
 from lifelong.cli import main
 from lifelong.errors import ConfigError
-from lifelong.runs.sweep import parse_grid, parse_seeds, plan_sweep, split_values
+from lifelong.run.sweep import parse_grid, parse_seeds, plan_sweep, split_values
 from lifelong.store import Store
 
 LIFELONG = [sys.executable, "-m", "lifelong.cli"]
@@ -135,8 +135,8 @@ def test_a_sweep_on_a_local_ray_instance_matches_sequential_runs(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install "
                               "'lifelong[ray]'); make install puts it in the dev environment")
-    from lifelong.runs.executors import RayExecutor
-    from lifelong.runs.sweep import run_sweep
+    from lifelong.run.executors import RayExecutor
+    from lifelong.run.sweep import run_sweep
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=False)

@@ -15,7 +15,7 @@ from lifelong.cli import main
 from lifelong.data.task import SCENARIOS
 from lifelong.errors import ConfigError
 from lifelong.experiments.three_scenarios import ROWS
-from lifelong.runs.runner import plan
+from lifelong.run.runner import plan
 from lifelong.strategies import STRATEGIES
 
 

@@ -14,7 +14,7 @@ from lifelong.cli import main
 from lifelong.errors import ConfigError
 from lifelong.experiments.three_scenarios import ROWS, shipped_path
 from lifelong.experiments.three_scenarios_tuning import GRID, ThreeScenariosTuning, _points
-from lifelong.runs.runner import plan
+from lifelong.run.runner import plan
 
 
 def _check_choice(rows: dict[str, Any], grid: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Callbacks observe a run through frozen events; they cannot change its results.
 
 Owns the event types and the `Callback` base, plus the tqdm progress bar. The store is fed
-these events (`Store.record`) by the callback in `lifelong.runs.execution`. If a callback
+these events (`Store.record`) by the callback in `lifelong.run.execution`. If a callback
 raises, the run stops; rows already stored stay.
 """
 

@@ -21,7 +21,7 @@ DEFAULT_THREADS = 1
 
 
 def _seeds(text: str) -> list[int]:
-    from lifelong.runs.sweep import parse_seeds
+    from lifelong.run.sweep import parse_seeds
 
     try:
         return parse_seeds(text)

@@ -1,6 +1,6 @@
 """The commands that train: ``run``, ``sweep``, ``resume`` and ``reproduce``.
 
-Each plans (`lifelong.runs.planning`), executes (`lifelong.runs`) and prints a table, or one
+Each plans (`lifelong.run.planning`), executes (`lifelong.run`) and prints a table, or one
 JSON object with ``--json``. Does not own the arguments (`parser.py`) or reading the store
 (`stored.py`).
 """
@@ -20,7 +20,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
     from lifelong.report.tables import format_matrix, format_warnings
-    from lifelong.runs.runner import execute, plan
+    from lifelong.run.runner import execute, plan
 
     chosen = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
     if args.threads:  # before any run; 0 leaves PyTorch's own choice
@@ -77,8 +77,8 @@ def loggers(args: argparse.Namespace) -> list[tuple[str, str | None]]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lifelong.runs.executors import Executor, LocalPool, RayExecutor
-    from lifelong.runs.sweep import (
+    from lifelong.run.executors import Executor, LocalPool, RayExecutor
+    from lifelong.run.sweep import (
         format_summary,
         parse_grid,
         parse_seeds,
@@ -125,8 +125,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     from lifelong.experiments import get_experiment
     from lifelong.report.tables import format_matrix
-    from lifelong.runs.planning import RunSpec
-    from lifelong.runs.runner import execute_runs
+    from lifelong.run.planning import RunSpec
+    from lifelong.run.runner import execute_runs
     from lifelong.store import Store
 
     if args.threads:
@@ -159,7 +159,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     import torch
 
     from lifelong.report.scores import format_scores
-    from lifelong.runs.reproduce import reproduce
+    from lifelong.run.reproduce import reproduce
 
     if args.threads:
         torch.set_num_threads(args.threads)

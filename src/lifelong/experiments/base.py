@@ -2,7 +2,7 @@
 report (tables and figures).
 
 Owns `Experiment`, `Reference` and `Outcome`. An experiment only describes what to run and how
-to present it; `lifelong.runs.runner` does the running, storing and printing.
+to present it; `lifelong.run.runner` does the running, storing and printing.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class Experiment:
 
     def check_options(self, options: dict[str, Any]) -> list[str]:
         """Problems with the values of the experiment's own options (their names are checked
-        by `lifelong.runs.planning.plan`), as messages that name the option; empty if fine."""
+        by `lifelong.run.planning.plan`), as messages that name the option; empty if fine."""
         return []
 
     def strategy_variants(self, name: str, options: dict[str, Any],

@@ -28,7 +28,7 @@ from lifelong.experiments.base import Experiment, Outcome
 from lifelong.io import atomic_write_text
 from lifelong.metrics import summary
 from lifelong.report.scores import ScoreRow, score_rows, tally
-from lifelong.runs.runner import result_of
+from lifelong.run.runner import result_of
 from lifelong.store import RunRecord, Store, StoredFigure
 
 COMPARISON_HEADER = ("label", "stream", "seeds", "ACC", "BWT", "FWT", "forgetting",

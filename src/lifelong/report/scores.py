@@ -3,7 +3,7 @@
 Owns `ScoreRow` (one reference: published, ours ± std over seeds, the gap in points, pass or
 miss, and its source), `score_rows` (an experiment's rows from its finished runs, the one
 computation the command line and the HTML report share), `format_scores` and `tally`. Does
-not own running the experiments (`lifelong.runs.reproduce`), their protocols or references
+not own running the experiments (`lifelong.run.reproduce`), their protocols or references
 (`lifelong.experiments`), or the page (`lifelong.report.page`).
 
 A row passes when ours lies within the reference's `tolerance` of the published value (2

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from lifelong.callbacks import RunStart, TaskEnd
 from lifelong.errors import ConfigError, RunBusyError, StateError
-from lifelong.runs.provenance import installed_versions
+from lifelong.run.provenance import installed_versions
 from lifelong.store.records import ROWS_SQL
 from lifelong.store.schema import RUN_TABLES
 

@@ -31,7 +31,7 @@ def parse_order(order: Any) -> list[int] | str | None:
     """`stream.order` as given: a list of task positions, the same as a comma-separated string
     (``"3,1,0,2"``), or the name of an order in `NAMED_ORDERS` or `MEASURED_ORDERS` (which
     `lifelong run` resolves by measuring the tasks first, see
-    `lifelong.runs.execution.stream_for`). Raises `ConfigError` for anything else; whether a
+    `lifelong.run.execution.stream_for`). Raises `ConfigError` for anything else; whether a
     list is a permutation needs the stream (`resolve_order`)."""
     from lifelong.errors import ConfigError
     from lifelong.registry import suggest

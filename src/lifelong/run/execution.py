@@ -4,8 +4,8 @@ Owns `RunJob` (everything a run needs, as plain values, so it can be sent to ano
 or machine), `run_job` (build the stream, model, strategy and the experiment's observers; resume
 from a checkpoint; train; checkpoint after each task) and `JobResult`. A run's outcome is only
 what it returns (its result, with what its `Recorder`s kept) and what the store holds. Does not
-own choosing where runs execute (`lifelong.runs.executors`) or the driver's bookkeeping
-(`lifelong.runs.runner`).
+own choosing where runs execute (`lifelong.run.executors`) or the driver's bookkeeping
+(`lifelong.run.runner`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lifelong.callbacks import Callback, ProgressBar, Recorder, RunStart, TaskEn
 from lifelong.data.builders import MEASURED_ORDERS, build_stream
 from lifelong.data.task import Stream
 from lifelong.errors import DivergenceError
-from lifelong.runs.checkpoint import (
+from lifelong.run.checkpoint import (
     Checkpoint,
     CheckpointFolder,
     Checkpoints,
@@ -30,7 +30,7 @@ from lifelong.runs.checkpoint import (
     from_bytes,
     to_bytes,
 )
-from lifelong.runs.planning import RunSpec
+from lifelong.run.planning import RunSpec
 from lifelong.store.writes import NewRun
 from lifelong.strategies import strategy_for
 from lifelong.train import Member, Progress, RunResult, TrainConfig, fit_stream
@@ -50,14 +50,14 @@ class RunJob:
         meta: versions and git commit of the driver, recorded with the run.
         checkpoints: the driver's folder for checkpoints (None: write none). A run in this
             process writes there; a worker sends its checkpoints to the driver, which writes
-            them there (`lifelong.runs.executors`).
+            them there (`lifelong.run.executors`).
         resume: continue from the run's checkpoint where one exists.
         resume_from: the bytes of that checkpoint, sent with the job by the driver when the
             run executes elsewhere, so it resumes on any node (a worker reads no checkpoint
             from its own disk).
         imports: the user's ``--import`` modules, imported again by a worker process.
         loggers: ``(kind, where)`` of the tracking integrations to log the run to
-            (`lifelong.runs.integrations.build_loggers`: MLflow, TensorBoard).
+            (`lifelong.run.integrations.build_loggers`: MLflow, TensorBoard).
     """
 
     spec: RunSpec
@@ -181,7 +181,7 @@ def resume_point(job: RunJob, checkpoints: Checkpoints | None) -> Checkpoint | N
 
 class Prepared:
     """One run built where it executes, as `run_job` and each member of a group
-    (`lifelong.runs.groups.run_group`) need it: its strategy and the experiment's observers,
+    (`lifelong.run.groups.run_group`) need it: its strategy and the experiment's observers,
     restored from its checkpoint where it continues from one, and where its checkpoints go.
     `member` opens it (loggers, the store's record); `save`, `failed` and `completed` are
     its checkpoint, its end on an error, and its result."""
@@ -211,7 +211,7 @@ class Prepared:
         store's recorder, `callbacks`, loggers, observers)."""
         job, spec = self.job, self.job.spec
         if job.loggers:
-            from lifelong.runs.integrations import build_loggers
+            from lifelong.run.integrations import build_loggers
 
             self.tracked = build_loggers(
                 job.loggers, run_id=spec.run_id, experiment=job.experiment,

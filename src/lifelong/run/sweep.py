@@ -6,7 +6,7 @@ strategy.strength=1,10`` runs naive once and EWC twice), running them through an
 a progress bar over runs, and the summary: mean ± std of the metrics per grid point, and the
 runs that failed. Runs the store holds completed are skipped and runs with a checkpoint resume
 from it, so a sweep that was stopped continues where it stopped. Does not own executing a run
-(`lifelong.runs.execution`), where runs execute (`lifelong.runs.executors`) or storing.
+(`lifelong.run.execution`), where runs execute (`lifelong.run.executors`) or storing.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from statistics import fmean, stdev
 
 from lifelong.errors import ConfigError
 from lifelong.experiments.base import Outcome
-from lifelong.runs.executors import Executor
-from lifelong.runs.planning import Plan, RunSpec, plan
-from lifelong.runs.runner import Failure, check_out, execute_runs
+from lifelong.run.executors import Executor
+from lifelong.run.planning import Plan, RunSpec, plan
+from lifelong.run.runner import Failure, check_out, execute_runs
 from lifelong.store import Store
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")
@@ -86,7 +86,7 @@ class Sweep:
 def plan_sweep(target: str, grid: Sequence[tuple[str, Sequence[str]]], *,
                sets: Sequence[str] = (), seeds: Sequence[int] | None = None,
                quick: bool = False) -> Sweep:
-    """Every point of `grid` as a plan (`lifelong.runs.planning.plan`) and their runs, at once.
+    """Every point of `grid` as a plan (`lifelong.run.planning.plan`) and their runs, at once.
 
     Raises:
         ConfigError: every problem of every grid point, each named by its point.

@@ -5,8 +5,8 @@ Owns the checkpoint file: the loop's `Progress` (row 0 of R and every finished t
 `state_dict()` (weights, memories, importances, generator states)
 and what the run's recorders kept. One file per run, replaced atomically after each task and
 loaded with ``torch.load(weights_only=True)`` — plain values and tensors, never an arbitrary
-pickle. Does not own deciding when to resume or remove it (`lifelong.runs.execution`,
-`lifelong.runs.runner`).
+pickle. Does not own deciding when to resume or remove it (`lifelong.run.execution`,
+`lifelong.run.runner`).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ class Checkpoints(Protocol):
 
 class CheckpointFolder:
     """The driver's checkpoints: ``<folder>/<run_id>.pt``, each replaced atomically, whether
-    its bytes come from a run in this process or from a worker (`lifelong.runs.executors`)."""
+    its bytes come from a run in this process or from a worker (`lifelong.run.executors`)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)

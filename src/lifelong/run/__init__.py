@@ -13,7 +13,7 @@ One package for the run machinery, each module one concept, from the top down:
 - `files`: a run's files (config, result, figures) in its ``--out`` folder.
 - `integrations`: MLflow and TensorBoard loggers.
 
-The public entry points are loaded on first use: ``from lifelong.runs import plan, execute``.
+The public entry points are loaded on first use: ``from lifelong.run import plan, execute``.
 Experiments never import this package: it imports them.
 """
 
@@ -23,12 +23,12 @@ from importlib import import_module
 from typing import Any
 
 _API = {
-    "plan": "lifelong.runs.planning",
-    "Plan": "lifelong.runs.planning",
-    "RunSpec": "lifelong.runs.planning",
-    "execute": "lifelong.runs.runner",
-    "execute_runs": "lifelong.runs.runner",
-    "run_sweep": "lifelong.runs.sweep",
+    "plan": "lifelong.run.planning",
+    "Plan": "lifelong.run.planning",
+    "RunSpec": "lifelong.run.planning",
+    "execute": "lifelong.run.runner",
+    "execute_runs": "lifelong.run.runner",
+    "run_sweep": "lifelong.run.sweep",
 }
 
 __all__ = sorted(_API)
@@ -37,4 +37,4 @@ __all__ = sorted(_API)
 def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(import_module(_API[name]), name)
-    raise AttributeError(f"module 'lifelong.runs' has no attribute {name!r}")
+    raise AttributeError(f"module 'lifelong.run' has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 Owns `plan` (merge the experiment's defaults, `--quick`, a YAML file and `--set`; check
 everything at once, before any data loads) and the values it produces, `RunSpec` and `Plan`.
-Does not own running them (`lifelong.runs.runner`, `lifelong.runs.execution`).
+Does not own running them (`lifelong.run.runner`, `lifelong.run.execution`).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ options, such as ``strategy.strength``, form a group, when the strategy and mode
 `run_group` (build every member, train them with `lifelong.group.fit_group`, record each as an
 ordinary run, marked with its group's size). A group larger than memory allows is split; a group
 in which a member diverges, or that cannot train together after all, is trained one run at a
-time (`lifelong.runs.execution.run_job`), so every run ends as it would alone. Does not own the
-group loop (`lifelong.group`) or where groups execute (`lifelong.runs.executors`).
+time (`lifelong.run.execution.run_job`), so every run ends as it would alone. Does not own the
+group loop (`lifelong.group`) or where groups execute (`lifelong.run.executors`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from lifelong import config as cfgmod
 from lifelong.callbacks import ProgressBar
 from lifelong.errors import ConfigError, DivergenceError
 from lifelong.group import fit_group, groupable
-from lifelong.runs.checkpoint import Checkpoints, checkpoint_path, load_checkpoint
-from lifelong.runs.execution import JobResult, Outbox, Prepared, RunJob, run_job, stream_for
+from lifelong.run.checkpoint import Checkpoints, checkpoint_path, load_checkpoint
+from lifelong.run.execution import JobResult, Outbox, Prepared, RunJob, run_job, stream_for
 from lifelong.strategies import STRATEGIES
 from lifelong.train import TrainConfig
 
@@ -172,7 +172,7 @@ def run_group_in_worker(jobs: Group, outbox: Any = None) -> list[JobResult]:
     """`run_group` in a worker process or on a Ray node (no store, no progress bar); each
     checkpoint is put on the queue `outbox` (None: dropped) for the driver to write. Any error
     comes back as ``"failed"`` results, as `run_job_in_worker` does for one run."""
-    from lifelong.runs.execution import run_job_in_worker
+    from lifelong.run.execution import run_job_in_worker
 
     sink = Outbox(outbox.put if outbox is not None else None)
     if len(jobs) == 1:

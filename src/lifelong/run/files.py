@@ -15,7 +15,7 @@ import yaml
 from lifelong.errors import ConfigError
 from lifelong.experiments.base import Outcome
 from lifelong.io import atomic_write_json, atomic_write_text
-from lifelong.runs.planning import RunSpec
+from lifelong.run.planning import RunSpec
 from lifelong.store import Store
 from lifelong.train import RunResult
 

@@ -3,7 +3,7 @@ protocol, into one store, scored (``lifelong reproduce``).
 
 Owns choosing the experiments (`reproducible`), running them (`reproduce`) and what it returns
 (`Reproduction`). Does not own the score (`lifelong.report.scores`) or running one plan
-(`lifelong.runs.runner`).
+(`lifelong.run.runner`).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def reproduce(names: Sequence[str] | None = None, *, quick: bool = False,
     checkpoints, so a stopped reproduction picks up where it stopped. Every plan is made
     (and every problem reported) before anything trains.
     """
-    from lifelong.runs.planning import plan
-    from lifelong.runs.runner import execute
+    from lifelong.run.planning import plan
+    from lifelong.run.runner import execute
 
     experiments = reproducible(names)
     plans = []

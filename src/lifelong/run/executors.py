@@ -1,14 +1,14 @@
 """Where runs execute: in this process, in a pool of local processes, or on Ray.
 
 Owns the `Executor` interface — `map(groups)` yields each run's `JobResult` as it finishes (a
-group of several trains as one vectorised model, `lifelong.runs.groups`; one task or worker
+group of several trains as one vectorised model, `lifelong.run.groups`; one task or worker
 per group) — and
 its three implementations. `InProcess` (what `lifelong run` uses) records rows in the store as
 tasks end. `LocalPool` (the default of `lifelong sweep`) and `RayExecutor` (`--executor ray`)
 send each run to a worker and return its result to the driver, which alone writes the store.
 Checkpoints travel the same way: a worker puts each on a queue the driver drains into the
 folder beside its store, and a run resumed elsewhere gets its checkpoint with its job, so a
-run resumes on any node. Does not own what a run does (`lifelong.runs.execution`) or the store.
+run resumes on any node. Does not own what a run does (`lifelong.run.execution`) or the store.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lifelong.errors import ConfigError
-from lifelong.runs.checkpoint import CheckpointFolder
-from lifelong.runs.execution import JobResult, RunJob, run_job, stream_key
-from lifelong.runs.groups import Group, run_group, run_group_in_worker
+from lifelong.run.checkpoint import CheckpointFolder
+from lifelong.run.execution import JobResult, RunJob, run_job, stream_key
+from lifelong.run.groups import Group, run_group, run_group_in_worker
 
 if TYPE_CHECKING:
     from lifelong.data.task import Stream
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    """Runs groups of jobs (`lifelong.runs.groups`: a group of one is a plain run); yields one
+    """Runs groups of jobs (`lifelong.run.groups`: a group of one is a plain run); yields one
     `JobResult` per job, in the order they finish."""
 
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]: ...
@@ -48,7 +48,7 @@ class InProcess:
         self.store, self.progress = store, progress
 
     def map(self, groups: Sequence[Group]) -> Iterator[JobResult]:
-        from lifelong.runs.execution import stream_for
+        from lifelong.run.execution import stream_for
 
         built: tuple[str, Stream] | None = None
         for group in groups:

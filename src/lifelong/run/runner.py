@@ -3,9 +3,9 @@
 Owns the driver's side of running experiments: `execute_runs` (skip runs the store holds
 completed by the same code, hand the others to an `Executor`, record their results, write their
 files, remove finished checkpoints) and `execute` (then let the experiment report, and keep its
-figures in the store). Planning is `lifelong.runs.planning`, one run's execution
-`lifelong.runs.execution`, where runs execute `lifelong.runs.executors`, provenance
-`lifelong.runs.provenance`, run files `lifelong.runs.files`.
+figures in the store). Planning is `lifelong.run.planning`, one run's execution
+`lifelong.run.execution`, where runs execute `lifelong.run.executors`, provenance
+`lifelong.run.provenance`, run files `lifelong.run.files`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from lifelong.callbacks import Costs, CurvePoint
 from lifelong.errors import ConfigError, DivergenceError, RunBusyError
 from lifelong.experiments import EXPERIMENTS
 from lifelong.experiments.base import Experiment, Outcome, Reference
-from lifelong.runs.execution import JobResult, RunJob, record_result
-from lifelong.runs.executors import Executor, InProcess
-from lifelong.runs.files import write_files
-from lifelong.runs.groups import balance, group_jobs
-from lifelong.runs.planning import Plan, RunSpec, plan
-from lifelong.runs.provenance import REUSE_KEYS, installed_versions, run_meta, with_user_code
+from lifelong.run.execution import JobResult, RunJob, record_result
+from lifelong.run.executors import Executor, InProcess
+from lifelong.run.files import write_files
+from lifelong.run.groups import balance, group_jobs
+from lifelong.run.planning import Plan, RunSpec, plan
+from lifelong.run.provenance import REUSE_KEYS, installed_versions, run_meta, with_user_code
 from lifelong.store import DEFAULT_PATH, Store
 from lifelong.train import RunResult
 
@@ -86,9 +86,9 @@ def execute_runs(experiment: Experiment, specs: Sequence[RunSpec], *,
     `rerun` or the experiment needs live runs (`Experiment.reuses_runs`). Every run writes a
     checkpoint after each task (`checkpoint_dir`); with `resume`, a run that has one
     continues from it. A finished run's checkpoint is removed unless `keep_checkpoints`.
-    `loggers` are ``(kind, where)`` pairs of `lifelong.runs.integrations.build_loggers`. With
+    `loggers` are ``(kind, where)`` pairs of `lifelong.run.integrations.build_loggers`. With
     `vectorize`, runs that differ only in seed or in numeric strategy options train as one
-    vectorised group where the strategy and model allow it (`lifelong.runs.groups`); each is
+    vectorised group where the strategy and model allow it (`lifelong.run.groups`); each is
     still its own run, with the R it would have alone.
 
     A run whose loss becomes NaN stops everything with its `DivergenceError`, unless the
@@ -183,7 +183,7 @@ def execute(p: Plan, *, store_path: str | Path = DEFAULT_PATH,
             store.record_figure(p.experiment.name, f, [o.run_id for o in outcomes])
     for kind, where in loggers:
         if kind == "mlflow" and figures:
-            from lifelong.runs.integrations import log_figures
+            from lifelong.run.integrations import log_figures
 
             log_figures(where, p.experiment.name, figures, [o.run_id for o in outcomes])
     ours = p.experiment.ours(outcomes)
