@@ -95,7 +95,7 @@ def test_every_strategy_runs_on_babi_and_resumes_bit_identical(name: str) -> Non
     def part(tasks: slice) -> Stream:
         return dataclasses.replace(stream, tasks=stream.tasks[tasks])
 
-    # The penalty family's default proximal step needs plain SGD; with Adam, the gradient step.
+    # The penalty family's auto step is proximal only with plain SGD; with Adam, the gradient.
     opts = {"step": "gradient"} if "step" in {o.name for o in STRATEGIES.options(name)} else {}
     whole = build_strategy(name, build_model("memnet", stream, seed=0), **opts)
     full = fit_stream(whole, stream, FAST, seed=7)

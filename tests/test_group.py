@@ -135,7 +135,7 @@ def test_task_heads_adam_momentum_and_clipping_stay_exact(name: str) -> None:
                             device="cpu"),
                 TrainConfig(epochs=3, batch_size=16, lr=0.05, momentum=0.9, weight_decay=1e-4,
                             lr_decay_every=1, device="cpu")):
-        # The proximal penalty step needs plain SGD; under Adam EWC takes gradient steps.
+        # The auto penalty step is proximal only with plain SGD; under Adam, gradient steps.
         opts = {"step": "gradient"} if name == "ewc" and cfg.optimizer == "adam" else {}
         group = fit_group([member(name, s, "task", **opts) for s in (0, 1)], cfg)
         assert_same(group, [alone(name, s, cfg, "task", **opts) for s in (0, 1)])

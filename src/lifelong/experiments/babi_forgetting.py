@@ -12,12 +12,12 @@ methods and draws every method's curve on one figure; joint always runs, as the 
 
 Training: Adam (lr 0.01), batch 32, gradient norm clipped at 40 (the paper's clip), 10 epochs
 per task; L2, EWC, SI and MAS take the gradient step of their penalty under Adam (their default
-proximal step needs plain SGD). The paper trains one task for 100 epochs with SGD; Adam reaches
-the same training error in far fewer passes. Joint training dominates the cost (its epochs hold
-every task seen: 10.5 times naive's steps over the stream), and 10 epochs keep the whole
-default run within the 15-minute budget on 2 CPU cores; `--set train.epochs=20` learns each
-task a little better and takes about twice as long. The settings were chosen on the stream's
-validation split (`babi-single`'s sweep in the README), not on the test questions.
+step, auto, is the implicit one only with plain SGD). The paper trains one task for 100 epochs
+with SGD; Adam reaches the same training error in far fewer passes. Joint training dominates the
+cost (its epochs hold every task seen: 10.5 times naive's steps over the stream), and 10 epochs
+keep the whole default run within the 15-minute budget on 2 CPU cores; `--set train.epochs=20`
+learns each task a little better and takes about twice as long. The settings were chosen on the
+stream's validation split (`babi-single`'s sweep in the README), not on the test questions.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class BabiForgetting(Experiment):
             "stream": {"name": "babi", "size": "1k"},
             "model": {"name": "memnet"},
             # Options used when a strategy is chosen: with Adam, the penalty family takes the
-            # gradient step (its default proximal step needs plain SGD).
+            # gradient step (its default auto step is the implicit one only with plain SGD).
             # The penalties in the papers' form at the strengths chosen on the permuted
             # validation stream before strengths became relative (`normalize`).
             "strategies": {"naive": {}, "joint": {}, "l2": {"step": "gradient"},

@@ -98,7 +98,7 @@ ROWS: tuple[RowSpec, ...] = (
     # Ours, not in their table, at the same budgets where they keep memories.
     RowSpec("agem", "agem", {"memory_size": 220}),
     RowSpec("icarl", "icarl", {"memory_size": 1100}),
-    # Its retention is EWC with the proximal step, which needs plain SGD: their SGD setting.
+    # Its retention is EWC, whose auto step is the proximal one with plain SGD: their SGD setting.
     RowSpec("net2net", "net2net", train=SGD),
 )
 # Why a row misses its published number, where it was measured (row label, scenario → the

@@ -101,7 +101,7 @@ class QuadraticAnchor(Strategy):
         step: how the penalty is followed. ``"gradient"`` (the papers): its gradient joins the
             task loss's and the optimizer takes both. ``"proximal"``: an implicit step for the
             quadratic after the optimizer's step on the task loss alone — same stationary
-            point, stable at any strength; plain SGD only. ``"auto"``: proximal with plain SGD,
+            point, stable at any strength, with SGD or Adam. ``"auto"``: proximal with plain SGD,
             gradient with any other optimizer or with `stiffness_cap` (see the module doc).
         stiffness_cap: with plain SGD, cap each weight's importance at the stiffest pull SGD
             can follow (see the module doc). Off by default: it changes the objective wherever
@@ -125,7 +125,7 @@ class QuadraticAnchor(Strategy):
             problems.append(f"strategy '{self.name}': step={step!r} must be 'auto' (proximal "
                             "with plain SGD, the gradient step otherwise), 'gradient' (the "
                             "penalty's gradient joins the loss's) or 'proximal' (an implicit "
-                            "step for the penalty, stable at any strength; plain SGD only)")
+                            "step for the penalty, stable at any strength; SGD or Adam)")
         for option, value in (("stiffness_cap", stiffness_cap), ("normalize", normalize)):
             if not isinstance(value, bool):
                 problems.append(f"strategy '{self.name}': {option}={value!r} must be true or "

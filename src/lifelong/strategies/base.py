@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class TaskReport:
     """What a strategy reports about the task it just consolidated, read by the loop once per
-    task after `after_task`: numbers recorded with the run (events, store, JSON), e.g. the
-    fraction of weights a stiffness cap acted on, and warnings the loop shows (as
+    task after `after_task`: numbers recorded with the run (events, store, JSON), e.g.
+    net2net's growths, and warnings the loop shows (as
     `LifelongWarning`) and records with the run."""
 
     values: dict[str, float] = dataclasses.field(default_factory=dict)
